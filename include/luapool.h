@@ -1,0 +1,125 @@
+/*
+** luapool: a pool of Lua 5.4 interpreter states for multi-threaded servers.
+**
+** One thread acquires a state, runs a request on it, and releases it; the pool resets the state
+** and hands it to the next caller.  Idle states live in small per-thread magazines and a
+** lock-free global free list; a watchdog thread closes surplus states and keeps spares ready.
+** See luapool(3) for the overview and doc/design.md for how it works.
+*/
+#ifndef LUAPOOL_H
+#define LUAPOOL_H
+
+#include <stdint.h>
+
+#include <lua.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct luapool luapool; /* opaque */
+
+/* Error codes: every function that can fail returns one of these (never exits the process). */
+enum {
+  LUAPOOL_OK = 0,
+  LUAPOOL_ETIMEDOUT = -1, /* no state became free in time (or the drain did not finish) */
+  LUAPOOL_ECLOSED = -2,   /* the pool is shut down */
+  LUAPOOL_ENOMEM = -3,    /* an allocation failed */
+  LUAPOOL_EINVAL = -4,    /* a bad argument or configuration */
+  LUAPOOL_EINIT = -5      /* creating a state failed: a library or on_create raised an error */
+};
+
+/* Standard libraries a state opens (luapool_config.libs). */
+enum {
+  LUAPOOL_LIB_BASE = 1 << 0,
+  LUAPOOL_LIB_PACKAGE = 1 << 1,
+  LUAPOOL_LIB_COROUTINE = 1 << 2,
+  LUAPOOL_LIB_TABLE = 1 << 3,
+  LUAPOOL_LIB_IO = 1 << 4,
+  LUAPOOL_LIB_OS = 1 << 5,
+  LUAPOOL_LIB_STRING = 1 << 6,
+  LUAPOOL_LIB_MATH = 1 << 7,
+  LUAPOOL_LIB_UTF8 = 1 << 8,
+  LUAPOOL_LIB_DEBUG = 1 << 9,
+  LUAPOOL_LIBS_SAFE = LUAPOOL_LIB_BASE | LUAPOOL_LIB_COROUTINE | LUAPOOL_LIB_TABLE |
+                      LUAPOOL_LIB_STRING | LUAPOOL_LIB_MATH | LUAPOOL_LIB_UTF8,
+  LUAPOOL_LIBS_ALL = LUAPOOL_LIB_BASE | LUAPOOL_LIB_PACKAGE | LUAPOOL_LIB_COROUTINE |
+                     LUAPOOL_LIB_TABLE | LUAPOOL_LIB_IO | LUAPOOL_LIB_OS | LUAPOOL_LIB_STRING |
+                     LUAPOOL_LIB_MATH | LUAPOOL_LIB_UTF8 | LUAPOOL_LIB_DEBUG
+};
+
+/* What luapool_release does to a state before the next caller gets it (luapool_config.reset). */
+enum {
+  LUAPOOL_RESET_FULL = 0, /* empty the stack, restore the globals, restart the collector */
+  LUAPOOL_RESET_STACK = 1 /* empty the stack only: the caller vouches for the rest */
+};
+
+/* Severity passed to luapool_config.log. */
+enum { LUAPOOL_LOG_ERROR = 0, LUAPOOL_LOG_WARN = 1 };
+
+/* luapool_config.version as set by luapool_config_init. */
+#define LUAPOOL_CONFIG_VERSION 1u
+
+/*
+** Pool configuration.  Always start from luapool_config_init(), then change the fields you need:
+** luapool_create refuses (LUAPOOL_EINVAL) a struct whose version luapool_config_init did not
+** set.  The struct has a fixed size (reserved space at the end): later versions of the library
+** take new fields from the reserved space, so a binary built against this header keeps working
+** with a newer library, and every new field defaults to zero meaning "the default".
+*/
+typedef struct luapool_config {
+  unsigned version;              /* LUAPOOL_CONFIG_VERSION; set by luapool_config_init */
+  unsigned max_states;           /* hard cap on live states; acquire waits beyond it; 0 = none */
+  unsigned max_idle;             /* the watchdog closes idle states beyond this many */
+  unsigned min_idle;             /* made ready at create, kept by the watchdog */
+  unsigned magazine_size;        /* idle states each thread caches; 0 = no per-thread cache */
+  unsigned watchdog_interval_ms; /* 0 = no watchdog thread: call luapool_maintain yourself */
+  unsigned libs;                 /* LUAPOOL_LIB_* bits; default LUAPOOL_LIBS_SAFE */
+  unsigned reset;                /* LUAPOOL_RESET_FULL (default) or LUAPOOL_RESET_STACK */
+  int (*on_create)(lua_State *L, void *ud); /* after the libraries: preload modules, host
+                                               functions; nonzero fails that creation */
+  void *on_create_ud;
+  void (*log)(void *ud, int level, const char *msg); /* NULL: "luapool: msg" on stderr */
+  void *log_ud;
+  void *reserved[24]; /* room for the fields of later versions; leave zero */
+} luapool_config;
+
+/*
+** Counters since luapool_create.  A snapshot: each counter is exact once the pool is quiet, and
+** may lag by the operations in flight while threads are working.
+*/
+typedef struct luapool_stats {
+  uint64_t created;       /* states created */
+  uint64_t closed;        /* states closed, for any reason */
+  uint64_t acquires;      /* successful luapool_acquire calls */
+  uint64_t releases;      /* luapool_release calls accepted */
+  uint64_t magazine_hits; /* acquires served from the calling thread's magazine */
+  uint64_t global_hits;   /* acquires served from the global free list */
+  uint64_t misses;        /* acquires served otherwise: a new state, one taken from another
+                             thread's magazine, or one that came after waiting */
+  uint64_t waits;         /* acquires that had to sleep */
+  uint64_t timeouts;      /* acquires that returned LUAPOOL_ETIMEDOUT */
+  uint64_t trimmed;       /* idle states the watchdog closed to keep max_idle */
+  uint64_t discarded;     /* states closed through luapool_discard */
+  uint64_t tainted;       /* states closed because reset could not restore them */
+  unsigned live;          /* created - closed */
+  unsigned idle;          /* held by no caller (in magazines or the global list) */
+  unsigned in_use;        /* live - idle */
+} luapool_stats;
+
+void luapool_config_init(luapool_config *cfg);
+int luapool_create(const luapool_config *cfg, luapool **out);
+int luapool_acquire(luapool *p, long timeout_ms, lua_State **out); /* 0: try; < 0: no limit */
+void luapool_release(luapool *p, lua_State *L); /* reset, then keep for reuse (or close) */
+void luapool_discard(luapool *p, lua_State *L); /* close it: the caller knows it is spoiled */
+void luapool_stats_get(luapool *p, luapool_stats *out);
+int luapool_maintain(luapool *p); /* one watchdog pass now, on the calling thread */
+int luapool_shutdown(luapool *p, long drain_timeout_ms); /* < 0: no limit */
+void luapool_destroy(luapool *p);
+const char *luapool_strerror(int err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LUAPOOL_H */

@@ -1,0 +1,64 @@
+/*
+** freelist.c: the pool's Treiber stacks of slots, over ConcurrencyKit's ck_stack.
+**
+** Why this use of ck_stack is safe (the whole argument is in doc/design.md):
+** - Alignment: ck_stack_pop_mpmc swaps {head, generation} with a 16-byte CAS (cmpxchg16b on
+**   x86-64), which faults on a misaligned operand; lp_freelist aligns the stack to a cache line.
+** - Memory safety: a pop reads head->next of an entry that another thread may have popped in the
+**   meantime.  Entries are slots, and slots are freed only by luapool_destroy, so that read
+**   always hits valid memory; its possibly stale value is discarded by the failing CAS.
+** - ABA: every pop_mpmc bumps the generation in the same CAS that moves head, so a head that was
+**   popped and pushed back no longer matches.  Pushes need no generation: a push's CAS succeeds
+**   only if head is what its entry->next says.  ck 0.7.1's batch_pop_mpmc swaps head alone and
+**   is not ABA-safe against a concurrent pop_mpmc; it is used only on the close list, which
+**   nobody pops with pop_mpmc.
+** - Ordering: push writes entry->next and fences stores before its CAS; pop fences loads after
+**   reading head.  Together with the CAS (a full barrier on x86) they order the releasing
+**   thread's writes to the Lua state before the acquiring thread's reads.
+**
+** ThreadSanitizer cannot see ck_pr's inline-assembly atomics, and pop's read of entry->next
+** races with a re-push by design.  In a TSan build this file is compiled uninstrumented and
+** tells TSan about each hand-off instead (LP_TSAN_ANNOTATE, set by configure).
+*/
+#include "internal.h"
+
+#ifdef LP_TSAN_ANNOTATE
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+#define LP_TSAN_RELEASE(s) __tsan_release(s)
+#define LP_TSAN_ACQUIRE(s) __tsan_acquire(s)
+#else
+#define LP_TSAN_RELEASE(s) ((void)(s))
+#define LP_TSAN_ACQUIRE(s) ((void)(s))
+#endif
+
+void lp_freelist_init(lp_freelist *f) {
+  ck_stack_init(&f->stack);
+}
+
+/* Any thread.  Publishes everything the caller wrote to the slot and its state. */
+void lp_freelist_push_mpmc(lp_freelist *f, lp_slot *s) {
+  LP_TSAN_RELEASE(s);
+  ck_stack_push_mpmc(&f->stack, &s->entry);
+}
+
+/* Any thread, concurrently with pushes and other pop_mpmc calls. */
+lp_slot *lp_freelist_pop_mpmc(lp_freelist *f) {
+  ck_stack_entry_t *e = ck_stack_pop_mpmc(&f->stack);
+  if (e == NULL)
+    return NULL;
+  LP_TSAN_ACQUIRE(LP_SLOT_OF_ENTRY(e));
+  return LP_SLOT_OF_ENTRY(e);
+}
+
+/*
+** One consumer at a time (the maintenance pass holds pool.maintain_mutex), concurrent pushes.
+** Never mix with pop_mpmc on the same list: batch pop is not ABA-safe against it (ck 0.7.1).
+** Returns the chain of slots linked through entry.next, each annotated as acquired.
+*/
+lp_slot *lp_freelist_pop_all_spmc(lp_freelist *f) {
+  ck_stack_entry_t *e = ck_stack_batch_pop_mpmc(&f->stack);
+  for (ck_stack_entry_t *it = e; it != NULL; it = it->next)
+    LP_TSAN_ACQUIRE(LP_SLOT_OF_ENTRY(it));
+  return e == NULL ? NULL : LP_SLOT_OF_ENTRY(e);
+}

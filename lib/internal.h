@@ -1,0 +1,265 @@
+/*
+** luapool internals, shared by the files of lib/.  Nothing here is part of the public API.
+**
+** Prefixes: lp_slot_ (slot arena, slot.c), lp_state_ (creating and closing Lua states,
+** state.c), lp_freelist_ (the ck_stack wrappers, freelist.c), lp_local_ and lp_mag_ (per-thread
+** magazines and counters, magazine.c), lp_reset_ (reset.c), lp_watchdog_ (watchdog.c),
+** lp_stats_ (stats.c), lp_log (pool.c).
+*/
+#ifndef LUAPOOL_INTERNAL_H
+#define LUAPOOL_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ck_stack.h>
+
+#include "luapool.h"
+
+#define LP_CACHELINE 64
+#define LP_MAGAZINE_MAX 64 /* largest magazine_size accepted */
+
+/* Slot states (lp_slot.state). */
+enum {
+  LP_SLOT_EMPTY = 0, /* no Lua state; on the spare list or being filled */
+  LP_SLOT_IDLE,      /* in a magazine or on the global free list */
+  LP_SLOT_OUT,       /* held by a caller */
+  LP_SLOT_CLOSING    /* on the close list, waiting for the watchdog */
+};
+
+/*
+** A slot: the pool's bookkeeping for one Lua state.  Slots live in chunks that are freed only by
+** luapool_destroy, so a ck_stack pop may read entry.next of a slot another thread already took
+** (the reason ck_stack_pop_mpmc is memory-safe here).  A slot is reused for a new state after
+** its state is closed.  The state's extra space (lua_getextraspace) points back to its slot.
+*/
+typedef struct lp_slot {
+  _Alignas(LP_CACHELINE) ck_stack_entry_t entry; /* first member: the lists' link.  A line per
+                            slot: release writes state, and neighbours belong to other threads */
+  _Atomic(lua_State *) L;   /* atomic: read by luapool_release's check on any thread */
+  _Atomic int state;        /* LP_SLOT_* */
+  struct lp_slot *spare;    /* spare list link, under pool.slot_mutex */
+} lp_slot;
+
+#define LP_SLOT_OF_ENTRY(e) ((lp_slot *)(void *)(e))
+
+typedef struct lp_chunk {
+  struct lp_chunk *next;
+  size_t n;
+  lp_slot slots[];
+} lp_chunk;
+
+/* A ck_stack Treiber stack of slots; 16-byte alignment for cmpxchg16b, a line of its own. */
+typedef struct lp_freelist {
+  _Alignas(LP_CACHELINE) ck_stack_t stack;
+} lp_freelist;
+
+/* Counters kept per thread (lp_local) and merged on read. */
+enum {
+  LP_C_ACQUIRES,
+  LP_C_RELEASES,
+  LP_C_DISCARDS,
+  LP_C_MAGAZINE_HITS,
+  LP_C_GLOBAL_HITS,
+  LP_C_MISSES,
+  LP_C_WAITS,
+  LP_C_TIMEOUTS,
+  LP_C_COUNT
+};
+
+typedef struct lp_counters {
+  _Atomic uint64_t c[LP_C_COUNT];
+} lp_counters;
+
+/*
+** One thread's cache for one pool: its magazine and its counters.  Only the owner thread fills
+** magazine entries and writes the counters; any thread holding pool.local_mutex may empty an
+** entry with an atomic exchange (stealing, trimming), and read the counters.
+*/
+typedef struct lp_local {
+  lp_counters counters;
+  struct lp_local *next, *prev; /* pool.locals, under pool.local_mutex */
+  uint64_t last_acquires;       /* the maintenance pass's view, to spot quiet threads */
+  unsigned size;                /* magazine entries */
+  unsigned top;                 /* owner only: entries at index >= top are empty */
+  _Atomic(lp_slot *) mag[];     /* size entries */
+} lp_local;
+
+struct luapool {
+  /* Read-mostly: the configuration and identity, shared by every thread without writes. */
+  luapool_config cfg;
+  uint64_t serial; /* unique for the process's life: tells a live pool from a reused address */
+  struct luapool *next_pool; /* the process's list of live pools, under lp_pools_lock */
+
+  /* The global free list of idle states, and states waiting for the watchdog to close them. */
+  lp_freelist idle;
+  lp_freelist closing;
+
+  /* Written on the slow paths only. */
+  _Alignas(LP_CACHELINE) _Atomic int closed; /* set by luapool_shutdown */
+  _Atomic unsigned waiters;                  /* acquires asleep or about to sleep */
+  _Atomic unsigned live;      /* states existing or being created: max_states counts these */
+  _Atomic uint64_t created, closed_count, trimmed, discarded, tainted;
+  lp_counters retired;        /* counters of exited threads and of threads with no lp_local */
+
+  pthread_mutex_t wait_mutex; /* with wait_cond: acquires asleep; also luapool_shutdown's drain */
+  pthread_cond_t wait_cond;
+  pthread_cond_t drain_cond;
+
+  pthread_mutex_t local_mutex; /* the locals list */
+  lp_local *locals;
+
+  pthread_mutex_t slot_mutex; /* slot arena growth and the spare list */
+  _Atomic(lp_chunk *) chunks; /* read without the lock by lp_slot_check */
+  size_t nslots;
+  lp_slot *spare;
+
+  pthread_mutex_t maintain_mutex; /* one maintenance pass at a time */
+
+  pthread_mutex_t wd_mutex; /* the watchdog thread's sleep */
+  pthread_cond_t wd_cond;
+  bool wd_running, wd_stop, wd_kick;
+  pthread_t wd_thread;
+  bool shut; /* luapool_shutdown has run (under maintain_mutex) */
+};
+
+/* pool.c */
+void lp_log(luapool *p, int level, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+void lp_wake_waiter(luapool *p);
+int lp_timed_wait(pthread_cond_t *cond, pthread_mutex_t *mutex, const struct timespec *deadline);
+void lp_deadline(struct timespec *ts, long ms);
+
+/* slot.c */
+int lp_slot_init(luapool *p);
+void lp_slot_fini(luapool *p);
+lp_slot *lp_slot_alloc(luapool *p);
+void lp_slot_free(luapool *p, lp_slot *s);
+lp_slot *lp_slot_check(luapool *p, lua_State *L);
+lp_slot *lp_slot_of(lua_State *L);
+
+/* state.c */
+int lp_state_new(luapool *p, lp_slot **out);
+void lp_state_close(luapool *p, lp_slot *s);
+bool lp_live_reserve(luapool *p);
+void lp_live_unreserve(luapool *p);
+
+/* freelist.c */
+void lp_freelist_init(lp_freelist *f);
+void lp_freelist_push_mpmc(lp_freelist *f, lp_slot *s);
+lp_slot *lp_freelist_pop_mpmc(lp_freelist *f);
+lp_slot *lp_freelist_pop_all_spmc(lp_freelist *f);
+
+/* magazine.c (the fast path is inline, below) */
+lp_local *lp_local_get_slow(luapool *p);
+lp_slot *lp_mag_steal_locked(luapool *p, bool quiet_only);
+void lp_local_register_pool(luapool *p);
+void lp_local_forget_pool(luapool *p);
+
+/* reset.c */
+int lp_reset_prepare(lua_State *L);
+int lp_reset(lua_State *L, unsigned mode);
+
+/* stats.c */
+void lp_stats_sum_locked(luapool *p, uint64_t sums[LP_C_COUNT]);
+unsigned lp_stats_in_use(luapool *p);
+void lp_stats_fill(luapool *p, luapool_stats *out);
+
+/* watchdog.c */
+int lp_watchdog_start(luapool *p);
+void lp_watchdog_stop(luapool *p);
+void lp_watchdog_kick(luapool *p);
+void lp_maintain_pass(luapool *p);
+void lp_close_all_idle(luapool *p);
+
+static inline uint64_t lp_counter_read(_Atomic uint64_t *c) {
+  /* acquire: a count seen implies the state movement made before it (see lp_local_count) */
+  return atomic_load_explicit(c, memory_order_acquire);
+}
+
+/* ---- the magazine fast path (magazine.c has the rest and the argument) ------------------ */
+
+#define LP_TLS_POOLS 8 /* pools a thread keeps magazines for at once */
+
+typedef struct lp_tls_entry {
+  luapool *pool;
+  uint64_t serial;
+  lp_local *local;
+} lp_tls_entry;
+
+typedef struct lp_tls {
+  lp_tls_entry e[LP_TLS_POOLS]; /* e[0] is the pool used last */
+} lp_tls;
+
+/*
+** The calling thread's table, allocated on its first use of any pool.  initial-exec: a plain
+** %fs-relative load instead of a __tls_get_addr call (which cost ~40% of a magazine hit); it
+** takes 8 bytes of static TLS, which glibc reserves room for even in a dlopen()ed library.
+*/
+extern _Thread_local lp_tls *lp_tls_self __attribute__((tls_model("initial-exec")));
+
+/* The calling thread's lp_local for p; NULL if it cannot have one (the pool's counters serve). */
+static inline lp_local *lp_local_get(luapool *p) {
+  lp_tls *t = lp_tls_self;
+  if (t != NULL && t->e[0].pool == p && t->e[0].serial == p->serial)
+    return t->e[0].local;
+  return lp_local_get_slow(p);
+}
+
+/*
+** Counts one event for the calling thread.  The owner is the only writer, so a load and a
+** store do (no atomic read-modify-write); release, so that a reader who sees the count sees the
+** state movement the thread made before counting it (luapool_shutdown's drain relies on it).
+*/
+static inline void lp_local_count(luapool *p, lp_local *l, int counter) {
+  if (l != NULL) {
+    _Atomic uint64_t *c = &l->counters.c[counter];
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                          memory_order_release);
+  } else {
+    atomic_fetch_add_explicit(&p->retired.c[counter], 1, memory_order_release);
+  }
+}
+
+/* Owner only.  Takes the most recently cached state; entries stolen meanwhile read as NULL. */
+static inline lp_slot *lp_mag_pop(lp_local *l) {
+  while (l->top > 0) {
+    l->top--;
+    if (atomic_load_explicit(&l->mag[l->top], memory_order_relaxed) == NULL)
+      continue; /* stolen: stealers only empty entries */
+    lp_slot *s = atomic_exchange_explicit(&l->mag[l->top], NULL, memory_order_acquire);
+    if (s != NULL)
+      return s;
+  }
+  return NULL;
+}
+
+/*
+** Owner only.  Caches s; false when the magazine is full.  The exchange is seq_cst: the caller
+** then loads pool.waiters (seq_cst), and a waiter raises waiters (seq_cst) before it scans the
+** magazines, so either the waiter finds s or the caller sees the waiter and wakes it.  It also
+** publishes the reset state to whoever takes the entry (a stealer's exchange reads it).
+*/
+static inline bool lp_mag_push(lp_local *l, lp_slot *s) {
+  unsigned i = l->top;
+  if (i == l->size) {
+    /* full up to top, but stealers may have left holes below */
+    for (i = 0; i < l->size; i++)
+      if (atomic_load_explicit(&l->mag[i], memory_order_relaxed) == NULL)
+        break;
+    if (i == l->size)
+      return false;
+  } else {
+    l->top++;
+  }
+  atomic_exchange_explicit(&l->mag[i], s, memory_order_seq_cst);
+  return true;
+}
+
+#endif /* LUAPOOL_INTERNAL_H */

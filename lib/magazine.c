@@ -1,0 +1,220 @@
+/*
+** magazine.c: per-thread magazines and counters (lp_local), found through thread-local storage.
+**
+** The fast path (lp_local_get's first probe, lp_mag_pop, lp_mag_push, lp_local_count) touches
+** only the calling thread's lp_local: no lock, no write to a shared line.  The magazine is an
+** array of atomic slot pointers.  Only the owner thread fills entries; the owner and, under
+** pool.local_mutex, stealers (waiting acquires, the maintenance pass, shutdown) empty them with an
+** atomic exchange, so each idle state is taken exactly once.  Because stealers only ever empty
+** entries, the owner knows that every entry at index >= top is empty without looking.
+**
+** Each thread keeps a small table of (pool, serial, lp_local) for the pools it uses.  A
+** pthread key's destructor gives a exiting thread's magazines back to their pools; the process's
+** list of live pools (under lp_pools_lock) tells it which pools still exist, so a pool destroyed
+** first is never touched.
+*/
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+_Thread_local lp_tls *lp_tls_self __attribute__((tls_model("initial-exec")));
+
+static pthread_mutex_t lp_pools_lock = PTHREAD_MUTEX_INITIALIZER;
+static luapool *lp_pools; /* live pools, under lp_pools_lock */
+static uint64_t lp_pools_serial; /* under lp_pools_lock */
+static pthread_key_t lp_tls_key;
+static pthread_once_t lp_tls_once = PTHREAD_ONCE_INIT;
+static int lp_tls_key_rc;
+
+static bool pool_is_live_locked(luapool *p, uint64_t serial) {
+  for (luapool *it = lp_pools; it != NULL; it = it->next_pool)
+    if (it == p && it->serial == serial)
+      return true;
+  return false;
+}
+
+/* Flushes a magazine into the global list, folds the counters into pool.retired, frees l. */
+static void local_retire(luapool *p, lp_local *l) {
+  pthread_mutex_lock(&p->local_mutex);
+  bool gave = false;
+  for (unsigned i = 0; i < l->size; i++) {
+    lp_slot *s = atomic_exchange_explicit(&l->mag[i], NULL, memory_order_acq_rel);
+    if (s != NULL) {
+      lp_freelist_push_mpmc(&p->idle, s);
+      gave = true;
+    }
+  }
+  for (int c = 0; c < LP_C_COUNT; c++)
+    atomic_fetch_add_explicit(&p->retired.c[c], lp_counter_read(&l->counters.c[c]),
+                              memory_order_release);
+  if (l->prev != NULL)
+    l->prev->next = l->next;
+  else
+    p->locals = l->next;
+  if (l->next != NULL)
+    l->next->prev = l->prev;
+  pthread_mutex_unlock(&p->local_mutex);
+  free(l);
+  if (gave) {
+    /* seq_cst fence, then load waiters: pairs with the waiter's seq_cst increment (pool.c) */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&p->waiters, memory_order_seq_cst) != 0)
+      lp_wake_waiter(p);
+  }
+}
+
+/* The thread is exiting: give every magazine of a still-live pool back to it. */
+static void tls_destructor(void *arg) {
+  lp_tls *t = arg;
+  pthread_mutex_lock(&lp_pools_lock);
+  for (int i = 0; i < LP_TLS_POOLS; i++) {
+    lp_tls_entry *e = &t->e[i];
+    if (e->local != NULL && pool_is_live_locked(e->pool, e->serial))
+      local_retire(e->pool, e->local); /* the pool cannot be destroyed while we hold the lock */
+    memset(e, 0, sizeof *e);
+  }
+  pthread_mutex_unlock(&lp_pools_lock);
+  lp_tls_self = NULL;
+  free(t);
+}
+
+static void tls_key_create(void) {
+  lp_tls_key_rc = pthread_key_create(&lp_tls_key, tls_destructor);
+}
+
+/* The calling thread's table, made on its first use of any pool; NULL if out of memory. */
+static lp_tls *tls_self(void) {
+  if (lp_tls_self != NULL)
+    return lp_tls_self;
+  pthread_once(&lp_tls_once, tls_key_create);
+  if (lp_tls_key_rc != 0)
+    return NULL;
+  lp_tls *t = calloc(1, sizeof *t);
+  if (t == NULL)
+    return NULL;
+  if (pthread_setspecific(lp_tls_key, t) != 0) { /* arms the exit destructor */
+    free(t);
+    return NULL;
+  }
+  lp_tls_self = t;
+  return t;
+}
+
+static lp_local *local_new(luapool *p) {
+  size_t bytes = sizeof(lp_local) + p->cfg.magazine_size * sizeof(_Atomic(lp_slot *));
+  bytes = (bytes + LP_CACHELINE - 1) / LP_CACHELINE * LP_CACHELINE; /* no false sharing */
+  lp_local *l = aligned_alloc(LP_CACHELINE, bytes);
+  if (l == NULL)
+    return NULL;
+  memset(l, 0, bytes);
+  for (int c = 0; c < LP_C_COUNT; c++)
+    atomic_init(&l->counters.c[c], 0);
+  l->size = p->cfg.magazine_size;
+  for (unsigned i = 0; i < l->size; i++)
+    atomic_init(&l->mag[i], NULL);
+  pthread_mutex_lock(&p->local_mutex);
+  l->prev = NULL;
+  l->next = p->locals;
+  if (p->locals != NULL)
+    p->locals->prev = l;
+  p->locals = l;
+  pthread_mutex_unlock(&p->local_mutex);
+  return l;
+}
+
+/* Moves entry i to the front, where lp_local_get looks first. */
+static lp_local *tls_front(lp_tls *t, int i) {
+  lp_tls_entry e = t->e[i];
+  memmove(&t->e[1], &t->e[0], (size_t)i * sizeof e);
+  t->e[0] = e;
+  return e.local;
+}
+
+/*
+** Past the first probe: p further down the table, or p's first use by this thread.  Entries of
+** destroyed pools are recycled (their lp_local was freed by luapool_destroy).
+*/
+lp_local *lp_local_get_slow(luapool *p) {
+  lp_tls *t = tls_self();
+  if (t == NULL)
+    return NULL;
+  for (int i = 1; i < LP_TLS_POOLS; i++)
+    if (t->e[i].pool == p && t->e[i].serial == p->serial)
+      return tls_front(t, i);
+  int free_entry = -1;
+  pthread_mutex_lock(&lp_pools_lock);
+  for (int i = LP_TLS_POOLS - 1; i >= 0 && free_entry < 0; i--) {
+    if (t->e[i].local == NULL || !pool_is_live_locked(t->e[i].pool, t->e[i].serial)) {
+      memset(&t->e[i], 0, sizeof t->e[i]);
+      free_entry = i;
+    }
+  }
+  pthread_mutex_unlock(&lp_pools_lock);
+  if (free_entry < 0)
+    return NULL; /* this thread uses too many pools at once: no magazine for this one */
+  lp_local *l = local_new(p);
+  if (l == NULL)
+    return NULL;
+  t->e[free_entry] = (lp_tls_entry){p, p->serial, l};
+  return tls_front(t, free_entry);
+}
+
+/*
+** Under pool.local_mutex.  Takes one idle state from any thread's magazine, or only from threads
+** that made no acquire since the last maintenance pass (quiet_only).
+*/
+lp_slot *lp_mag_steal_locked(luapool *p, bool quiet_only) {
+  for (lp_local *l = p->locals; l != NULL; l = l->next) {
+    if (quiet_only &&
+        lp_counter_read(&l->counters.c[LP_C_ACQUIRES]) != l->last_acquires)
+      continue;
+    for (unsigned i = 0; i < l->size; i++) {
+      if (atomic_load_explicit(&l->mag[i], memory_order_relaxed) == NULL)
+        continue;
+      lp_slot *s = atomic_exchange_explicit(&l->mag[i], NULL, memory_order_seq_cst);
+      if (s != NULL)
+        return s;
+    }
+  }
+  return NULL;
+}
+
+/* luapool_create: gives p its serial and enters it in the list of live pools. */
+void lp_local_register_pool(luapool *p) {
+  pthread_mutex_lock(&lp_pools_lock);
+  p->serial = ++lp_pools_serial;
+  p->next_pool = lp_pools;
+  lp_pools = p;
+  pthread_mutex_unlock(&lp_pools_lock);
+}
+
+/*
+** luapool_destroy: frees every lp_local of p (their states were closed already).  Thread tables
+** that still name p are ignored from now on: p's serial leaves the live list first.
+*/
+void lp_local_forget_pool(luapool *p) {
+  pthread_mutex_lock(&lp_pools_lock);
+  for (luapool **it = &lp_pools; *it != NULL; it = &(*it)->next_pool) {
+    if (*it == p) {
+      *it = p->next_pool;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&lp_pools_lock);
+  /* The calling thread's own table may name p: clear it so a new pool at p's address with a
+     new serial is not confused (the serial check would catch it anyway). */
+  lp_tls *t = lp_tls_self;
+  for (int i = 0; t != NULL && i < LP_TLS_POOLS; i++)
+    if (t->e[i].pool == p)
+      memset(&t->e[i], 0, sizeof t->e[i]);
+  pthread_mutex_lock(&p->local_mutex);
+  lp_local *l = p->locals;
+  p->locals = NULL;
+  pthread_mutex_unlock(&p->local_mutex);
+  while (l != NULL) {
+    lp_local *next = l->next;
+    free(l);
+    l = next;
+  }
+}

@@ -1,0 +1,126 @@
+/*
+** state.c: creating and closing the pool's Lua states, and the max_states reservation.
+*/
+#include <lauxlib.h>
+#include <lualib.h>
+
+#include "internal.h"
+
+static const struct {
+  unsigned bit;
+  const char *name;
+  lua_CFunction open;
+} lp_libs[] = {
+    {LUAPOOL_LIB_BASE, LUA_GNAME, luaopen_base},
+    {LUAPOOL_LIB_PACKAGE, LUA_LOADLIBNAME, luaopen_package},
+    {LUAPOOL_LIB_COROUTINE, LUA_COLIBNAME, luaopen_coroutine},
+    {LUAPOOL_LIB_TABLE, LUA_TABLIBNAME, luaopen_table},
+    {LUAPOOL_LIB_IO, LUA_IOLIBNAME, luaopen_io},
+    {LUAPOOL_LIB_OS, LUA_OSLIBNAME, luaopen_os},
+    {LUAPOOL_LIB_STRING, LUA_STRLIBNAME, luaopen_string},
+    {LUAPOOL_LIB_MATH, LUA_MATHLIBNAME, luaopen_math},
+    {LUAPOOL_LIB_UTF8, LUA_UTF8LIBNAME, luaopen_utf8},
+    {LUAPOOL_LIB_DEBUG, LUA_DBLIBNAME, luaopen_debug},
+};
+
+typedef struct lp_init_args {
+  const luapool_config *cfg;
+  int on_create_rc;
+} lp_init_args;
+
+/* Runs protected: a Lua error here (memory, or raised by on_create) fails the creation. */
+static int state_init(lua_State *L) {
+  lp_init_args *a = lua_touserdata(L, 1);
+  lua_settop(L, 0);
+  for (size_t i = 0; i < sizeof lp_libs / sizeof lp_libs[0]; i++) {
+    if (a->cfg->libs & lp_libs[i].bit) {
+      luaL_requiref(L, lp_libs[i].name, lp_libs[i].open, 1);
+      lua_pop(L, 1);
+    }
+  }
+  if (a->cfg->on_create != NULL) {
+    a->on_create_rc = a->cfg->on_create(L, a->cfg->on_create_ud);
+    if (a->on_create_rc != 0)
+      return 0;
+  }
+  lua_settop(L, 0);
+  return lp_reset_prepare(L);
+}
+
+/*
+** Creates a state into a fresh slot.  The caller holds a max_states reservation (lp_live_reserve)
+** and keeps it on success; on failure the reservation is the caller's to return.
+*/
+int lp_state_new(luapool *p, lp_slot **out) {
+  lp_slot *s = lp_slot_alloc(p);
+  if (s == NULL)
+    return LUAPOOL_ENOMEM;
+  lua_State *L = luaL_newstate();
+  if (L == NULL) {
+    lp_slot_free(p, s);
+    lp_log(p, LUAPOOL_LOG_ERROR, "cannot create a Lua state: out of memory");
+    return LUAPOOL_ENOMEM;
+  }
+  *(lp_slot **)lua_getextraspace(L) = s;
+
+  lp_init_args a = {&p->cfg, 0};
+  lua_pushcfunction(L, state_init);
+  lua_pushlightuserdata(L, &a);
+  int status = lua_pcall(L, 1, 0, 0);
+  int rc = LUAPOOL_OK;
+  if (status != LUA_OK) {
+    const char *msg = lua_tostring(L, -1);
+    lp_log(p, LUAPOOL_LOG_ERROR, "cannot create a Lua state: %s",
+           msg != NULL ? msg : "(error object is not a string)");
+    rc = status == LUA_ERRMEM ? LUAPOOL_ENOMEM : LUAPOOL_EINIT;
+  } else if (a.on_create_rc != 0) {
+    lp_log(p, LUAPOOL_LOG_ERROR, "cannot create a Lua state: on_create returned %d",
+           a.on_create_rc);
+    rc = LUAPOOL_EINIT;
+  }
+  if (rc != LUAPOOL_OK) {
+    lua_close(L);
+    lp_slot_free(p, s);
+    return rc;
+  }
+  lua_settop(L, 0);
+  atomic_store_explicit(&s->L, L, memory_order_relaxed);
+  atomic_fetch_add_explicit(&p->created, 1, memory_order_relaxed);
+  *out = s;
+  return LUAPOOL_OK;
+}
+
+/*
+** Closes the state of a slot nobody else can reach (popped from a list, or checked out by the
+** caller), returns the slot to the spare list and the reservation to max_states, and wakes a
+** waiter, which may now create a state.
+*/
+void lp_state_close(luapool *p, lp_slot *s) {
+  lua_close(atomic_load_explicit(&s->L, memory_order_relaxed));
+  lp_slot_free(p, s);
+  atomic_fetch_add_explicit(&p->closed_count, 1, memory_order_relaxed);
+  lp_live_unreserve(p);
+}
+
+/* Claims room for one more live state under max_states.  Any thread. */
+bool lp_live_reserve(luapool *p) {
+  unsigned max = p->cfg.max_states;
+  unsigned n = atomic_load_explicit(&p->live, memory_order_relaxed);
+  do {
+    if (max != 0 && n >= max)
+      return false;
+  } while (!atomic_compare_exchange_weak_explicit(&p->live, &n, n + 1, memory_order_seq_cst,
+                                                  memory_order_relaxed));
+  return true;
+}
+
+/*
+** Returns a reservation.  seq_cst, then a seq_cst load of waiters: an acquire that is about to
+** sleep has raised waiters (seq_cst) before it tries lp_live_reserve, so either it sees the room
+** or this sees it waiting and wakes it.
+*/
+void lp_live_unreserve(luapool *p) {
+  atomic_fetch_sub_explicit(&p->live, 1, memory_order_seq_cst);
+  if (atomic_load_explicit(&p->waiters, memory_order_seq_cst) != 0)
+    lp_wake_waiter(p);
+}

@@ -1,0 +1,430 @@
+/* Concurrency: the cap, cross-thread release, thread exit, stealing, waking, and a stress run. */
+#include <semaphore.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+static void start(pthread_t *t, void *(*fn)(void *), void *arg) {
+  ck_assert_int_eq(pthread_create(t, NULL, fn, arg), 0);
+}
+
+static void join(pthread_t t) {
+  ck_assert_int_eq(pthread_join(t, NULL), 0);
+}
+
+/* ---- the cap holds with many threads ------------------------------------------------------ */
+
+typedef struct cap_run {
+  luapool *p;
+  atomic_int holders, max_holders;
+  atomic_int errors;
+} cap_run;
+
+static void *cap_worker(void *arg) {
+  cap_run *r = arg;
+  for (int i = 0; i < 300; i++) {
+    lua_State *L;
+    if (luapool_acquire(r->p, -1, &L) != LUAPOOL_OK) {
+      atomic_fetch_add(&r->errors, 1);
+      continue;
+    }
+    int now = atomic_fetch_add(&r->holders, 1) + 1;
+    int max = atomic_load(&r->max_holders);
+    while (now > max && !atomic_compare_exchange_weak(&r->max_holders, &max, now)) {
+    }
+    if (i % 7 == 0)
+      sched_yield(); /* hold it a little, so that others must wait */
+    atomic_fetch_sub(&r->holders, 1);
+    luapool_release(r->p, L);
+  }
+  return NULL;
+}
+
+START_TEST(the_cap_holds_with_many_threads) {
+  luapool_config cfg;
+  util_config(&cfg);
+  cfg.max_states = 3;
+  cap_run r = {.p = util_pool(&cfg)};
+  pthread_t t[8];
+  for (int i = 0; i < 8; i++)
+    start(&t[i], cap_worker, &r);
+  for (int i = 0; i < 8; i++)
+    join(t[i]);
+  ck_assert_int_eq(atomic_load(&r.errors), 0);
+  ck_assert_int_le(atomic_load(&r.max_holders), 3);
+  luapool_stats s = util_stats(r.p);
+  ck_assert_uint_le(s.created, 3);
+  ck_assert_uint_eq(s.acquires, 8 * 300);
+  ck_assert_uint_eq(s.releases, 8 * 300);
+  ck_assert_uint_eq(s.in_use, 0);
+  luapool_destroy(r.p);
+}
+END_TEST
+
+/* ---- cross-thread release ----------------------------------------------------------------- */
+
+typedef struct handoff {
+  luapool *p;
+  lua_State *L;
+  lua_State *again;
+} handoff;
+
+static void *release_elsewhere(void *arg) {
+  handoff *h = arg;
+  util_run(h->L, "assert(shared == 'from the acquirer')"); /* sees the acquirer's writes */
+  luapool_release(h->p, h->L);
+  /* The state went to this thread's magazine: this thread gets it back without a miss. */
+  ck_assert_int_eq(luapool_acquire(h->p, 0, &h->again), LUAPOOL_OK);
+  luapool_release(h->p, h->again);
+  return NULL;
+}
+
+START_TEST(a_state_may_be_released_on_another_thread) {
+  luapool_config cfg;
+  util_config(&cfg);
+  handoff h = {.p = util_pool(&cfg)};
+  ck_assert_int_eq(luapool_acquire(h.p, 0, &h.L), LUAPOOL_OK);
+  util_run(h.L, "shared = 'from the acquirer'");
+  pthread_t t;
+  start(&t, release_elsewhere, &h);
+  join(t);
+  ck_assert_ptr_eq(h.again, h.L);
+  luapool_stats s = util_stats(h.p);
+  ck_assert_uint_eq(s.created, 1);
+  ck_assert_uint_eq(s.releases, 2);
+  ck_assert_uint_eq(s.magazine_hits, 1);
+  ck_assert_uint_eq(s.in_use, 0);
+  luapool_destroy(h.p);
+}
+END_TEST
+
+/* ---- an exiting thread's states come back -------------------------------------------------- */
+
+static void *cache_three_and_exit(void *arg) {
+  luapool *p = arg;
+  lua_State *L[3];
+  for (int i = 0; i < 3; i++)
+    ck_assert_int_eq(luapool_acquire(p, 0, &L[i]), LUAPOOL_OK);
+  for (int i = 0; i < 3; i++)
+    luapool_release(p, L[i]); /* into this thread's magazine (size 4) */
+  return NULL;
+}
+
+START_TEST(an_exiting_thread_gives_its_magazine_back) {
+  luapool_config cfg;
+  util_config(&cfg);
+  cfg.max_states = 3;
+  luapool *p = util_pool(&cfg);
+  pthread_t t;
+  start(&t, cache_three_and_exit, p);
+  join(t);
+  luapool_stats s = util_stats(p);
+  ck_assert_uint_eq(s.idle, 3);
+  ck_assert_uint_eq(s.acquires, 3); /* the exited thread's counts are kept */
+  lua_State *L[3];
+  for (int i = 0; i < 3; i++)
+    ck_assert_int_eq(luapool_acquire(p, 0, &L[i]), LUAPOOL_OK);
+  s = util_stats(p);
+  ck_assert_uint_eq(s.global_hits, 3); /* from the global list, where the exit put them */
+  ck_assert_uint_eq(s.created, 3);
+  for (int i = 0; i < 3; i++)
+    luapool_release(p, L[i]);
+  luapool_destroy(p);
+}
+END_TEST
+
+/* ---- states in an idle thread's magazine reach a waiter ------------------------------------ */
+
+typedef struct idle_owner {
+  luapool *p;
+  sem_t cached, done;
+  lua_State *L[2];
+} idle_owner;
+
+/* Caches two states, then sleeps without touching the pool until told to go on. */
+static void *cache_two_then_idle(void *arg) {
+  idle_owner *o = arg;
+  for (int i = 0; i < 2; i++)
+    ck_assert_int_eq(luapool_acquire(o->p, 0, &o->L[i]), LUAPOOL_OK);
+  for (int i = 0; i < 2; i++)
+    luapool_release(o->p, o->L[i]);
+  sem_post(&o->cached);
+  sem_wait(&o->done);
+  return NULL;
+}
+
+START_TEST(states_in_an_idle_threads_magazine_reach_a_waiter) {
+  luapool_config cfg;
+  util_config(&cfg); /* no watchdog: the acquire itself must find them */
+  cfg.max_states = 2;
+  idle_owner o = {.p = util_pool(&cfg)};
+  sem_init(&o.cached, 0, 0);
+  sem_init(&o.done, 0, 0);
+  pthread_t t;
+  start(&t, cache_two_then_idle, &o);
+  sem_wait(&o.cached);
+  /* Both states sit in the other thread's magazine and the cap is reached. */
+  lua_State *a, *b, *c;
+  ck_assert_int_eq(luapool_acquire(o.p, 0, &a), LUAPOOL_OK);
+  ck_assert_int_eq(luapool_acquire(o.p, -1, &b), LUAPOOL_OK);
+  ck_assert_int_eq(luapool_acquire(o.p, 0, &c), LUAPOOL_ETIMEDOUT);
+  ck_assert(a != b && (a == o.L[0] || a == o.L[1]) && (b == o.L[0] || b == o.L[1]));
+  ck_assert_uint_eq(util_stats(o.p).created, 2);
+  luapool_release(o.p, a);
+  luapool_release(o.p, b);
+  sem_post(&o.done);
+  join(t);
+  luapool_destroy(o.p);
+}
+END_TEST
+
+/* ---- a release wakes a waiter; shutdown wakes waiters with ECLOSED ------------------------ */
+
+typedef struct waiter {
+  luapool *p;
+  long timeout_ms;
+  int rc;
+  lua_State *L;
+} waiter;
+
+static void *wait_for_state(void *arg) {
+  waiter *w = arg;
+  w->rc = luapool_acquire(w->p, w->timeout_ms, &w->L);
+  if (w->rc == LUAPOOL_OK)
+    luapool_release(w->p, w->L);
+  return NULL;
+}
+
+START_TEST(a_release_wakes_a_waiter) {
+  luapool_config cfg;
+  util_config(&cfg);
+  cfg.max_states = 1;
+  luapool *p = util_pool(&cfg);
+  lua_State *L;
+  ck_assert_int_eq(luapool_acquire(p, 0, &L), LUAPOOL_OK);
+  waiter w = {.p = p, .timeout_ms = -1};
+  pthread_t t;
+  start(&t, wait_for_state, &w);
+  util_sleep_ms(50); /* let it fall asleep (if it has not, it finds the state anyway) */
+  luapool_release(p, L);
+  join(t); /* a lost wakeup hangs here, and the test times out */
+  ck_assert_int_eq(w.rc, LUAPOOL_OK);
+  ck_assert_ptr_eq(w.L, L);
+  luapool_destroy(p);
+}
+END_TEST
+
+START_TEST(shutdown_wakes_waiters_with_eclosed) {
+  luapool_config cfg;
+  util_config(&cfg);
+  cfg.max_states = 1;
+  luapool *p = util_pool(&cfg);
+  lua_State *L;
+  ck_assert_int_eq(luapool_acquire(p, 0, &L), LUAPOOL_OK);
+  waiter w[3];
+  pthread_t t[3];
+  for (int i = 0; i < 3; i++) {
+    w[i] = (waiter){.p = p, .timeout_ms = -1};
+    start(&t[i], wait_for_state, &w[i]);
+  }
+  util_sleep_ms(50);
+  ck_assert_int_eq(luapool_shutdown(p, 0), LUAPOOL_ETIMEDOUT); /* L is still out */
+  for (int i = 0; i < 3; i++) {
+    join(t[i]);
+    ck_assert_int_eq(w[i].rc, LUAPOOL_ECLOSED);
+  }
+  luapool_release(p, L);
+  ck_assert_uint_eq(util_stats(p).live, 0);
+  luapool_destroy(p);
+}
+END_TEST
+
+/* ---- shutdown drains states released by other threads ------------------------------------- */
+
+typedef struct late {
+  luapool *p;
+  lua_State *L;
+} late;
+
+static void *release_later(void *arg) {
+  late *l = arg;
+  util_sleep_ms(100);
+  luapool_release(l->p, l->L);
+  return NULL;
+}
+
+START_TEST(shutdown_drains_states_released_meanwhile) {
+  luapool_config cfg;
+  util_config(&cfg);
+  cfg.watchdog_interval_ms = 10;
+  luapool *p = util_pool(&cfg);
+  late l[4];
+  pthread_t t[4];
+  for (int i = 0; i < 4; i++) {
+    l[i].p = p;
+    ck_assert_int_eq(luapool_acquire(p, 0, &l[i].L), LUAPOOL_OK);
+    start(&t[i], release_later, &l[i]);
+  }
+  ck_assert_int_eq(luapool_shutdown(p, -1), LUAPOOL_OK);
+  luapool_stats s = util_stats(p);
+  ck_assert_uint_eq(s.in_use, 0);
+  ck_assert_uint_eq(s.live, 0);
+  ck_assert_uint_eq(s.closed, 4);
+  for (int i = 0; i < 4; i++)
+    join(t[i]);
+  luapool_destroy(p);
+}
+END_TEST
+
+/* ---- stress: no state is ever held by two callers ------------------------------------------ */
+
+#define TAGS 4096
+#define HANDOFF_MAX 3 /* below max_states, so that acquirers keep going */
+
+/* An open-addressing table from lua_State* to "held by someone", outside the pool. */
+typedef struct tag {
+  _Atomic(uintptr_t) key;
+  atomic_int held;
+} tag;
+
+typedef struct stress {
+  luapool *p;
+  tag tags[TAGS];
+  atomic_int double_holds, errors;
+  pthread_mutex_t handoff_mutex;
+  lua_State *handoff[HANDOFF_MAX]; /* states passed to another thread to release */
+  int nhandoff;
+} stress;
+
+static tag *tag_of(stress *st, lua_State *L) {
+  uintptr_t k = (uintptr_t)L;
+  for (size_t i = (k >> 4) % TAGS;; i = (i + 1) % TAGS) {
+    uintptr_t cur = atomic_load(&st->tags[i].key);
+    if (cur == k)
+      return &st->tags[i];
+    if (cur == 0 && atomic_compare_exchange_strong(&st->tags[i].key, &cur, k))
+      return &st->tags[i];
+    if (cur == k)
+      return &st->tags[i];
+  }
+}
+
+static void put_back(stress *st, lua_State *L, unsigned *seed) {
+  atomic_store(&tag_of(st, L)->held, 0);
+  if (rand_r(seed) % 20 == 0)
+    luapool_discard(st->p, L);
+  else
+    luapool_release(st->p, L);
+}
+
+/* Releases one state another thread handed over, if any. */
+static void release_handed_over(stress *st, unsigned *seed) {
+  lua_State *other = NULL;
+  pthread_mutex_lock(&st->handoff_mutex);
+  if (st->nhandoff > 0 && rand_r(seed) % 2 == 0)
+    other = st->handoff[--st->nhandoff];
+  pthread_mutex_unlock(&st->handoff_mutex);
+  if (other != NULL)
+    put_back(st, other, seed);
+}
+
+/* Keeps L for another thread to release; false when the queue is full. */
+static bool hand_over(stress *st, lua_State *L) {
+  bool queued = false;
+  pthread_mutex_lock(&st->handoff_mutex);
+  if (st->nhandoff < HANDOFF_MAX) {
+    atomic_store(&tag_of(st, L)->held, 2); /* held by the queue */
+    st->handoff[st->nhandoff++] = L;
+    queued = true;
+  }
+  pthread_mutex_unlock(&st->handoff_mutex);
+  return queued;
+}
+
+static void *stress_worker(void *arg) {
+  stress *st = arg;
+  unsigned seed = (unsigned)(uintptr_t)pthread_self();
+  for (int i = 0; i < 3000; i++) {
+    release_handed_over(st, &seed);
+    lua_State *L;
+    int rc = luapool_acquire(st->p, (rand_r(&seed) % 4 == 0) ? 0 : 1000, &L);
+    if (rc == LUAPOOL_ETIMEDOUT)
+      continue;
+    if (rc != LUAPOOL_OK) {
+      atomic_fetch_add(&st->errors, 1);
+      continue;
+    }
+    int was = 0;
+    if (!atomic_compare_exchange_strong(&tag_of(st, L)->held, &was, 1))
+      atomic_fetch_add(&st->double_holds, 1);
+    /* Use the state: a second holder would corrupt it and fail here too (and under TSan). */
+    lua_pushinteger(L, i);
+    lua_setglobal(L, "i");
+    for (unsigned spin = rand_r(&seed) % 2000; spin > 0; spin--)
+      __asm__ volatile("" ::: "memory");
+    lua_getglobal(L, "i");
+    if (lua_tointeger(L, -1) != i)
+      atomic_fetch_add(&st->double_holds, 1);
+    lua_pop(L, 1);
+    /* A third of the states go to another thread to be released there. */
+    if (rand_r(&seed) % 3 != 0 || !hand_over(st, L))
+      put_back(st, L, &seed);
+  }
+  return NULL;
+}
+
+START_TEST(stress_no_state_is_ever_held_twice) {
+  luapool_config cfg;
+  util_config(&cfg);
+  cfg.max_states = 6; /* below the thread count: callers wait */
+  cfg.max_idle = 3;
+  cfg.magazine_size = 2;
+  cfg.watchdog_interval_ms = 1; /* trims and closes concurrently with the workers */
+  cfg.reset = LUAPOOL_RESET_STACK;
+  stress *st = calloc(1, sizeof *st);
+  st->p = util_pool(&cfg);
+  pthread_mutex_init(&st->handoff_mutex, NULL);
+  enum { N = 8 };
+  pthread_t t[N];
+  for (int i = 0; i < N; i++)
+    start(&t[i], stress_worker, st);
+  for (int i = 0; i < N; i++)
+    join(t[i]);
+  for (int i = 0; i < st->nhandoff; i++) {
+    atomic_store(&tag_of(st, st->handoff[i])->held, 0);
+    luapool_release(st->p, st->handoff[i]);
+  }
+  ck_assert_int_eq(atomic_load(&st->double_holds), 0);
+  ck_assert_int_eq(atomic_load(&st->errors), 0);
+  luapool_stats s = util_stats(st->p);
+  ck_assert_uint_eq(s.live, s.created - s.closed);
+  ck_assert_uint_eq(s.in_use, 0);
+  ck_assert_uint_eq(s.acquires, s.releases + s.discarded);
+  ck_assert_uint_gt(s.discarded, 0);
+  ck_assert_int_eq(luapool_shutdown(st->p, 1000), LUAPOOL_OK);
+  s = util_stats(st->p);
+  ck_assert_uint_eq(s.live, 0);
+  ck_assert_uint_eq(s.created, s.closed);
+  luapool_destroy(st->p);
+  pthread_mutex_destroy(&st->handoff_mutex);
+  free(st);
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("threads");
+  TCase *tc = tcase_create("threads");
+  tcase_add_test(tc, the_cap_holds_with_many_threads);
+  tcase_add_test(tc, a_state_may_be_released_on_another_thread);
+  tcase_add_test(tc, an_exiting_thread_gives_its_magazine_back);
+  tcase_add_test(tc, states_in_an_idle_threads_magazine_reach_a_waiter);
+  tcase_add_test(tc, a_release_wakes_a_waiter);
+  tcase_add_test(tc, shutdown_wakes_waiters_with_eclosed);
+  tcase_add_test(tc, shutdown_drains_states_released_meanwhile);
+  tcase_add_test(tc, stress_no_state_is_ever_held_twice);
+  suite_add_tcase(s, tc);
+  return util_run_suite(s);
+}

@@ -1,0 +1,100 @@
+#include "util.h"
+
+#include <lauxlib.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+void util_config(luapool_config *cfg) {
+  luapool_config_init(cfg);
+  cfg->watchdog_interval_ms = 0;
+  cfg->log = util_log;
+}
+
+luapool *util_pool(const luapool_config *cfg) {
+  luapool *p = NULL;
+  int rc = luapool_create(cfg, &p);
+  ck_assert_msg(rc == LUAPOOL_OK, "luapool_create: %s", luapool_strerror(rc));
+  ck_assert_ptr_nonnull(p);
+  return p;
+}
+
+static pthread_mutex_t log_mutex = PTHREAD_MUTEX_INITIALIZER;
+static int log_count;
+static char log_all[8192];
+
+void util_log(void *ud, int level, const char *msg) {
+  (void)ud;
+  (void)level;
+  pthread_mutex_lock(&log_mutex);
+  log_count++;
+  size_t used = strlen(log_all);
+  snprintf(log_all + used, sizeof log_all - used, "%s\n", msg);
+  pthread_mutex_unlock(&log_mutex);
+}
+
+int util_log_count(void) {
+  pthread_mutex_lock(&log_mutex);
+  int n = log_count;
+  pthread_mutex_unlock(&log_mutex);
+  return n;
+}
+
+bool util_log_has(const char *needle) {
+  pthread_mutex_lock(&log_mutex);
+  bool found = strstr(log_all, needle) != NULL;
+  pthread_mutex_unlock(&log_mutex);
+  return found;
+}
+
+void util_run(lua_State *L, const char *chunk) {
+  int top = lua_gettop(L);
+  if (luaL_dostring(L, chunk) != LUA_OK)
+    ck_abort_msg("Lua error: %s", lua_tostring(L, -1));
+  lua_settop(L, top);
+}
+
+long long util_eval_int(lua_State *L, const char *chunk) {
+  int top = lua_gettop(L);
+  if (luaL_loadstring(L, chunk) != LUA_OK || lua_pcall(L, 0, 1, 0) != LUA_OK)
+    ck_abort_msg("Lua error: %s", lua_tostring(L, -1));
+  long long v = lua_isboolean(L, -1) ? lua_toboolean(L, -1) : (long long)lua_tointeger(L, -1);
+  lua_settop(L, top);
+  return v;
+}
+
+luapool_stats util_stats(luapool *p) {
+  luapool_stats s;
+  luapool_stats_get(p, &s);
+  return s;
+}
+
+double util_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+void util_sleep_ms(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+bool util_wait_until(bool (*cond)(luapool *p, void *arg), luapool *p, void *arg, double seconds) {
+  double end = util_now_ms() + seconds * 1e3;
+  for (;;) {
+    if (cond(p, arg))
+      return true;
+    if (util_now_ms() > end)
+      return false;
+    util_sleep_ms(1);
+  }
+}
+
+int util_run_suite(Suite *s) {
+  SRunner *sr = srunner_create(s);
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed == 0 ? 0 : 1;
+}

@@ -1,0 +1,41 @@
+/* Helpers shared by the luapool tests. */
+#ifndef LUAPOOL_TEST_UTIL_H
+#define LUAPOOL_TEST_UTIL_H
+
+#include <check.h>
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "luapool.h"
+
+/* A config with no watchdog thread, so that tests decide when maintenance runs. */
+void util_config(luapool_config *cfg);
+
+/* Creates a pool or fails the test. */
+luapool *util_pool(const luapool_config *cfg);
+
+/* Log capture: pass util_log as cfg.log; counts messages and keeps the last one. */
+void util_log(void *ud, int level, const char *msg);
+int util_log_count(void);
+bool util_log_has(const char *needle); /* some captured message contains needle */
+
+/* Runs a Lua chunk in L, failing the test on error; leaves the stack as it was. */
+void util_run(lua_State *L, const char *chunk);
+/* Runs a chunk that returns one value and returns it as an integer (booleans: 0 or 1). */
+long long util_eval_int(lua_State *L, const char *chunk);
+
+luapool_stats util_stats(luapool *p);
+
+/* Polls cond(p) every millisecond until it holds or `seconds` pass; returns whether it held.
+   Used only where a background thread must act: tests never assert on durations. */
+bool util_wait_until(bool (*cond)(luapool *p, void *arg), luapool *p, void *arg, double seconds);
+
+/* Milliseconds on the monotonic clock. */
+double util_now_ms(void);
+
+void util_sleep_ms(long ms);
+
+/* Runs a test case file's suite, returns the process exit status. */
+int util_run_suite(Suite *s);
+
+#endif
