@@ -183,6 +183,17 @@ static inline uint64_t lp_counter_read(_Atomic uint64_t *c) {
   return atomic_load_explicit(c, memory_order_acquire);
 }
 
+/*
+** After a push on the global free list: is an acquire waiting?  A read-modify-write, not a load:
+** a waiter raises waiters with a seq_cst read-modify-write before it pops, and the
+** read-modify-writes of one variable are totally ordered, so either this one reads the waiter's
+** increment (and the caller wakes it), or the waiter's reads this one, synchronizes with it, and
+** its pop sees the push.  (A fence would also do, but ThreadSanitizer does not model fences.)
+*/
+static inline bool lp_waiters_after_push(luapool *p) {
+  return atomic_fetch_add_explicit(&p->waiters, 0, memory_order_seq_cst) != 0;
+}
+
 /* ---- the magazine fast path (magazine.c has the rest and the argument) ------------------ */
 
 #define LP_TLS_POOLS 8 /* pools a thread keeps magazines for at once */

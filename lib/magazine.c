@@ -56,12 +56,8 @@ static void local_retire(luapool *p, lp_local *l) {
     l->next->prev = l->prev;
   pthread_mutex_unlock(&p->local_mutex);
   free(l);
-  if (gave) {
-    /* seq_cst fence, then load waiters: pairs with the waiter's seq_cst increment (pool.c) */
-    atomic_thread_fence(memory_order_seq_cst);
-    if (atomic_load_explicit(&p->waiters, memory_order_seq_cst) != 0)
-      lp_wake_waiter(p);
-  }
+  if (gave && lp_waiters_after_push(p))
+    lp_wake_waiter(p);
 }
 
 /* The thread is exiting: give every magazine of a still-live pool back to it. */

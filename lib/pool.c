@@ -393,20 +393,24 @@ void luapool_release(luapool *p, lua_State *L) {
   if (s == NULL || !check_out_to(p, s, LP_SLOT_IDLE, "luapool_release"))
     return;
   lp_local *l = lp_local_get(p);
+  bool waiters = false;
   if (lp_reset(L, p->cfg.reset) != 0) {
     lp_log(p, LUAPOOL_LOG_WARN, "luapool_release: reset failed: state %p closed", (void *)L);
     atomic_fetch_add_explicit(&p->tainted, 1, memory_order_relaxed);
     retire(p, s);
   } else if (pool_closed(p)) {
     lp_state_close(p, s);
-  } else if (l == NULL || !lp_mag_push(l, s)) {
+  } else if (l != NULL && lp_mag_push(l, s)) {
+    /* the push was a seq_cst exchange: a seq_cst load is enough (lp_mag_push) */
+    waiters = atomic_load_explicit(&p->waiters, memory_order_seq_cst) != 0;
+  } else {
     lp_freelist_push_mpmc(&p->idle, s);
-    atomic_thread_fence(memory_order_seq_cst); /* the push, then the load of waiters */
+    waiters = lp_waiters_after_push(p);
   }
   lp_local_count(p, l, LP_C_RELEASES);
   if (pool_closed(p))
     wake_drain(p);
-  else if (atomic_load_explicit(&p->waiters, memory_order_seq_cst) != 0)
+  else if (waiters)
     lp_wake_waiter(p);
 }
 

@@ -77,9 +77,7 @@ static void maintain_locked(luapool *p) {
     atomic_store_explicit(&s->state, LP_SLOT_IDLE, memory_order_relaxed);
     lp_freelist_push_mpmc(&p->idle, s);
     idle++;
-    /* seq_cst fence, then load waiters: pairs with the waiter's seq_cst increment (pool.c) */
-    atomic_thread_fence(memory_order_seq_cst);
-    if (atomic_load_explicit(&p->waiters, memory_order_seq_cst) != 0)
+    if (lp_waiters_after_push(p))
       lp_wake_waiter(p);
   }
 }
