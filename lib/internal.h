@@ -39,9 +39,9 @@ enum {
 typedef struct lp_slot {
   _Alignas(LP_CACHELINE) ck_stack_entry_t entry; /* first member: the lists' link.  A line per
                             slot: release writes state, and neighbours belong to other threads */
-  _Atomic(lua_State *) L;   /* atomic: read by luapool_release's check on any thread */
-  _Atomic int state;        /* LP_SLOT_* */
-  struct lp_slot *spare;    /* spare list link, under pool.slot_mutex */
+  _Atomic(lua_State *) L; /* atomic: read by luapool_release's check on any thread */
+  _Atomic int state;      /* LP_SLOT_* */
+  struct lp_slot *spare;  /* spare list link, under pool.slot_mutex */
 } lp_slot;
 
 #define LP_SLOT_OF_ENTRY(e) ((lp_slot *)(void *)(e))
@@ -91,19 +91,21 @@ typedef struct lp_local {
 struct luapool {
   /* Read-mostly: the configuration and identity, shared by every thread without writes. */
   luapool_config cfg;
-  uint64_t serial; /* unique for the process's life: tells a live pool from a reused address */
+  uint64_t serial;    /* unique for the process's life: tells a live pool from a reused address */
+  _Atomic int closed; /* set once, by luapool_shutdown: read by every acquire and release */
   struct luapool *next_pool; /* the process's list of live pools, under lp_pools_lock */
 
   /* The global free list of idle states, and states waiting for the watchdog to close them. */
   lp_freelist idle;
   lp_freelist closing;
 
+  /* Read by every release; written only when an acquire sleeps or a release spills. */
+  _Alignas(LP_CACHELINE) _Atomic unsigned waiters; /* acquires asleep or about to sleep */
+
   /* Written on the slow paths only. */
-  _Alignas(LP_CACHELINE) _Atomic int closed; /* set by luapool_shutdown */
-  _Atomic unsigned waiters;                  /* acquires asleep or about to sleep */
-  _Atomic unsigned live;      /* states existing or being created: max_states counts these */
+  _Alignas(LP_CACHELINE) _Atomic unsigned live; /* existing or being created: max_states */
   _Atomic uint64_t created, closed_count, trimmed, discarded, tainted;
-  lp_counters retired;        /* counters of exited threads and of threads with no lp_local */
+  lp_counters retired; /* counters of exited threads and of threads with no lp_local */
 
   pthread_mutex_t wait_mutex; /* with wait_cond: acquires asleep; also luapool_shutdown's drain */
   pthread_cond_t wait_cond;

@@ -21,13 +21,13 @@
 _Thread_local lp_tls *lp_tls_self __attribute__((tls_model("initial-exec")));
 
 static pthread_mutex_t lp_pools_lock = PTHREAD_MUTEX_INITIALIZER;
-static luapool *lp_pools; /* live pools, under lp_pools_lock */
+static luapool *lp_pools;        /* live pools, under lp_pools_lock */
 static uint64_t lp_pools_serial; /* under lp_pools_lock */
 static pthread_key_t lp_tls_key;
 static pthread_once_t lp_tls_once = PTHREAD_ONCE_INIT;
 static int lp_tls_key_rc;
 
-static bool pool_is_live_locked(luapool *p, uint64_t serial) {
+static bool pool_is_live_locked(const luapool *p, uint64_t serial) {
   for (luapool *it = lp_pools; it != NULL; it = it->next_pool)
     if (it == p && it->serial == serial)
       return true;
@@ -162,8 +162,7 @@ lp_local *lp_local_get_slow(luapool *p) {
 */
 lp_slot *lp_mag_steal_locked(luapool *p, bool quiet_only) {
   for (lp_local *l = p->locals; l != NULL; l = l->next) {
-    if (quiet_only &&
-        lp_counter_read(&l->counters.c[LP_C_ACQUIRES]) != l->last_acquires)
+    if (quiet_only && lp_counter_read(&l->counters.c[LP_C_ACQUIRES]) != l->last_acquires)
       continue;
     for (unsigned i = 0; i < l->size; i++) {
       if (atomic_load_explicit(&l->mag[i], memory_order_relaxed) == NULL)

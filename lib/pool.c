@@ -468,8 +468,9 @@ int luapool_shutdown(luapool *p, long drain_timeout_ms) {
     }
     struct timespec slice;
     lp_deadline(&slice, 10);
-    if (drain_timeout_ms > 0 && (slice.tv_sec > deadline.tv_sec ||
-                                 (slice.tv_sec == deadline.tv_sec && slice.tv_nsec > deadline.tv_nsec)))
+    if (drain_timeout_ms > 0 &&
+        (slice.tv_sec > deadline.tv_sec ||
+         (slice.tv_sec == deadline.tv_sec && slice.tv_nsec > deadline.tv_nsec)))
       slice = deadline;
     lp_timed_wait(&p->drain_cond, &p->wait_mutex, &slice);
   }

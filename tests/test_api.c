@@ -325,7 +325,7 @@ START_TEST(release_refuses_a_state_from_elsewhere) {
   luapool_release(p, bare);
   luapool_discard(p, bare);
   lua_close(bare);
-  luapool_release(p, theirs); /* a state of another pool */
+  luapool_release(p, theirs);          /* a state of another pool */
   lua_State *co = lua_newthread(mine); /* a coroutine of a pooled state */
   luapool_release(p, co);
   lua_pop(mine, 1);
