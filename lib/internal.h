@@ -144,7 +144,6 @@ void lp_slot_fini(luapool *p);
 lp_slot *lp_slot_alloc(luapool *p);
 void lp_slot_free(luapool *p, lp_slot *s);
 lp_slot *lp_slot_check(luapool *p, lua_State *L);
-lp_slot *lp_slot_of(lua_State *L);
 
 /* state.c */
 int lp_state_new(luapool *p, lp_slot **out);
@@ -169,7 +168,6 @@ int lp_reset_prepare(lua_State *L);
 int lp_reset(lua_State *L, unsigned mode);
 
 /* stats.c */
-void lp_stats_sum_locked(luapool *p, uint64_t sums[LP_C_COUNT]);
 unsigned lp_stats_in_use(luapool *p);
 void lp_stats_fill(luapool *p, luapool_stats *out);
 

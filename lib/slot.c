@@ -73,7 +73,7 @@ void lp_slot_free(luapool *p, lp_slot *s) {
 }
 
 /* The slot a pooled state's extra space names (no check: the caller knows L is pooled). */
-lp_slot *lp_slot_of(lua_State *L) {
+static lp_slot *slot_of(lua_State *L) {
   return *(lp_slot **)lua_getextraspace(L);
 }
 
@@ -84,7 +84,7 @@ lp_slot *lp_slot_of(lua_State *L) {
 ** its main thread's extra space, and fails here).
 */
 lp_slot *lp_slot_check(luapool *p, lua_State *L) {
-  uintptr_t a = (uintptr_t)lp_slot_of(L);
+  uintptr_t a = (uintptr_t)slot_of(L);
   for (lp_chunk *c = atomic_load_explicit(&p->chunks, memory_order_acquire); c != NULL;
        c = c->next) {
     uintptr_t base = (uintptr_t)&c->slots[0];

@@ -5,7 +5,7 @@
 #include "internal.h"
 
 /* Under pool.local_mutex: the counters of every thread, plus those of exited threads. */
-void lp_stats_sum_locked(luapool *p, uint64_t sums[LP_C_COUNT]) {
+static void sum_locked(luapool *p, uint64_t sums[LP_C_COUNT]) {
   for (int c = 0; c < LP_C_COUNT; c++)
     sums[c] = lp_counter_read(&p->retired.c[c]);
   for (lp_local *l = p->locals; l != NULL; l = l->next)
@@ -23,7 +23,7 @@ static unsigned in_use_of(const uint64_t sums[LP_C_COUNT]) {
 unsigned lp_stats_in_use(luapool *p) {
   uint64_t sums[LP_C_COUNT];
   pthread_mutex_lock(&p->local_mutex);
-  lp_stats_sum_locked(p, sums);
+  sum_locked(p, sums);
   pthread_mutex_unlock(&p->local_mutex);
   return in_use_of(sums);
 }
@@ -31,7 +31,7 @@ unsigned lp_stats_in_use(luapool *p) {
 void lp_stats_fill(luapool *p, luapool_stats *out) {
   uint64_t sums[LP_C_COUNT];
   pthread_mutex_lock(&p->local_mutex);
-  lp_stats_sum_locked(p, sums);
+  sum_locked(p, sums);
   pthread_mutex_unlock(&p->local_mutex);
   out->created = atomic_load_explicit(&p->created, memory_order_relaxed);
   out->closed = atomic_load_explicit(&p->closed_count, memory_order_relaxed);
