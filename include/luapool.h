@@ -57,6 +57,21 @@ enum {
 /* Severity passed to luapool_config.log. */
 enum { LUAPOOL_LOG_ERROR = 0, LUAPOOL_LOG_WARN = 1 };
 
+/* Why a state was closed: luapool_config.on_state's reason, and the stats that count each. */
+enum {
+  LUAPOOL_CLOSE_TRIMMED = 1,  /* idle beyond max_idle */
+  LUAPOOL_CLOSE_IDLE_TIMEOUT, /* idle longer than idle_timeout_ms */
+  LUAPOOL_CLOSE_MAX_USES,     /* served max_uses acquires */
+  LUAPOOL_CLOSE_LIFETIME,     /* older than max_lifetime_ms (with jitter) */
+  LUAPOOL_CLOSE_BLOAT,        /* idle, heap above bloat_kb after a full collection */
+  LUAPOOL_CLOSE_TAINTED,      /* reset could not restore it */
+  LUAPOOL_CLOSE_DISCARDED,    /* luapool_discard */
+  LUAPOOL_CLOSE_SHUTDOWN      /* luapool_shutdown, a release after it, or luapool_destroy */
+};
+
+/* luapool_config.on_state's event. */
+enum { LUAPOOL_STATE_CREATED = 1, LUAPOOL_STATE_CLOSED = 2 };
+
 /* luapool_config.version as set by luapool_config_init. */
 #define LUAPOOL_CONFIG_VERSION 1u
 
@@ -64,8 +79,8 @@ enum { LUAPOOL_LOG_ERROR = 0, LUAPOOL_LOG_WARN = 1 };
 ** Pool configuration.  Always start from luapool_config_init(), then change the fields you need:
 ** luapool_create refuses (LUAPOOL_EINVAL) a struct whose version luapool_config_init did not
 ** set.  The struct has a fixed size (reserved space at the end): later versions of the library
-** take new fields from the reserved space, so a binary built against this header keeps working
-** with a newer library, and every new field defaults to zero meaning "the default".
+** take new fields from the reserved space and luapool_config_init gives them their defaults, so
+** a binary built against this header keeps working with a newer library.
 */
 typedef struct luapool_config {
   unsigned version;              /* LUAPOOL_CONFIG_VERSION; set by luapool_config_init */
@@ -81,7 +96,22 @@ typedef struct luapool_config {
   void *on_create_ud;
   void (*log)(void *ud, int level, const char *msg); /* NULL: "luapool: msg" on stderr */
   void *log_ud;
-  void *reserved[24]; /* room for the fields of later versions; leave zero */
+
+  /* Upkeep by the watchdog (luapool_maintain(3)); 0 turns each rule off. */
+  unsigned idle_timeout_ms;  /* close states idle this long (not below min_idle); 60000 */
+  unsigned max_uses;         /* close a state after this many acquires; 0 */
+  unsigned max_lifetime_ms;  /* close a state this old, minus up to 10% jitter; 0 */
+  unsigned bloat_kb;         /* close an idle state whose heap stays above this after a full
+                                collection; 8192 */
+  unsigned gc_per_pass;      /* idle states a pass collects at most (background GC); 32 */
+  unsigned reserved_u;       /* padding; leave zero */
+  void (*on_state)(void *ud, int event, int reason, lua_State *L); /* each create (reason 0)
+                                and close (LUAPOOL_CLOSE_*), on the thread that does it */
+  void *on_state_ud;
+  uint64_t (*clock_ms)(void *ud); /* the upkeep's clock in ms; NULL: CLOCK_MONOTONIC */
+  void *clock_ud;
+
+  void *reserved[17]; /* room for the fields of later versions; leave zero */
 } luapool_config;
 
 /*
@@ -105,6 +135,19 @@ typedef struct luapool_stats {
   unsigned live;          /* created - closed */
   unsigned idle;          /* held by no caller (in magazines or the global list) */
   unsigned in_use;        /* live - idle */
+  unsigned reserved_u;    /* padding */
+  uint64_t expired_idle;     /* closed after idle_timeout_ms */
+  uint64_t expired_uses;     /* closed after max_uses acquires */
+  uint64_t expired_lifetime; /* closed after max_lifetime_ms */
+  uint64_t bloated;          /* closed for bloat_kb */
+  uint64_t shutdown_closed;  /* closed by shutdown or destroy, or released after shutdown */
+  uint64_t collections;      /* full collections the watchdog ran on idle states */
+  uint64_t reclaimed;        /* states taken from quiet threads' magazines to the global list */
+  uint64_t passes;           /* maintenance passes run */
+  uint64_t pass_ns_total;    /* their time, summed */
+  uint64_t pass_ns_max;      /* the longest one */
+  uint64_t pass_ns_last;     /* the latest one */
+  uint64_t reserved[16];     /* room for the counters of later versions */
 } luapool_stats;
 
 void luapool_config_init(luapool_config *cfg);

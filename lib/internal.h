@@ -41,7 +41,13 @@ typedef struct lp_slot {
                             slot: release writes state, and neighbours belong to other threads */
   _Atomic(lua_State *) L; /* atomic: read by luapool_release's check on any thread */
   _Atomic int state;      /* LP_SLOT_* */
-  struct lp_slot *spare;  /* spare list link, under pool.slot_mutex */
+  unsigned uses;          /* acquires served; the holder's, like the fields below */
+  struct lp_slot *spare;  /* spare list link (under pool.slot_mutex); a maintenance pass's
+                             private chain while it holds the slot */
+  uint64_t expires_ms;    /* max_lifetime_ms, jittered; UINT64_MAX when none */
+  uint64_t last_used_ms;  /* the coarse clock at the last release (or at creation) */
+  unsigned gc_uses;       /* uses at the last background collection */
+  int close_reason;       /* LUAPOOL_CLOSE_*, while on the close list */
 } lp_slot;
 
 #define LP_SLOT_OF_ENTRY(e) ((lp_slot *)(void *)(e))
@@ -93,6 +99,7 @@ struct luapool {
   luapool_config cfg;
   uint64_t serial;    /* unique for the process's life: tells a live pool from a reused address */
   _Atomic int closed; /* set once, by luapool_shutdown: read by every acquire and release */
+  _Atomic uint64_t now_ms;   /* the coarse clock: set by each maintenance pass, read by release */
   struct luapool *next_pool; /* the process's list of live pools, under lp_pools_lock */
 
   /* The global free list of idle states, and states waiting for the watchdog to close them. */
@@ -104,7 +111,9 @@ struct luapool {
 
   /* Written on the slow paths only. */
   _Alignas(LP_CACHELINE) _Atomic unsigned live; /* existing or being created: max_states */
-  _Atomic uint64_t created, closed_count, trimmed, discarded, tainted;
+  _Atomic uint64_t created, closed_count, discarded, tainted; /* the latter two: at the call */
+  _Atomic uint64_t closed_by[LUAPOOL_CLOSE_SHUTDOWN + 1];     /* indexed by LUAPOOL_CLOSE_* */
+  _Atomic uint64_t collections, reclaimed, passes, pass_ns_total, pass_ns_max, pass_ns_last;
   lp_counters retired; /* counters of exited threads and of threads with no lp_local */
 
   pthread_mutex_t wait_mutex; /* with wait_cond: acquires asleep; also luapool_shutdown's drain */
@@ -147,7 +156,8 @@ lp_slot *lp_slot_check(luapool *p, lua_State *L);
 
 /* state.c */
 int lp_state_new(luapool *p, lp_slot **out);
-void lp_state_close(luapool *p, lp_slot *s);
+void lp_state_close(luapool *p, lp_slot *s, int reason);
+uint64_t lp_clock_ms(luapool *p);
 bool lp_live_reserve(luapool *p);
 void lp_live_unreserve(luapool *p);
 
@@ -160,6 +170,7 @@ lp_slot *lp_freelist_pop_all_spmc(lp_freelist *f);
 /* magazine.c (the fast path is inline, below) */
 lp_local *lp_local_get_slow(luapool *p);
 lp_slot *lp_mag_steal_locked(luapool *p, bool quiet_only);
+unsigned lp_mag_reclaim_quiet(luapool *p);
 void lp_local_register_pool(luapool *p);
 void lp_local_forget_pool(luapool *p);
 
@@ -176,7 +187,7 @@ int lp_watchdog_start(luapool *p);
 void lp_watchdog_stop(luapool *p);
 void lp_watchdog_kick(luapool *p);
 void lp_maintain_pass(luapool *p);
-void lp_close_all_idle(luapool *p);
+void lp_close_all_idle(luapool *p, int reason);
 
 static inline uint64_t lp_counter_read(_Atomic uint64_t *c) {
   /* acquire: a count seen implies the state movement made before it (see lp_local_count) */

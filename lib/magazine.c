@@ -175,6 +175,31 @@ lp_slot *lp_mag_steal_locked(luapool *p, bool quiet_only) {
   return NULL;
 }
 
+/*
+** Moves every state cached by a thread that made no acquire since the last pass (a quiet thread,
+** or one that only releases) to the global list, so that the watchdog's rules reach them and
+** acquires elsewhere find them first.  Returns how many moved.
+*/
+unsigned lp_mag_reclaim_quiet(luapool *p) {
+  unsigned moved = 0;
+  pthread_mutex_lock(&p->local_mutex);
+  for (lp_local *l = p->locals; l != NULL; l = l->next) {
+    if (lp_counter_read(&l->counters.c[LP_C_ACQUIRES]) != l->last_acquires)
+      continue;
+    for (unsigned i = 0; i < l->size; i++) {
+      if (atomic_load_explicit(&l->mag[i], memory_order_relaxed) == NULL)
+        continue;
+      lp_slot *s = atomic_exchange_explicit(&l->mag[i], NULL, memory_order_acq_rel);
+      if (s != NULL) {
+        lp_freelist_push_mpmc(&p->idle, s);
+        moved++;
+      }
+    }
+  }
+  pthread_mutex_unlock(&p->local_mutex);
+  return moved;
+}
+
 /* luapool_create: gives p its serial and enters it in the list of live pools. */
 void lp_local_register_pool(luapool *p) {
   pthread_mutex_lock(&lp_pools_lock);

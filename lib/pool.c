@@ -108,6 +108,11 @@ void luapool_config_init(luapool_config *cfg) {
   cfg->watchdog_interval_ms = 1000;
   cfg->libs = LUAPOOL_LIBS_SAFE;
   cfg->reset = LUAPOOL_RESET_FULL;
+  cfg->idle_timeout_ms = 60000;
+  cfg->max_uses = 0;
+  cfg->max_lifetime_ms = 0;
+  cfg->bloat_kb = 8192;
+  cfg->gc_per_pass = 32;
 }
 
 static int config_check(const luapool_config *cfg) {
@@ -165,9 +170,16 @@ int luapool_create(const luapool_config *cfg, luapool **out) {
   atomic_init(&p->live, 0);
   atomic_init(&p->created, 0);
   atomic_init(&p->closed_count, 0);
-  atomic_init(&p->trimmed, 0);
   atomic_init(&p->discarded, 0);
   atomic_init(&p->tainted, 0);
+  for (int r = 0; r <= LUAPOOL_CLOSE_SHUTDOWN; r++)
+    atomic_init(&p->closed_by[r], 0);
+  atomic_init(&p->collections, 0);
+  atomic_init(&p->reclaimed, 0);
+  atomic_init(&p->passes, 0);
+  atomic_init(&p->pass_ns_total, 0);
+  atomic_init(&p->pass_ns_max, 0);
+  atomic_init(&p->pass_ns_last, 0);
   for (int c = 0; c < LP_C_COUNT; c++)
     atomic_init(&p->retired.c[c], 0);
   if (pool_init_sync(p) != LUAPOOL_OK) {
@@ -175,6 +187,7 @@ int luapool_create(const luapool_config *cfg, luapool **out) {
     return LUAPOOL_ENOMEM;
   }
   lp_local_register_pool(p);
+  atomic_init(&p->now_ms, lp_clock_ms(p));
 
   /* min_idle states are ready when create returns */
   for (unsigned i = 0; i < cfg->min_idle && rc == LUAPOOL_OK; i++) {
@@ -217,7 +230,7 @@ void luapool_destroy(luapool *p) {
         continue;
       if (atomic_load_explicit(&s->state, memory_order_relaxed) == LP_SLOT_OUT)
         out++;
-      lua_close(L);
+      lp_state_close(p, s, LUAPOOL_CLOSE_SHUTDOWN);
     }
   }
   if (out != 0)
@@ -237,6 +250,7 @@ void luapool_destroy(luapool *p) {
 
 static int acquired(luapool *p, lp_local *l, lp_slot *s, int source, lua_State **out) {
   atomic_store_explicit(&s->state, LP_SLOT_OUT, memory_order_relaxed);
+  s->uses++;
   lp_local_count(p, l, source);
   lp_local_count(p, l, LP_C_ACQUIRES);
   *out = atomic_load_explicit(&s->L, memory_order_relaxed);
@@ -378,14 +392,24 @@ static bool check_out_to(luapool *p, lp_slot *s, int next, const char *fn) {
 ** A state that will not be used again: closed by the watchdog (woken now), or here when the pool
 ** has no watchdog thread or is shut down.
 */
-static void retire(luapool *p, lp_slot *s) {
+static void retire(luapool *p, lp_slot *s, int reason) {
   atomic_store_explicit(&s->state, LP_SLOT_CLOSING, memory_order_relaxed);
   if (p->wd_running && !pool_closed(p)) {
+    s->close_reason = reason;
     lp_freelist_push_mpmc(&p->closing, s);
     lp_watchdog_kick(p);
   } else {
-    lp_state_close(p, s);
+    lp_state_close(p, s, pool_closed(p) ? LUAPOOL_CLOSE_SHUTDOWN : reason);
   }
+}
+
+/* max_uses and max_lifetime_ms, checked as a state comes back: the reason to close it, or 0. */
+static int expired_on_release(luapool *p, const lp_slot *s, uint64_t now) {
+  if (p->cfg.max_uses != 0 && s->uses >= p->cfg.max_uses)
+    return LUAPOOL_CLOSE_MAX_USES;
+  if (s->expires_ms <= now)
+    return LUAPOOL_CLOSE_LIFETIME;
+  return 0;
 }
 
 void luapool_release(luapool *p, lua_State *L) {
@@ -394,12 +418,17 @@ void luapool_release(luapool *p, lua_State *L) {
     return;
   lp_local *l = lp_local_get(p);
   bool waiters = false;
-  if (lp_reset(L, p->cfg.reset) != 0) {
+  uint64_t now = atomic_load_explicit(&p->now_ms, memory_order_relaxed);
+  int expired = expired_on_release(p, s, now);
+  s->last_used_ms = now;
+  if (expired != 0) {
+    retire(p, s, expired);
+  } else if (lp_reset(L, p->cfg.reset) != 0) {
     lp_log(p, LUAPOOL_LOG_WARN, "luapool_release: reset failed: state %p closed", (void *)L);
     atomic_fetch_add_explicit(&p->tainted, 1, memory_order_relaxed);
-    retire(p, s);
+    retire(p, s, LUAPOOL_CLOSE_TAINTED);
   } else if (pool_closed(p)) {
-    lp_state_close(p, s);
+    lp_state_close(p, s, LUAPOOL_CLOSE_SHUTDOWN);
   } else if (l != NULL && lp_mag_push(l, s)) {
     /* the push was a seq_cst exchange: a seq_cst load is enough (lp_mag_push) */
     waiters = atomic_load_explicit(&p->waiters, memory_order_seq_cst) != 0;
@@ -420,7 +449,7 @@ void luapool_discard(luapool *p, lua_State *L) {
     return;
   lp_local *l = lp_local_get(p);
   atomic_fetch_add_explicit(&p->discarded, 1, memory_order_relaxed);
-  retire(p, s);
+  retire(p, s, LUAPOOL_CLOSE_DISCARDED);
   lp_local_count(p, l, LP_C_DISCARDS);
   if (pool_closed(p))
     wake_drain(p);
@@ -477,7 +506,7 @@ int luapool_shutdown(luapool *p, long drain_timeout_ms) {
   pthread_mutex_unlock(&p->wait_mutex);
 
   pthread_mutex_lock(&p->maintain_mutex);
-  lp_close_all_idle(p);
+  lp_close_all_idle(p, LUAPOOL_CLOSE_SHUTDOWN);
   p->shut = true;
   pthread_mutex_unlock(&p->maintain_mutex);
   return rc;

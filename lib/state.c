@@ -3,8 +3,42 @@
 */
 #include <lauxlib.h>
 #include <lualib.h>
+#include <time.h>
 
 #include "internal.h"
+
+/* The upkeep's clock: the config's, or CLOCK_MONOTONIC, in milliseconds. */
+uint64_t lp_clock_ms(luapool *p) {
+  if (p->cfg.clock_ms != NULL)
+    return p->cfg.clock_ms(p->cfg.clock_ud);
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* splitmix64: a well-mixed value from a counter, for the lifetime jitter. */
+static uint64_t mix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15u;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9u;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebu;
+  return x ^ (x >> 31);
+}
+
+/*
+** A new state's upkeep fields.  Its lifetime loses up to 10% at random, so that states made
+** together (a prewarm, a burst) do not all expire in the same pass.
+*/
+static void upkeep_init(luapool *p, lp_slot *s, uint64_t nth) {
+  uint64_t now = atomic_load_explicit(&p->now_ms, memory_order_relaxed);
+  s->uses = 0;
+  s->gc_uses = 0;
+  s->last_used_ms = now;
+  s->close_reason = 0;
+  s->expires_ms = UINT64_MAX;
+  uint64_t life = p->cfg.max_lifetime_ms;
+  if (life != 0)
+    s->expires_ms = now + life - mix64(p->serial * 0x100000001b3u + nth) % (life / 10 + 1);
+}
 
 static const struct {
   unsigned bit;
@@ -85,19 +119,25 @@ int lp_state_new(luapool *p, lp_slot **out) {
   }
   lua_settop(L, 0);
   atomic_store_explicit(&s->L, L, memory_order_relaxed);
-  atomic_fetch_add_explicit(&p->created, 1, memory_order_relaxed);
+  upkeep_init(p, s, atomic_fetch_add_explicit(&p->created, 1, memory_order_relaxed));
+  if (p->cfg.on_state != NULL)
+    p->cfg.on_state(p->cfg.on_state_ud, LUAPOOL_STATE_CREATED, 0, L);
   *out = s;
   return LUAPOOL_OK;
 }
 
 /*
 ** Closes the state of a slot nobody else can reach (popped from a list, or checked out by the
-** caller), returns the slot to the spare list and the reservation to max_states, and wakes a
-** waiter, which may now create a state.
+** caller) for reason (LUAPOOL_CLOSE_*), returns the slot to the spare list and the reservation
+** to max_states, and wakes a waiter, which may now create a state.
 */
-void lp_state_close(luapool *p, lp_slot *s) {
-  lua_close(atomic_load_explicit(&s->L, memory_order_relaxed));
+void lp_state_close(luapool *p, lp_slot *s, int reason) {
+  lua_State *L = atomic_load_explicit(&s->L, memory_order_relaxed);
+  if (p->cfg.on_state != NULL)
+    p->cfg.on_state(p->cfg.on_state_ud, LUAPOOL_STATE_CLOSED, reason, L);
+  lua_close(L);
   lp_slot_free(p, s);
+  atomic_fetch_add_explicit(&p->closed_by[reason], 1, memory_order_relaxed);
   atomic_fetch_add_explicit(&p->closed_count, 1, memory_order_relaxed);
   lp_live_unreserve(p);
 }

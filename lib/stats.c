@@ -42,9 +42,24 @@ void lp_stats_fill(luapool *p, luapool_stats *out) {
   out->misses = sums[LP_C_MISSES];
   out->waits = sums[LP_C_WAITS];
   out->timeouts = sums[LP_C_TIMEOUTS];
-  out->trimmed = atomic_load_explicit(&p->trimmed, memory_order_relaxed);
+  out->trimmed = atomic_load_explicit(&p->closed_by[LUAPOOL_CLOSE_TRIMMED], memory_order_relaxed);
   out->discarded = atomic_load_explicit(&p->discarded, memory_order_relaxed);
   out->tainted = atomic_load_explicit(&p->tainted, memory_order_relaxed);
+  out->expired_idle =
+      atomic_load_explicit(&p->closed_by[LUAPOOL_CLOSE_IDLE_TIMEOUT], memory_order_relaxed);
+  out->expired_uses =
+      atomic_load_explicit(&p->closed_by[LUAPOOL_CLOSE_MAX_USES], memory_order_relaxed);
+  out->expired_lifetime =
+      atomic_load_explicit(&p->closed_by[LUAPOOL_CLOSE_LIFETIME], memory_order_relaxed);
+  out->bloated = atomic_load_explicit(&p->closed_by[LUAPOOL_CLOSE_BLOAT], memory_order_relaxed);
+  out->shutdown_closed =
+      atomic_load_explicit(&p->closed_by[LUAPOOL_CLOSE_SHUTDOWN], memory_order_relaxed);
+  out->collections = atomic_load_explicit(&p->collections, memory_order_relaxed);
+  out->reclaimed = atomic_load_explicit(&p->reclaimed, memory_order_relaxed);
+  out->passes = atomic_load_explicit(&p->passes, memory_order_relaxed);
+  out->pass_ns_total = atomic_load_explicit(&p->pass_ns_total, memory_order_relaxed);
+  out->pass_ns_max = atomic_load_explicit(&p->pass_ns_max, memory_order_relaxed);
+  out->pass_ns_last = atomic_load_explicit(&p->pass_ns_last, memory_order_relaxed);
   uint64_t live = out->created > out->closed ? out->created - out->closed : 0;
   out->live = (unsigned)live;
   out->in_use = in_use_of(sums);

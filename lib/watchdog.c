@@ -4,30 +4,67 @@
 ** The pass runs under pool.maintain_mutex (one at a time) and touches only states nobody holds:
 ** those it pops from the close list or the global free list, or takes out of a magazine with an
 ** atomic exchange (under pool.local_mutex).  A state a caller holds is in none of those places.
+** The order of a pass, and why, is in doc/design.md ("The watchdog").
 */
+#include <malloc.h>
+#include <time.h>
+
 #include "internal.h"
 
-/* Closes every state on the close list (discarded, tainted).  Under maintain_mutex. */
-static void close_pending(luapool *p) {
+/* A private chain of slots the pass holds, linked through slot.spare (unused while IDLE). */
+typedef struct chain {
+  lp_slot *head;
+  unsigned n;
+} chain;
+
+static void chain_push(chain *c, lp_slot *s) {
+  s->spare = c->head;
+  c->head = s;
+  c->n++;
+}
+
+static lp_slot *chain_pop(chain *c) {
+  lp_slot *s = c->head;
+  if (s != NULL) {
+    c->head = s->spare;
+    s->spare = NULL;
+    c->n--;
+  }
+  return s;
+}
+
+/* Pops up to max states off the global list; the chain holds them bottom-most first. */
+static chain take_global(luapool *p, unsigned max) {
+  chain c = {NULL, 0};
+  lp_slot *s;
+  while (c.n < max && (s = lp_freelist_pop_mpmc(&p->idle)) != NULL)
+    chain_push(&c, s);
+  return c;
+}
+
+/* Pushes a chain from take_global back in its old order (the old top on top again). */
+static void give_global(luapool *p, chain *c) {
+  bool gave = c->n != 0;
+  lp_slot *s;
+  while ((s = chain_pop(c)) != NULL)
+    lp_freelist_push_mpmc(&p->idle, s);
+  if (gave && lp_waiters_after_push(p))
+    lp_wake_waiter(p);
+}
+
+static void give_global_reversed(luapool *p, chain *keep);
+
+/* Closes every state on the close list (discarded, tainted, expired on release). */
+static unsigned close_pending(luapool *p) {
+  unsigned closed = 0;
   lp_slot *s = lp_freelist_pop_all_spmc(&p->closing);
   while (s != NULL) {
     lp_slot *next = s->entry.next != NULL ? LP_SLOT_OF_ENTRY(s->entry.next) : NULL;
-    lp_state_close(p, s);
+    lp_state_close(p, s, s->close_reason);
+    closed++;
     s = next;
   }
-}
-
-/* One idle state from the global list, else a quiet thread's magazine, else any magazine. */
-static lp_slot *take_idle(luapool *p, bool any_magazine) {
-  lp_slot *s = lp_freelist_pop_mpmc(&p->idle);
-  if (s == NULL) {
-    pthread_mutex_lock(&p->local_mutex);
-    s = lp_mag_steal_locked(p, true);
-    if (s == NULL && any_magazine)
-      s = lp_mag_steal_locked(p, false);
-    pthread_mutex_unlock(&p->local_mutex);
-  }
-  return s;
+  return closed;
 }
 
 /* Idle states now: live minus those held by callers (a snapshot while threads work). */
@@ -48,24 +85,107 @@ static void mark_quiet_threads(luapool *p) {
 }
 
 /*
-** One pass: close what waits to be closed; close idle states beyond max_idle, counting those in
-** magazines (global list first, then quiet threads' magazines, then any); create states up to
-** min_idle.  Under maintain_mutex.
+** Lifetime and idle timeout over every state on the global list (quiet magazines were emptied
+** into it just before).  The list is held only for the length of the scan: no collection here.
 */
-static void maintain_locked(luapool *p) {
-  close_pending(p);
+static unsigned expire_idle(luapool *p, uint64_t now, unsigned *idle) {
+  if (p->cfg.max_lifetime_ms == 0 && p->cfg.idle_timeout_ms == 0)
+    return 0;
+  unsigned closed = 0;
+  chain all = take_global(p, UINT32_MAX), keep = {NULL, 0};
+  lp_slot *s;
+  while ((s = chain_pop(&all)) != NULL) { /* the oldest first: they go first */
+    int reason = 0;
+    if (s->expires_ms <= now)
+      reason = LUAPOOL_CLOSE_LIFETIME;
+    else if (p->cfg.idle_timeout_ms != 0 && now - s->last_used_ms >= p->cfg.idle_timeout_ms &&
+             *idle > p->cfg.min_idle)
+      reason = LUAPOOL_CLOSE_IDLE_TIMEOUT;
+    if (reason != 0) {
+      lp_state_close(p, s, reason);
+      closed++;
+      (*idle)--;
+    } else {
+      chain_push(&keep, s);
+    }
+  }
+  give_global_reversed(p, &keep); /* survivors, top-most first: back in the old order */
+  return closed;
+}
 
-  unsigned idle = idle_count(p);
-  while (idle > p->cfg.max_idle) {
-    lp_slot *s = take_idle(p, true);
+/* One idle state from the global list, else a quiet thread's magazine, else any magazine. */
+static lp_slot *take_idle(luapool *p) {
+  lp_slot *s = lp_freelist_pop_mpmc(&p->idle);
+  if (s == NULL) {
+    pthread_mutex_lock(&p->local_mutex);
+    s = lp_mag_steal_locked(p, true);
+    if (s == NULL)
+      s = lp_mag_steal_locked(p, false);
+    pthread_mutex_unlock(&p->local_mutex);
+  }
+  return s;
+}
+
+static unsigned trim(luapool *p, unsigned *idle) {
+  unsigned closed = 0;
+  while (*idle > p->cfg.max_idle) {
+    lp_slot *s = take_idle(p);
     if (s == NULL)
       break;
-    lp_state_close(p, s);
-    atomic_fetch_add_explicit(&p->trimmed, 1, memory_order_relaxed);
-    idle--;
+    lp_state_close(p, s, LUAPOOL_CLOSE_TRIMMED);
+    closed++;
+    (*idle)--;
   }
-  mark_quiet_threads(p);
+  return closed;
+}
 
+/* Pushes survivors gathered top-most first back in their old order. */
+static void give_global_reversed(luapool *p, chain *keep) {
+  chain back = {NULL, 0};
+  lp_slot *s;
+  while ((s = chain_pop(keep)) != NULL)
+    chain_push(&back, s);
+  give_global(p, &back);
+}
+
+/*
+** Background collection: a full collection for up to gc_per_pass states of the global list that
+** were used since their last one; a state whose heap stays above bloat_kb is closed.  The list
+** is held only while it is scanned: the clean states go back at once, and each collected state
+** as soon as its collection ends.
+*/
+static unsigned collect(luapool *p, unsigned *idle) {
+  if (p->cfg.gc_per_pass == 0)
+    return 0;
+  unsigned closed = 0;
+  chain all = take_global(p, UINT32_MAX), clean = {NULL, 0}, dirty = {NULL, 0};
+  lp_slot *s;
+  while ((s = chain_pop(&all)) != NULL) {
+    if (s->uses != s->gc_uses && dirty.n < p->cfg.gc_per_pass)
+      chain_push(&dirty, s);
+    else
+      chain_push(&clean, s);
+  }
+  give_global_reversed(p, &clean);
+  while ((s = chain_pop(&dirty)) != NULL) {
+    lua_State *L = atomic_load_explicit(&s->L, memory_order_relaxed);
+    lua_gc(L, LUA_GCCOLLECT);
+    atomic_fetch_add_explicit(&p->collections, 1, memory_order_relaxed);
+    s->gc_uses = s->uses;
+    if (p->cfg.bloat_kb != 0 && (unsigned)lua_gc(L, LUA_GCCOUNT) > p->cfg.bloat_kb) {
+      lp_state_close(p, s, LUAPOOL_CLOSE_BLOAT);
+      closed++;
+      (*idle)--;
+    } else {
+      chain one = {NULL, 0};
+      chain_push(&one, s);
+      give_global(p, &one);
+    }
+  }
+  return closed;
+}
+
+static void prewarm(luapool *p, unsigned idle) {
   while (idle < p->cfg.min_idle && !atomic_load_explicit(&p->closed, memory_order_acquire)) {
     lp_slot *s;
     if (!lp_live_reserve(p))
@@ -82,6 +202,57 @@ static void maintain_locked(luapool *p) {
   }
 }
 
+static uint64_t elapsed_ns(const struct timespec *t0) {
+  struct timespec t1;
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  return (uint64_t)(t1.tv_sec - t0->tv_sec) * 1000000000u + (uint64_t)t1.tv_nsec -
+         (uint64_t)t0->tv_nsec;
+}
+
+static void record_pass(luapool *p, uint64_t ns) {
+  atomic_fetch_add_explicit(&p->passes, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&p->pass_ns_total, ns, memory_order_relaxed);
+  atomic_store_explicit(&p->pass_ns_last, ns, memory_order_relaxed);
+  if (ns > atomic_load_explicit(&p->pass_ns_max, memory_order_relaxed))
+    atomic_store_explicit(&p->pass_ns_max, ns, memory_order_relaxed); /* passes are serialized */
+}
+
+/*
+** One pass, under maintain_mutex:
+**  1. advance the coarse clock that releases stamp states with;
+**  2. close what waits to be closed (discarded, tainted, expired on release);
+**  3. move quiet threads' magazines to the global list;
+**  4. close states past their lifetime or idle timeout (not below min_idle);
+**  5. close idle states beyond max_idle, counting magazines;
+**  6. collect garbage in up to gc_per_pass idle states, closing bloated ones;
+**  7. note each thread's acquire count, to spot quiet threads next time;
+**  8. create states up to min_idle;
+**  9. give freed memory back to the system if states were closed.
+*/
+static void maintain_locked(luapool *p) {
+  struct timespec t0;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  uint64_t now = lp_clock_ms(p);
+  atomic_store_explicit(&p->now_ms, now, memory_order_relaxed);
+
+  unsigned closed = close_pending(p);
+  unsigned reclaimed = lp_mag_reclaim_quiet(p);
+  atomic_fetch_add_explicit(&p->reclaimed, reclaimed, memory_order_relaxed);
+  if (reclaimed != 0 && lp_waiters_after_push(p))
+    lp_wake_waiter(p);
+  unsigned idle = idle_count(p);
+  closed += expire_idle(p, now, &idle);
+  closed += trim(p, &idle);
+  closed += collect(p, &idle);
+  mark_quiet_threads(p);
+  prewarm(p, idle);
+#ifdef __GLIBC__
+  if (closed != 0)
+    malloc_trim(0); /* glibc keeps freed heap otherwise: a burst's memory would stay */
+#endif
+  record_pass(p, elapsed_ns(&t0));
+}
+
 void lp_maintain_pass(luapool *p) {
   pthread_mutex_lock(&p->maintain_mutex);
   maintain_locked(p);
@@ -89,11 +260,18 @@ void lp_maintain_pass(luapool *p) {
 }
 
 /* Shutdown and destroy: close every state nobody holds.  Under maintain_mutex. */
-void lp_close_all_idle(luapool *p) {
-  close_pending(p);
-  lp_slot *s;
-  while ((s = take_idle(p, true)) != NULL)
-    lp_state_close(p, s);
+void lp_close_all_idle(luapool *p, int reason) {
+  lp_slot *s = lp_freelist_pop_all_spmc(&p->closing);
+  while (s != NULL) {
+    lp_slot *next = s->entry.next != NULL ? LP_SLOT_OF_ENTRY(s->entry.next) : NULL;
+    lp_state_close(p, s, reason);
+    s = next;
+  }
+  while ((s = take_idle(p)) != NULL)
+    lp_state_close(p, s, reason);
+#ifdef __GLIBC__
+  malloc_trim(0);
+#endif
 }
 
 static void *watchdog_main(void *arg) {

@@ -33,7 +33,11 @@ START_TEST(config_has_a_fixed_size_for_binary_compatibility) {
   if (sizeof(void *) == 8) {
     ck_assert_uint_eq(sizeof(luapool_config), 256);
     ck_assert_uint_eq(offsetof(luapool_config, on_create), 32);
-    ck_assert_uint_eq(offsetof(luapool_config, reserved), 64);
+    ck_assert_uint_eq(offsetof(luapool_config, log_ud), 56);
+    /* version 0.1's fields, taken from what was reserved space */
+    ck_assert_uint_eq(offsetof(luapool_config, idle_timeout_ms), 64);
+    ck_assert_uint_eq(offsetof(luapool_config, on_state), 88);
+    ck_assert_uint_eq(offsetof(luapool_config, reserved), 120);
   }
 }
 END_TEST
