@@ -205,6 +205,12 @@ static inline bool lp_waiters_after_push(luapool *p) {
   return atomic_fetch_add_explicit(&p->waiters, 0, memory_order_seq_cst) != 0;
 }
 
+/* After pushes on the global free list: wake a waiting acquire, if any. */
+static inline void lp_wake_after_push(luapool *p) {
+  if (lp_waiters_after_push(p))
+    lp_wake_waiter(p);
+}
+
 /* ---- the magazine fast path (magazine.c has the rest and the argument) ------------------ */
 
 #define LP_TLS_POOLS 8 /* pools a thread keeps magazines for at once */

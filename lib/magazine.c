@@ -56,8 +56,8 @@ static void local_retire(luapool *p, lp_local *l) {
     l->next->prev = l->prev;
   pthread_mutex_unlock(&p->local_mutex);
   free(l);
-  if (gave && lp_waiters_after_push(p))
-    lp_wake_waiter(p);
+  if (gave)
+    lp_wake_after_push(p);
 }
 
 /* The thread is exiting: give every magazine of a still-live pool back to it. */
@@ -156,18 +156,28 @@ lp_local *lp_local_get_slow(luapool *p) {
   return tls_front(t, free_entry);
 }
 
+/* Under pool.local_mutex: no acquire since the last maintenance pass (or never: release-only). */
+static bool local_is_quiet(lp_local *l) {
+  return lp_counter_read(&l->counters.c[LP_C_ACQUIRES]) == l->last_acquires;
+}
+
+/* Under pool.local_mutex: empties entry i of another thread's magazine; its state, or NULL. */
+static lp_slot *mag_take(lp_local *l, unsigned i) {
+  if (atomic_load_explicit(&l->mag[i], memory_order_relaxed) == NULL)
+    return NULL;
+  return atomic_exchange_explicit(&l->mag[i], NULL, memory_order_seq_cst);
+}
+
 /*
-** Under pool.local_mutex.  Takes one idle state from any thread's magazine, or only from threads
-** that made no acquire since the last maintenance pass (quiet_only).
+** Under pool.local_mutex.  Takes one idle state from any thread's magazine, or only from quiet
+** threads (quiet_only).
 */
 lp_slot *lp_mag_steal_locked(luapool *p, bool quiet_only) {
   for (lp_local *l = p->locals; l != NULL; l = l->next) {
-    if (quiet_only && lp_counter_read(&l->counters.c[LP_C_ACQUIRES]) != l->last_acquires)
+    if (quiet_only && !local_is_quiet(l))
       continue;
     for (unsigned i = 0; i < l->size; i++) {
-      if (atomic_load_explicit(&l->mag[i], memory_order_relaxed) == NULL)
-        continue;
-      lp_slot *s = atomic_exchange_explicit(&l->mag[i], NULL, memory_order_seq_cst);
+      lp_slot *s = mag_take(l, i);
       if (s != NULL)
         return s;
     }
@@ -176,20 +186,18 @@ lp_slot *lp_mag_steal_locked(luapool *p, bool quiet_only) {
 }
 
 /*
-** Moves every state cached by a thread that made no acquire since the last pass (a quiet thread,
-** or one that only releases) to the global list, so that the watchdog's rules reach them and
-** acquires elsewhere find them first.  Returns how many moved.
+** Moves every state cached by a quiet thread (or one that only releases) to the global list, so
+** that the watchdog's rules reach them and acquires elsewhere find them first.  Returns how many
+** moved; the caller wakes a waiter.
 */
 unsigned lp_mag_reclaim_quiet(luapool *p) {
   unsigned moved = 0;
   pthread_mutex_lock(&p->local_mutex);
   for (lp_local *l = p->locals; l != NULL; l = l->next) {
-    if (lp_counter_read(&l->counters.c[LP_C_ACQUIRES]) != l->last_acquires)
+    if (!local_is_quiet(l))
       continue;
     for (unsigned i = 0; i < l->size; i++) {
-      if (atomic_load_explicit(&l->mag[i], memory_order_relaxed) == NULL)
-        continue;
-      lp_slot *s = atomic_exchange_explicit(&l->mag[i], NULL, memory_order_acq_rel);
+      lp_slot *s = mag_take(l, i);
       if (s != NULL) {
         lp_freelist_push_mpmc(&p->idle, s);
         moved++;

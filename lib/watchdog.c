@@ -33,34 +33,28 @@ static lp_slot *chain_pop(chain *c) {
   return s;
 }
 
-/* Pops up to max states off the global list; the chain holds them bottom-most first. */
-static chain take_global(luapool *p, unsigned max) {
+/*
+** Pops every state off the global list.  The chain holds them bottom-most (least recently
+** pushed) first, so pushing them back in chain order restores the list's order.
+*/
+static chain take_all_global(luapool *p) {
   chain c = {NULL, 0};
   lp_slot *s;
-  while (c.n < max && (s = lp_freelist_pop_mpmc(&p->idle)) != NULL)
+  while ((s = lp_freelist_pop_mpmc(&p->idle)) != NULL)
     chain_push(&c, s);
   return c;
 }
 
-/* Pushes a chain from take_global back in its old order (the old top on top again). */
-static void give_global(luapool *p, chain *c) {
-  bool gave = c->n != 0;
-  lp_slot *s;
-  while ((s = chain_pop(c)) != NULL)
-    lp_freelist_push_mpmc(&p->idle, s);
-  if (gave && lp_waiters_after_push(p))
-    lp_wake_waiter(p);
-}
-
-static void give_global_reversed(luapool *p, chain *keep);
-
-/* Closes every state on the close list (discarded, tainted, expired on release). */
-static unsigned close_pending(luapool *p) {
+/*
+** Closes every state on the close list, each for the reason it was queued with, or for reason
+** when that is nonzero (shutdown).
+*/
+static unsigned close_pending(luapool *p, int reason) {
   unsigned closed = 0;
   lp_slot *s = lp_freelist_pop_all_spmc(&p->closing);
   while (s != NULL) {
     lp_slot *next = s->entry.next != NULL ? LP_SLOT_OF_ENTRY(s->entry.next) : NULL;
-    lp_state_close(p, s, s->close_reason);
+    lp_state_close(p, s, reason != 0 ? reason : s->close_reason);
     closed++;
     s = next;
   }
@@ -91,8 +85,8 @@ static void mark_quiet_threads(luapool *p) {
 static unsigned expire_idle(luapool *p, uint64_t now, unsigned *idle) {
   if (p->cfg.max_lifetime_ms == 0 && p->cfg.idle_timeout_ms == 0)
     return 0;
-  unsigned closed = 0;
-  chain all = take_global(p, UINT32_MAX), keep = {NULL, 0};
+  unsigned closed = 0, kept = 0;
+  chain all = take_all_global(p);
   lp_slot *s;
   while ((s = chain_pop(&all)) != NULL) { /* the oldest first: they go first */
     int reason = 0;
@@ -106,10 +100,12 @@ static unsigned expire_idle(luapool *p, uint64_t now, unsigned *idle) {
       closed++;
       (*idle)--;
     } else {
-      chain_push(&keep, s);
+      lp_freelist_push_mpmc(&p->idle, s); /* back at once, in the old order */
+      kept++;
     }
   }
-  give_global_reversed(p, &keep); /* survivors, top-most first: back in the old order */
+  if (kept != 0)
+    lp_wake_after_push(p);
   return closed;
 }
 
@@ -139,15 +135,6 @@ static unsigned trim(luapool *p, unsigned *idle) {
   return closed;
 }
 
-/* Pushes survivors gathered top-most first back in their old order. */
-static void give_global_reversed(luapool *p, chain *keep) {
-  chain back = {NULL, 0};
-  lp_slot *s;
-  while ((s = chain_pop(keep)) != NULL)
-    chain_push(&back, s);
-  give_global(p, &back);
-}
-
 /*
 ** Background collection: a full collection for up to gc_per_pass states of the global list that
 ** were used since their last one; a state whose heap stays above bloat_kb is closed.  The list
@@ -157,16 +144,19 @@ static void give_global_reversed(luapool *p, chain *keep) {
 static unsigned collect(luapool *p, unsigned *idle) {
   if (p->cfg.gc_per_pass == 0)
     return 0;
-  unsigned closed = 0;
-  chain all = take_global(p, UINT32_MAX), clean = {NULL, 0}, dirty = {NULL, 0};
+  unsigned closed = 0, clean = 0;
+  chain all = take_all_global(p), dirty = {NULL, 0};
   lp_slot *s;
   while ((s = chain_pop(&all)) != NULL) {
-    if (s->uses != s->gc_uses && dirty.n < p->cfg.gc_per_pass)
+    if (s->uses != s->gc_uses && dirty.n < p->cfg.gc_per_pass) {
       chain_push(&dirty, s);
-    else
-      chain_push(&clean, s);
+    } else {
+      lp_freelist_push_mpmc(&p->idle, s); /* back at once, in the old order */
+      clean++;
+    }
   }
-  give_global_reversed(p, &clean);
+  if (clean != 0)
+    lp_wake_after_push(p);
   while ((s = chain_pop(&dirty)) != NULL) {
     lua_State *L = atomic_load_explicit(&s->L, memory_order_relaxed);
     lua_gc(L, LUA_GCCOLLECT);
@@ -177,9 +167,8 @@ static unsigned collect(luapool *p, unsigned *idle) {
       closed++;
       (*idle)--;
     } else {
-      chain one = {NULL, 0};
-      chain_push(&one, s);
-      give_global(p, &one);
+      lp_freelist_push_mpmc(&p->idle, s);
+      lp_wake_after_push(p);
     }
   }
   return closed;
@@ -197,8 +186,7 @@ static void prewarm(luapool *p, unsigned idle) {
     atomic_store_explicit(&s->state, LP_SLOT_IDLE, memory_order_relaxed);
     lp_freelist_push_mpmc(&p->idle, s);
     idle++;
-    if (lp_waiters_after_push(p))
-      lp_wake_waiter(p);
+    lp_wake_after_push(p);
   }
 }
 
@@ -235,11 +223,11 @@ static void maintain_locked(luapool *p) {
   uint64_t now = lp_clock_ms(p);
   atomic_store_explicit(&p->now_ms, now, memory_order_relaxed);
 
-  unsigned closed = close_pending(p);
+  unsigned closed = close_pending(p, 0);
   unsigned reclaimed = lp_mag_reclaim_quiet(p);
   atomic_fetch_add_explicit(&p->reclaimed, reclaimed, memory_order_relaxed);
-  if (reclaimed != 0 && lp_waiters_after_push(p))
-    lp_wake_waiter(p);
+  if (reclaimed != 0)
+    lp_wake_after_push(p);
   unsigned idle = idle_count(p);
   closed += expire_idle(p, now, &idle);
   closed += trim(p, &idle);
@@ -261,12 +249,8 @@ void lp_maintain_pass(luapool *p) {
 
 /* Shutdown and destroy: close every state nobody holds.  Under maintain_mutex. */
 void lp_close_all_idle(luapool *p, int reason) {
-  lp_slot *s = lp_freelist_pop_all_spmc(&p->closing);
-  while (s != NULL) {
-    lp_slot *next = s->entry.next != NULL ? LP_SLOT_OF_ENTRY(s->entry.next) : NULL;
-    lp_state_close(p, s, reason);
-    s = next;
-  }
+  close_pending(p, reason);
+  lp_slot *s;
   while ((s = take_idle(p)) != NULL)
     lp_state_close(p, s, reason);
 #ifdef __GLIBC__
