@@ -41,8 +41,12 @@ enum {
   LUAPOOL_LIB_MATH = 1 << 7,
   LUAPOOL_LIB_UTF8 = 1 << 8,
   LUAPOOL_LIB_DEBUG = 1 << 9,
+  LUAPOOL_LIB_OS_TIME = 1 << 10, /* os.clock, os.time, os.date and os.difftime only */
+  LUAPOOL_LIB_SANDBOX = 1 << 11, /* the sandbox: read-only libraries, text-only load, no __gc,
+                                    require of preloaded modules only (luapool_config_init(3)) */
   LUAPOOL_LIBS_SAFE = LUAPOOL_LIB_BASE | LUAPOOL_LIB_COROUTINE | LUAPOOL_LIB_TABLE |
-                      LUAPOOL_LIB_STRING | LUAPOOL_LIB_MATH | LUAPOOL_LIB_UTF8,
+                      LUAPOOL_LIB_STRING | LUAPOOL_LIB_MATH | LUAPOOL_LIB_UTF8 |
+                      LUAPOOL_LIB_SANDBOX,
   LUAPOOL_LIBS_ALL = LUAPOOL_LIB_BASE | LUAPOOL_LIB_PACKAGE | LUAPOOL_LIB_COROUTINE |
                      LUAPOOL_LIB_TABLE | LUAPOOL_LIB_IO | LUAPOOL_LIB_OS | LUAPOOL_LIB_STRING |
                      LUAPOOL_LIB_MATH | LUAPOOL_LIB_UTF8 | LUAPOOL_LIB_DEBUG
@@ -50,7 +54,7 @@ enum {
 
 /* What luapool_release does to a state before the next caller gets it (luapool_config.reset). */
 enum {
-  LUAPOOL_RESET_FULL = 0, /* empty the stack, restore the globals, restart the collector */
+  LUAPOOL_RESET_FULL = 0, /* as clean as a new state: see "What reset guarantees" in luapool(3) */
   LUAPOOL_RESET_STACK = 1 /* empty the stack only: the caller vouches for the rest */
 };
 
@@ -111,7 +115,13 @@ typedef struct luapool_config {
   uint64_t (*clock_ms)(void *ud); /* the upkeep's clock in ms; NULL: CLOCK_MONOTONIC */
   void *clock_ud;
 
-  void *reserved[17]; /* room for the fields of later versions; leave zero */
+  /* Limits on what one request may use (luapool_set_budget(3)); 0 turns each off. */
+  size_t mem_limit;             /* bytes of Lua heap per state; 64 MiB */
+  uint64_t budget_instructions; /* VM instructions per acquire; 0 */
+  unsigned budget_ms;           /* wall-clock ms per acquire; 0 */
+  unsigned chunk_cache;         /* chunks luapool_load keeps compiled per state; 32 */
+
+  void *reserved[14]; /* room for the fields of later versions; leave zero */
 } luapool_config;
 
 /*
@@ -147,7 +157,12 @@ typedef struct luapool_stats {
   uint64_t pass_ns_total;    /* their time, summed */
   uint64_t pass_ns_max;      /* the longest one */
   uint64_t pass_ns_last;     /* the latest one */
-  uint64_t reserved[16];     /* room for the counters of later versions */
+  uint64_t mem_errors;       /* acquires in which an allocation hit mem_limit */
+  uint64_t budget_exceeded;  /* acquires whose budget ran out */
+  uint64_t restored;         /* releases whose reset found and undid a change */
+  uint64_t cache_hits;       /* luapool_load calls served by the chunk cache */
+  uint64_t cache_misses;     /* luapool_load calls that compiled */
+  uint64_t reserved[11];     /* room for the counters of later versions */
 } luapool_stats;
 
 void luapool_config_init(luapool_config *cfg);
@@ -160,6 +175,11 @@ int luapool_maintain(luapool *p); /* one watchdog pass now, on the calling threa
 int luapool_shutdown(luapool *p, long drain_timeout_ms); /* < 0: no limit */
 void luapool_destroy(luapool *p);
 const char *luapool_strerror(int err);
+
+/* For a state between luapool_acquire and luapool_release (any of its threads). */
+int luapool_set_budget(lua_State *L, uint64_t instructions, unsigned ms); /* from now; 0 = none */
+int luapool_load(lua_State *L, const char *name, const char *src, size_t len); /* as
+                 luaL_loadbufferx(L, src, len, name, "t"), compiled once per state */
 
 #ifdef __cplusplus
 }

@@ -48,7 +48,78 @@ typedef struct lp_slot {
   uint64_t last_used_ms;  /* the coarse clock at the last release (or at creation) */
   unsigned gc_uses;       /* uses at the last background collection */
   int close_reason;       /* LUAPOOL_CLOSE_*, while on the close list */
+  struct lp_sx *x;        /* the state's extension, while it has a state */
 } lp_slot;
+
+/* A value's fingerprint: its type and its identity (collectable) or bits (the others). */
+typedef struct lp_fp {
+  uint64_t bits;
+  int type; /* lua_type, or LP_TINTEGER */
+} lp_fp;
+
+#define LP_TINTEGER (LUA_NUMTYPES + 1)
+
+/* A table or function the reset checks: its entries' (or upvalues') fingerprints, in order. */
+typedef struct lp_rec {
+  int n;     /* entries (key, value) or upvalues */
+  lp_fp *fp; /* 2n for a table (key, value, ...), n for a function */
+  lp_fp mt;  /* a table's metatable (nil for none) */
+} lp_rec;
+
+/* A chunk luapool_load keeps compiled. */
+typedef struct lp_cent {
+  char *name; /* malloc'd copies of the name and the source: the cache key */
+  char *src;
+  size_t name_len, len;
+  const void *fn; /* lua_topointer of the function in the cache table, slot idx */
+  uint64_t used;  /* the cache's tick at the last use: the least recently used goes first */
+} lp_cent;
+
+#define LP_TYPE_SAMPLES 7 /* nil, boolean, light userdata, number, string, function, thread */
+
+/*
+** What a state needs beyond its slot: allocated with the state, freed after lua_close.  Reached
+** from any thread of the state through the extra space (lp_sx_of) by the allocator, the hooks
+** and the wrappers; written only by the thread that holds the state.
+*/
+typedef struct lp_sx {
+  luapool *pool;
+  /* the allocator (state.c) */
+  size_t bytes; /* the Lua heap */
+  size_t limit; /* mem_limit, SIZE_MAX for none (or while the reset restores) */
+  bool mem_hit; /* an allocation was refused since the last reset */
+  /* the budget (budget.c) */
+  bool budget_armed, budget_tripped;
+  const char *budget_why;
+  uint64_t budget_left;     /* instructions; UINT64_MAX: no count */
+  uint64_t budget_deadline; /* CLOCK_MONOTONIC ns; 0: none */
+  /* the reset (reset.c, sandbox.c) */
+  bool finalizer; /* a metatable with __gc was set since the last reset */
+  bool warn_on, warn_cont;
+  size_t warn_len;
+  char warn_buf[256];
+  unsigned char *ranstate; /* math.random's xoshiro256** state (32 bytes), or NULL */
+  int ntab, nfn;
+  lp_rec *tab, *fn;
+  int *dirty; /* ntab + nfn: the reset's list of what to restore */
+  lp_fp typemt[LP_TYPE_SAMPLES];
+  /* the chunk cache (chunk.c) */
+  unsigned ncache;
+  lp_cent *cache; /* pool.cfg.chunk_cache entries */
+  uint64_t cache_tick, cache_hits, cache_misses;
+} lp_sx;
+
+/* The state's luapool table (registry, light userdata key): its array slots. */
+enum {
+  LP_T_SNAP = 1, /* table, copy, metatable-or-false triples of the checked tables */
+  LP_T_FSNAP,    /* function, upvalues pairs of the checked functions */
+  LP_T_FROZEN,   /* set of what no script can write: walked, not checked */
+  LP_T_CACHE,    /* the chunk cache's functions */
+  LP_T_TYPEMT,   /* the types' metatables (or false), by sample index */
+  LP_T_PROXIES,  /* sandbox: set of the read-only proxies */
+  LP_T_MODULES,  /* sandbox: the modules this request required */
+  LP_T_COUNT = LP_T_MODULES
+};
 
 #define LP_SLOT_OF_ENTRY(e) ((lp_slot *)(void *)(e))
 
@@ -73,6 +144,8 @@ enum {
   LP_C_MISSES,
   LP_C_WAITS,
   LP_C_TIMEOUTS,
+  LP_C_CACHE_HITS,
+  LP_C_CACHE_MISSES,
   LP_C_COUNT
 };
 
@@ -114,6 +187,8 @@ struct luapool {
   _Atomic uint64_t created, closed_count, discarded, tainted; /* the latter two: at the call */
   _Atomic uint64_t closed_by[LUAPOOL_CLOSE_SHUTDOWN + 1];     /* indexed by LUAPOOL_CLOSE_* */
   _Atomic uint64_t collections, reclaimed, passes, pass_ns_total, pass_ns_max, pass_ns_last;
+  _Atomic uint64_t mem_errors, budget_exceeded, restored;
+  bool budget_on; /* cfg.budget_instructions or cfg.budget_ms */
   lp_counters retired; /* counters of exited threads and of threads with no lp_local */
 
   pthread_mutex_t wait_mutex; /* with wait_cond: acquires asleep; also luapool_shutdown's drain */
@@ -175,8 +250,27 @@ void lp_local_register_pool(luapool *p);
 void lp_local_forget_pool(luapool *p);
 
 /* reset.c */
+enum { LP_RESET_CLEAN = 0, LP_RESET_RESTORED = 1, LP_RESET_TAINTED = -1, LP_RESET_BLOAT = -2 };
+int lp_lptable_create(lua_State *L);
+void lp_lptable_push(lua_State *L);
+void lp_push_type_samples(lua_State *L);
 int lp_reset_prepare(lua_State *L);
-int lp_reset(lua_State *L, unsigned mode);
+int lp_reset(luapool *p, lp_slot *s, lua_State *L);
+void lp_sx_free(lp_sx *x);
+
+/* sandbox.c */
+int lp_sandbox_open(lua_State *L);
+int lp_sandbox_freeze(lua_State *L);
+void lp_sandbox_warn_reset(lp_sx *x);
+
+/* budget.c */
+void lp_budget_arm(lua_State *L, lp_sx *x, uint64_t instructions, unsigned ms);
+void lp_budget_clear(lua_State *L, lp_sx *x);
+
+/* The extension of the state L belongs to (any of its threads). */
+static inline lp_sx *lp_sx_of(lua_State *L) {
+  return (*(lp_slot **)lua_getextraspace(L))->x;
+}
 
 /* stats.c */
 unsigned lp_stats_in_use(luapool *p);
@@ -252,6 +346,17 @@ static inline void lp_local_count(luapool *p, lp_local *l, int counter) {
                           memory_order_release);
   } else {
     atomic_fetch_add_explicit(&p->retired.c[counter], 1, memory_order_release);
+  }
+}
+
+/* Counts n events at once (the chunk cache's hits and misses, at release). */
+static inline void lp_local_add(luapool *p, lp_local *l, int counter, uint64_t n) {
+  if (l != NULL) {
+    _Atomic uint64_t *c = &l->counters.c[counter];
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                          memory_order_release);
+  } else {
+    atomic_fetch_add_explicit(&p->retired.c[counter], n, memory_order_release);
   }
 }
 

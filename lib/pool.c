@@ -113,6 +113,10 @@ void luapool_config_init(luapool_config *cfg) {
   cfg->max_lifetime_ms = 0;
   cfg->bloat_kb = 8192;
   cfg->gc_per_pass = 32;
+  cfg->mem_limit = (size_t)64 << 20;
+  cfg->budget_instructions = 0;
+  cfg->budget_ms = 0;
+  cfg->chunk_cache = 32;
 }
 
 static int config_check(const luapool_config *cfg) {
@@ -129,8 +133,15 @@ static int config_check(const luapool_config *cfg) {
     why = "min_idle is above max_states";
   else if (cfg->magazine_size > LP_MAGAZINE_MAX)
     why = "magazine_size is above 64";
-  else if ((cfg->libs & ~(unsigned)LUAPOOL_LIBS_ALL) != 0)
+  else if ((cfg->libs & ~(unsigned)(LUAPOOL_LIBS_ALL | LUAPOOL_LIB_OS_TIME |
+                                     LUAPOOL_LIB_SANDBOX)) != 0)
     why = "libs has bits that are no LUAPOOL_LIB_*";
+  else if ((cfg->libs & LUAPOOL_LIB_SANDBOX) &&
+           (cfg->libs & (LUAPOOL_LIB_IO | LUAPOOL_LIB_OS | LUAPOOL_LIB_DEBUG |
+                         LUAPOOL_LIB_PACKAGE)) != 0)
+    why = "LUAPOOL_LIB_SANDBOX excludes io, os (but LUAPOOL_LIB_OS_TIME), debug and package";
+  else if (cfg->chunk_cache > 4096)
+    why = "chunk_cache is above 4096";
   else if (cfg->reset != LUAPOOL_RESET_FULL && cfg->reset != LUAPOOL_RESET_STACK)
     why = "reset is neither LUAPOOL_RESET_FULL nor LUAPOOL_RESET_STACK";
   if (why != NULL) {
@@ -163,6 +174,7 @@ int luapool_create(const luapool_config *cfg, luapool **out) {
     return LUAPOOL_ENOMEM;
   memset(p, 0, bytes);
   p->cfg = *cfg;
+  p->budget_on = cfg->budget_instructions != 0 || cfg->budget_ms != 0;
   lp_freelist_init(&p->idle);
   lp_freelist_init(&p->closing);
   atomic_init(&p->closed, 0);
@@ -180,6 +192,9 @@ int luapool_create(const luapool_config *cfg, luapool **out) {
   atomic_init(&p->pass_ns_total, 0);
   atomic_init(&p->pass_ns_max, 0);
   atomic_init(&p->pass_ns_last, 0);
+  atomic_init(&p->mem_errors, 0);
+  atomic_init(&p->budget_exceeded, 0);
+  atomic_init(&p->restored, 0);
   for (int c = 0; c < LP_C_COUNT; c++)
     atomic_init(&p->retired.c[c], 0);
   if (pool_init_sync(p) != LUAPOOL_OK) {
@@ -253,7 +268,10 @@ static int acquired(luapool *p, lp_local *l, lp_slot *s, int source, lua_State *
   s->uses++;
   lp_local_count(p, l, source);
   lp_local_count(p, l, LP_C_ACQUIRES);
-  *out = atomic_load_explicit(&s->L, memory_order_relaxed);
+  lua_State *L = atomic_load_explicit(&s->L, memory_order_relaxed);
+  if (p->budget_on)
+    lp_budget_arm(L, s->x, p->cfg.budget_instructions, p->cfg.budget_ms);
+  *out = L;
   return LUAPOOL_OK;
 }
 
@@ -412,6 +430,33 @@ static int expired_on_release(luapool *p, const lp_slot *s, uint64_t now) {
   return 0;
 }
 
+/*
+** The end of a request: its counts (memory errors, budget, chunk cache), the budget's hook
+** removed, then the reset (an LP_RESET_* result).
+*/
+static int request_done(luapool *p, lp_local *l, lp_slot *s, lua_State *L) {
+  lp_sx *x = s->x;
+  if (x->mem_hit) {
+    x->mem_hit = false;
+    atomic_fetch_add_explicit(&p->mem_errors, 1, memory_order_relaxed);
+  }
+  if (x->budget_tripped)
+    atomic_fetch_add_explicit(&p->budget_exceeded, 1, memory_order_relaxed);
+  lp_budget_clear(L, x);
+  if (x->cache_hits != 0) {
+    lp_local_add(p, l, LP_C_CACHE_HITS, x->cache_hits);
+    x->cache_hits = 0;
+  }
+  if (x->cache_misses != 0) {
+    lp_local_add(p, l, LP_C_CACHE_MISSES, x->cache_misses);
+    x->cache_misses = 0;
+  }
+  int r = lp_reset(p, s, L);
+  if (r == LP_RESET_RESTORED)
+    atomic_fetch_add_explicit(&p->restored, 1, memory_order_relaxed);
+  return r;
+}
+
 void luapool_release(luapool *p, lua_State *L) {
   lp_slot *s = checked_slot(p, L, "luapool_release");
   if (s == NULL || !check_out_to(p, s, LP_SLOT_IDLE, "luapool_release"))
@@ -421,12 +466,16 @@ void luapool_release(luapool *p, lua_State *L) {
   uint64_t now = atomic_load_explicit(&p->now_ms, memory_order_relaxed);
   int expired = expired_on_release(p, s, now);
   s->last_used_ms = now;
+  int reset = expired != 0 ? LP_RESET_CLEAN : request_done(p, l, s, L);
   if (expired != 0) {
     retire(p, s, expired);
-  } else if (lp_reset(L, p->cfg.reset) != 0) {
-    lp_log(p, LUAPOOL_LOG_WARN, "luapool_release: reset failed: state %p closed", (void *)L);
+  } else if (reset == LP_RESET_TAINTED) {
+    lp_log(p, LUAPOOL_LOG_WARN, "luapool_release: reset cannot vouch for state %p: closed",
+           (void *)L);
     atomic_fetch_add_explicit(&p->tainted, 1, memory_order_relaxed);
     retire(p, s, LUAPOOL_CLOSE_TAINTED);
+  } else if (reset == LP_RESET_BLOAT) {
+    retire(p, s, LUAPOOL_CLOSE_BLOAT);
   } else if (pool_closed(p)) {
     lp_state_close(p, s, LUAPOOL_CLOSE_SHUTDOWN);
   } else if (l != NULL && lp_mag_push(l, s)) {

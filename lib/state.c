@@ -3,6 +3,8 @@
 */
 #include <lauxlib.h>
 #include <lualib.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
 
 #include "internal.h"
@@ -40,6 +42,37 @@ static void upkeep_init(luapool *p, lp_slot *s, uint64_t nth) {
     s->expires_ms = now + life - mix64(p->serial * 0x100000001b3u + nth) % (life / 10 + 1);
 }
 
+/*
+** Every state's allocator: malloc, with the heap counted against mem_limit.  A refused
+** allocation makes Lua collect and retry, then raise a memory error in the script.
+*/
+static void *lp_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  lp_sx *x = ud;
+  if (ptr == NULL)
+    osize = 0; /* osize is then the object's type */
+  if (nsize == 0) {
+    free(ptr);
+    x->bytes -= osize;
+    return NULL;
+  }
+  if (nsize > osize && nsize - osize > x->limit - x->bytes) {
+    x->mem_hit = true;
+    return NULL;
+  }
+  void *q = realloc(ptr, nsize);
+  if (q == NULL)
+    return nsize <= osize ? ptr : NULL; /* Lua expects shrinking to succeed */
+  x->bytes = x->bytes - osize + nsize;
+  return q;
+}
+
+static int lp_panic(lua_State *L) {
+  const char *msg = lua_tostring(L, -1);
+  fprintf(stderr, "luapool: PANIC: unprotected error in call to Lua API (%s)\n",
+          msg != NULL ? msg : "error object is not a string");
+  return 0; /* Lua aborts */
+}
+
 static const struct {
   unsigned bit;
   const char *name;
@@ -66,18 +99,40 @@ typedef struct lp_init_args {
 static int state_init(lua_State *L) {
   lp_init_args *a = lua_touserdata(L, 1);
   lua_settop(L, 0);
+  lp_lptable_create(L);
+  unsigned libs = a->cfg->libs;
+  if ((libs & LUAPOOL_LIB_OS_TIME) && !(libs & LUAPOOL_LIB_OS))
+    libs |= LUAPOOL_LIB_OS; /* opened, then trimmed below */
   for (size_t i = 0; i < sizeof lp_libs / sizeof lp_libs[0]; i++) {
-    if (a->cfg->libs & lp_libs[i].bit) {
+    if (libs & lp_libs[i].bit) {
       luaL_requiref(L, lp_libs[i].name, lp_libs[i].open, 1);
       lua_pop(L, 1);
     }
   }
+  if ((a->cfg->libs & LUAPOOL_LIB_OS_TIME) && !(a->cfg->libs & LUAPOOL_LIB_OS)) {
+    static const char *const keep[] = {"clock", "date", "difftime", "time"};
+    lua_getglobal(L, LUA_OSLIBNAME);
+    lua_createtable(L, 0, 4);
+    for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++) {
+      lua_getfield(L, -2, keep[i]);
+      lua_setfield(L, -2, keep[i]);
+    }
+    lua_pushvalue(L, -1);
+    lua_setglobal(L, LUA_OSLIBNAME);
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    lua_insert(L, -2);
+    lua_setfield(L, -2, LUA_OSLIBNAME);
+    lua_settop(L, 0);
+  }
+  lp_sandbox_open(L);
   if (a->cfg->on_create != NULL) {
     a->on_create_rc = a->cfg->on_create(L, a->cfg->on_create_ud);
     if (a->on_create_rc != 0)
       return 0;
   }
   lua_settop(L, 0);
+  if (a->cfg->libs & LUAPOOL_LIB_SANDBOX)
+    lp_sandbox_freeze(L);
   return lp_reset_prepare(L);
 }
 
@@ -89,12 +144,24 @@ int lp_state_new(luapool *p, lp_slot **out) {
   lp_slot *s = lp_slot_alloc(p);
   if (s == NULL)
     return LUAPOOL_ENOMEM;
-  lua_State *L = luaL_newstate();
+  lp_sx *x = calloc(1, sizeof *x);
+  lp_cent *cache = p->cfg.chunk_cache != 0 ? calloc(p->cfg.chunk_cache, sizeof *cache) : NULL;
+  lua_State *L = NULL;
+  if (x != NULL && (cache != NULL || p->cfg.chunk_cache == 0)) {
+    x->pool = p;
+    x->limit = p->cfg.mem_limit != 0 ? p->cfg.mem_limit : SIZE_MAX;
+    x->cache = cache;
+    L = lua_newstate(lp_alloc, x);
+  }
   if (L == NULL) {
+    free(cache);
+    free(x);
     lp_slot_free(p, s);
     lp_log(p, LUAPOOL_LOG_ERROR, "cannot create a Lua state: out of memory");
     return LUAPOOL_ENOMEM;
   }
+  lua_atpanic(L, lp_panic);
+  s->x = x;
   *(lp_slot **)lua_getextraspace(L) = s;
 
   lp_init_args a = {&p->cfg, 0};
@@ -114,10 +181,14 @@ int lp_state_new(luapool *p, lp_slot **out) {
   }
   if (rc != LUAPOOL_OK) {
     lua_close(L);
+    lp_sx_free(x);
+    s->x = NULL;
     lp_slot_free(p, s);
     return rc;
   }
   lua_settop(L, 0);
+  x->mem_hit = false;
+  x->finalizer = false;
   atomic_store_explicit(&s->L, L, memory_order_relaxed);
   upkeep_init(p, s, atomic_fetch_add_explicit(&p->created, 1, memory_order_relaxed));
   if (p->cfg.on_state != NULL)
@@ -136,6 +207,8 @@ void lp_state_close(luapool *p, lp_slot *s, int reason) {
   if (p->cfg.on_state != NULL)
     p->cfg.on_state(p->cfg.on_state_ud, LUAPOOL_STATE_CLOSED, reason, L);
   lua_close(L);
+  lp_sx_free(s->x);
+  s->x = NULL;
   lp_slot_free(p, s);
   atomic_fetch_add_explicit(&p->closed_by[reason], 1, memory_order_relaxed);
   atomic_fetch_add_explicit(&p->closed_count, 1, memory_order_relaxed);

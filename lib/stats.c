@@ -60,6 +60,11 @@ void lp_stats_fill(luapool *p, luapool_stats *out) {
   out->pass_ns_total = atomic_load_explicit(&p->pass_ns_total, memory_order_relaxed);
   out->pass_ns_max = atomic_load_explicit(&p->pass_ns_max, memory_order_relaxed);
   out->pass_ns_last = atomic_load_explicit(&p->pass_ns_last, memory_order_relaxed);
+  out->mem_errors = atomic_load_explicit(&p->mem_errors, memory_order_relaxed);
+  out->budget_exceeded = atomic_load_explicit(&p->budget_exceeded, memory_order_relaxed);
+  out->restored = atomic_load_explicit(&p->restored, memory_order_relaxed);
+  out->cache_hits = sums[LP_C_CACHE_HITS];
+  out->cache_misses = sums[LP_C_CACHE_MISSES];
   uint64_t live = out->created > out->closed ? out->created - out->closed : 0;
   out->live = (unsigned)live;
   out->in_use = in_use_of(sums);

@@ -37,7 +37,10 @@ START_TEST(config_has_a_fixed_size_for_binary_compatibility) {
     /* version 0.1's fields, taken from what was reserved space */
     ck_assert_uint_eq(offsetof(luapool_config, idle_timeout_ms), 64);
     ck_assert_uint_eq(offsetof(luapool_config, on_state), 88);
-    ck_assert_uint_eq(offsetof(luapool_config, reserved), 120);
+    /* version 0.2's fields (limits, chunk cache) */
+    ck_assert_uint_eq(offsetof(luapool_config, mem_limit), 120);
+    ck_assert_uint_eq(offsetof(luapool_config, chunk_cache), 140);
+    ck_assert_uint_eq(offsetof(luapool_config, reserved), 144);
   }
 }
 END_TEST

@@ -1,0 +1,511 @@
+/*
+** sandbox.c: what a state's libraries look like.
+**
+** Every profile: luapool's warn function (its on/off switch lives in the state's lp_sx, so the
+** reset can turn it off), and a setmetatable that notes finalizers.
+**
+** LUAPOOL_LIB_SANDBOX (part of LUAPOOL_LIBS_SAFE), after on_create has run:
+**   - the globals table becomes an empty overlay whose __index is the table of builtins: a
+**     request's globals live in the overlay, which the reset empties;
+**   - every table reachable from the builtins (the libraries, on_create's modules) is replaced
+**     by an empty read-only proxy (__index the real table, __newindex an error, __len, __pairs,
+**     __metatable false), so a request cannot change what the next one reads;
+**   - rawset refuses the proxies; setmetatable refuses metatables with __gc; load reads text
+**     only; require loads only package.preload's modules (registry._PRELOAD), into a
+**     per-request table; dofile, loadfile, print and string.dump are gone; metatables of other
+**     types (strings) and of userdata values are protected with __metatable.
+** Tables and functions nobody can write from Lua (the real libraries, the proxies...) go into
+** the FROZEN set: the reset's snapshot walks through them but does not record them.
+*/
+#include <lauxlib.h>
+#include <lualib.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* ---- warn: lauxlib's semantics, with the switch in lp_sx ------------------------------ */
+
+static void warn_flush(lp_sx *x) {
+  if (x->pool != NULL && x->pool->cfg.log != NULL)
+    lp_log(x->pool, LUAPOOL_LOG_WARN, "Lua warning: %s", x->warn_buf);
+  else
+    fprintf(stderr, "Lua warning: %s\n", x->warn_buf);
+  x->warn_len = 0;
+  x->warn_buf[0] = '\0';
+}
+
+static void lp_warnf(void *ud, const char *msg, int tocont) {
+  lp_sx *x = ud;
+  if (!x->warn_cont && !tocont && msg[0] == '@') { /* a control message */
+    if (strcmp(msg, "@on") == 0)
+      x->warn_on = true;
+    else if (strcmp(msg, "@off") == 0)
+      x->warn_on = false;
+    return;
+  }
+  x->warn_cont = tocont != 0;
+  if (!x->warn_on)
+    return;
+  size_t room = sizeof x->warn_buf - 1 - x->warn_len, n = strlen(msg);
+  if (n > room)
+    n = room; /* a longer warning is cut */
+  memcpy(x->warn_buf + x->warn_len, msg, n);
+  x->warn_len += n;
+  x->warn_buf[x->warn_len] = '\0';
+  if (!tocont)
+    warn_flush(x);
+}
+
+void lp_sandbox_warn_reset(lp_sx *x) {
+  x->warn_on = false;
+  x->warn_cont = false;
+  x->warn_len = 0;
+  x->warn_buf[0] = '\0';
+}
+
+/* ---- setmetatable: notes finalizers (every profile), refuses them (sandbox) ------------- */
+
+static bool has_gc(lua_State *L, int mt) {
+  if (lua_type(L, mt) != LUA_TTABLE)
+    return false;
+  lua_pushliteral(L, "__gc");
+  bool gc = lua_rawget(L, mt) != LUA_TNIL; /* Lua's own test is raw and takes any non-nil */
+  lua_pop(L, 1);
+  return gc;
+}
+
+static int set_mt(lua_State *L, bool sandbox) {
+  int t = lua_type(L, 2);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_argexpected(L, t == LUA_TNIL || t == LUA_TTABLE, 2, "nil or table");
+  if (luaL_getmetafield(L, 1, "__metatable") != LUA_TNIL)
+    return luaL_error(L, "cannot change a protected metatable");
+  if (has_gc(L, 2)) {
+    if (sandbox)
+      return luaL_error(L, "setmetatable: __gc metamethods are not allowed in the sandbox");
+    lp_sx_of(L)->finalizer = true;
+  }
+  lua_settop(L, 2);
+  lua_setmetatable(L, 1);
+  return 1;
+}
+
+static int all_setmetatable(lua_State *L) {
+  return set_mt(L, false);
+}
+
+static int sb_setmetatable(lua_State *L) {
+  return set_mt(L, true);
+}
+
+/* debug.setmetatable under LUAPOOL_LIB_DEBUG: stock behaviour, finalizers noted. */
+static int all_debug_setmetatable(lua_State *L) {
+  int t = lua_type(L, 2);
+  luaL_argexpected(L, t == LUA_TNIL || t == LUA_TTABLE, 2, "nil or table");
+  int target = lua_type(L, 1);
+  if ((target == LUA_TTABLE || target == LUA_TUSERDATA) && has_gc(L, 2))
+    lp_sx_of(L)->finalizer = true;
+  lua_settop(L, 2);
+  lua_setmetatable(L, 1);
+  return 1;
+}
+
+/* ---- the sandbox's base functions --------------------------------------------------------- */
+
+/* load's reader for a function chunk: the pieces are kept alive in stack slot 5. */
+static const char *sb_reader(lua_State *L, void *ud, size_t *size) {
+  (void)ud;
+  luaL_checkstack(L, 2, "too many nested functions");
+  lua_pushvalue(L, 1);
+  lua_call(L, 0, 1);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    *size = 0;
+    return NULL;
+  }
+  if (lua_type(L, -1) != LUA_TSTRING)
+    luaL_error(L, "reader function must return a string");
+  lua_replace(L, 5);
+  return lua_tolstring(L, 5, size);
+}
+
+/* load(chunk [, chunkname [, mode [, env]]]), text chunks only. */
+static int sb_load(lua_State *L) {
+  size_t len;
+  const char *s = lua_type(L, 1) == LUA_TSTRING ? lua_tolstring(L, 1, &len) : NULL;
+  const char *name = luaL_optstring(L, 2, s != NULL ? s : "=(load)");
+  const char *mode = luaL_optstring(L, 3, "bt");
+  bool env = !lua_isnone(L, 4);
+  if (strchr(mode, 't') == NULL) {
+    luaL_pushfail(L);
+    lua_pushfstring(L, "attempt to load a chunk with mode '%s': the sandbox loads text only", mode);
+    return 2;
+  }
+  int status;
+  if (s != NULL) {
+    status = luaL_loadbufferx(L, s, len, name, "t");
+  } else {
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_settop(L, 5);
+    status = lua_load(L, sb_reader, NULL, name, "t");
+  }
+  if (status != LUA_OK) {
+    luaL_pushfail(L);
+    lua_insert(L, -2);
+    return 2;
+  }
+  if (env) {
+    lua_pushvalue(L, 4);
+    if (lua_setupvalue(L, -2, 1) == NULL)
+      lua_pop(L, 1);
+  }
+  return 1;
+}
+
+/* rawset refusing the read-only proxies (upvalue 1: the set of proxies). */
+static int sb_rawset(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_checkany(L, 2);
+  luaL_checkany(L, 3);
+  lua_pushvalue(L, 1);
+  if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL)
+    return luaL_error(L, "rawset: the table is read-only in the sandbox");
+  lua_settop(L, 3);
+  lua_rawset(L, 1);
+  return 1;
+}
+
+/*
+** require(name) for package.preload's modules only.  Upvalues: 1 _LOADED (the pristine
+** modules, read-only), 2 _PRELOAD, 3 the modules this request loaded (emptied by the reset).
+*/
+static int sb_require(lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  lua_settop(L, 1);
+  for (int up = 1; up <= 3; up += 2) {
+    lua_pushvalue(L, 1);
+    if (lua_rawget(L, lua_upvalueindex(up)) != LUA_TNIL)
+      return 1;
+    lua_pop(L, 1);
+  }
+  lua_pushvalue(L, 1);
+  if (lua_rawget(L, lua_upvalueindex(2)) == LUA_TNIL)
+    return luaL_error(L, "module '%s' not found: the sandbox loads package.preload's modules only",
+                      name);
+  lua_pushvalue(L, 1);
+  lua_pushliteral(L, ":preload:");
+  lua_call(L, 2, 1);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lua_pushboolean(L, 1);
+  }
+  lua_pushvalue(L, 1);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, lua_upvalueindex(3));
+  lua_pushliteral(L, ":preload:");
+  return 2;
+}
+
+/* ---- read-only proxies -------------------------------------------------------------------- */
+
+/* The real table behind proxy at index i, pushed. */
+static void push_real(lua_State *L, int i) {
+  if (!lua_getmetatable(L, i))
+    lua_pushnil(L);
+  else {
+    lua_getfield(L, -1, "__index");
+    lua_remove(L, -2);
+  }
+}
+
+static int ro_newindex(lua_State *L) {
+  lua_settop(L, 2);
+  return luaL_error(L, "cannot set field '%s': the table is read-only in the sandbox",
+                    luaL_tolstring(L, 2, NULL));
+}
+
+static int ro_len(lua_State *L) {
+  push_real(L, 1);
+  lua_pushinteger(L, (lua_Integer)lua_rawlen(L, -1));
+  return 1;
+}
+
+static int ro_next(lua_State *L) {
+  lua_settop(L, 2);
+  push_real(L, 1);
+  if (!lua_istable(L, -1))
+    return 0;
+  lua_insert(L, 2); /* proxy, real, key */
+  if (lua_next(L, 2))
+    return 2;
+  lua_pushnil(L);
+  return 1;
+}
+
+static int ro_pairs(lua_State *L) {
+  lua_pushcfunction(L, ro_next);
+  lua_pushvalue(L, 1);
+  lua_pushnil(L);
+  return 3;
+}
+
+/* Indices of the working tables while freezing (see lp_sandbox_freeze). */
+typedef struct freeze_ctx {
+  int memo;    /* real table -> its proxy */
+  int proxies; /* set of proxies (rawset's upvalue) */
+  int frozen;  /* the FROZEN set */
+} freeze_ctx;
+
+static void mark_frozen(lua_State *L, const freeze_ctx *c, int i) {
+  lua_pushvalue(L, i);
+  lua_pushboolean(L, 1);
+  lua_rawset(L, c->frozen);
+}
+
+/* Protects the metatable of the value at i (userdata, or a type's) with __metatable. */
+static void protect_mt(lua_State *L, const freeze_ctx *c, int i) {
+  if (!lua_getmetatable(L, i))
+    return;
+  lua_pushliteral(L, "__metatable");
+  if (lua_rawget(L, -2) == LUA_TNIL) {
+    lua_pushliteral(L, "__metatable");
+    lua_pushboolean(L, 0);
+    lua_rawset(L, -4);
+  }
+  lua_pop(L, 1);
+  mark_frozen(L, c, lua_gettop(L));
+  lua_pop(L, 1);
+}
+
+/*
+** Pushes the proxy of the real table at index t (made once per table), after replacing the
+** table values inside it with their proxies, recursively.  Keys and metatables stay as they are:
+** scripts reach them only to read.
+*/
+static void proxy_of(lua_State *L, const freeze_ctx *c, int t) {
+  t = lua_absindex(L, t);
+  luaL_checkstack(L, 8, "tables nested too deeply to freeze");
+  lua_pushvalue(L, t);
+  if (lua_rawget(L, c->memo) != LUA_TNIL)
+    return;
+  lua_pop(L, 1);
+  lua_newtable(L); /* the proxy */
+  int proxy = lua_gettop(L);
+  lua_pushvalue(L, t);
+  lua_pushvalue(L, proxy);
+  lua_rawset(L, c->memo);
+  mark_frozen(L, c, t);
+  mark_frozen(L, c, proxy);
+  lua_pushvalue(L, proxy);
+  lua_pushboolean(L, 1);
+  lua_rawset(L, c->proxies);
+  lua_createtable(L, 0, 5);
+  lua_pushvalue(L, t);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, ro_newindex);
+  lua_setfield(L, -2, "__newindex");
+  lua_pushcfunction(L, ro_len);
+  lua_setfield(L, -2, "__len");
+  lua_pushcfunction(L, ro_pairs);
+  lua_setfield(L, -2, "__pairs");
+  lua_pushboolean(L, 0);
+  lua_setfield(L, -2, "__metatable");
+  mark_frozen(L, c, lua_gettop(L));
+  lua_setmetatable(L, proxy);
+  if (lua_getmetatable(L, t)) { /* reachable only through lookups: read-only */
+    mark_frozen(L, c, lua_gettop(L));
+    lua_pop(L, 1);
+  }
+  lua_pushnil(L);
+  while (lua_next(L, t) != 0) {
+    int v = lua_gettop(L);
+    if (lua_type(L, v) == LUA_TTABLE) {
+      proxy_of(L, c, v);
+      lua_pushvalue(L, v - 1);
+      lua_insert(L, -2);
+      lua_rawset(L, t); /* an existing field: allowed during the traversal */
+    } else if (lua_type(L, v) == LUA_TUSERDATA) {
+      protect_mt(L, c, v);
+    } else if (lua_tocfunction(L, v) != NULL) {
+      mark_frozen(L, c, v); /* only C can change a C function's upvalues */
+    }
+    lua_settop(L, v - 1);
+  }
+}
+
+/* Adds the wrapper fn (with nup upvalues on the stack) as t[name], frozen. */
+static void set_wrapper(lua_State *L, const freeze_ctx *c, int t, const char *name,
+                        lua_CFunction fn, int nup) {
+  lua_pushcclosure(L, fn, nup);
+  if (c != NULL)
+    mark_frozen(L, c, lua_gettop(L));
+  lua_setfield(L, t, name);
+}
+
+/*
+** Protected, after the libraries and before on_create: trims and wraps the base functions.  Under
+** the sandbox also: the registry's _PRELOAD (on_create fills it), and require.
+*/
+int lp_sandbox_open(lua_State *L) {
+  lp_sx *x = lp_sx_of(L);
+  bool sandbox = (x->pool->cfg.libs & LUAPOOL_LIB_SANDBOX) != 0;
+  lua_setwarnf(L, lp_warnf, x);
+  lua_pushglobaltable(L);
+  int g = lua_gettop(L);
+  if (lua_getfield(L, g, "setmetatable") != LUA_TNIL) {
+    lua_pushcfunction(L, sandbox ? sb_setmetatable : all_setmetatable);
+    lua_setfield(L, g, "setmetatable");
+  }
+  lua_pop(L, 1);
+  if (!sandbox) {
+    if (lua_getfield(L, g, LUA_DBLIBNAME) == LUA_TTABLE) {
+      lua_pushcfunction(L, all_debug_setmetatable);
+      lua_setfield(L, -2, "setmetatable");
+    }
+    lua_settop(L, g - 1);
+    return 0;
+  }
+  static const char *const removed[] = {"dofile", "loadfile", "print"};
+  for (size_t i = 0; i < sizeof removed / sizeof removed[0]; i++) {
+    lua_pushnil(L);
+    lua_setfield(L, g, removed[i]);
+  }
+  if (lua_getfield(L, g, "load") != LUA_TNIL) {
+    lua_pushcfunction(L, sb_load);
+    lua_setfield(L, g, "load");
+  }
+  lua_pop(L, 1);
+  if (lua_getfield(L, g, LUA_STRLIBNAME) == LUA_TTABLE) {
+    lua_pushnil(L);
+    lua_setfield(L, -2, "dump");
+  }
+  lua_pop(L, 1);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  lua_newtable(L); /* this request's modules */
+  set_wrapper(L, NULL, g, "require", sb_require, 3);
+  lua_settop(L, g - 1);
+  return 0;
+}
+
+/* The sandbox's require and its per-request modules table, from _G (before the freeze). */
+static void push_require_modules(lua_State *L, int g) {
+  lua_getfield(L, g, "require");
+  if (lua_tocfunction(L, -1) != sb_require || lua_getupvalue(L, -1, 3) == NULL)
+    lua_pushnil(L);
+  lua_remove(L, -2);
+}
+
+/*
+** Protected, after on_create, under LUAPOOL_LIB_SANDBOX: builds the overlay and the proxies.
+** Pushes nothing; stores the FROZEN set, the proxies set, the per-request modules table and the
+** overlay in the state's luapool table (lp_lptable).
+*/
+int lp_sandbox_freeze(lua_State *L) {
+  int base = lua_gettop(L);
+  freeze_ctx c;
+  lua_newtable(L);
+  c.memo = lua_gettop(L);
+  lua_newtable(L);
+  c.proxies = lua_gettop(L);
+  lp_lptable_push(L);
+  int lp = lua_gettop(L);
+  lua_rawgeti(L, lp, LP_T_FROZEN);
+  c.frozen = lua_gettop(L);
+  lua_pushglobaltable(L); /* becomes the builtins, B */
+  int b = lua_gettop(L);
+  mark_frozen(L, &c, b);
+  mark_frozen(L, &c, lp);
+
+  /* Modules on_create required become pristine: into _LOADED, out of the request's table. */
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  int loaded = lua_gettop(L);
+  push_require_modules(L, b);
+  int mods = lua_gettop(L);
+  if (lua_istable(L, mods)) {
+    lua_pushnil(L);
+    while (lua_next(L, mods) != 0) {
+      lua_pushvalue(L, -2);
+      lua_insert(L, -2);
+      lua_rawset(L, loaded);
+    }
+    lua_pushnil(L);
+    while (lua_next(L, mods) != 0) {
+      lua_pop(L, 1);
+      lua_pushvalue(L, -1);
+      lua_pushnil(L);
+      lua_rawset(L, mods);
+    }
+    lua_pushvalue(L, mods);
+    lua_rawseti(L, lp, LP_T_MODULES);
+  }
+
+  /* The overlay O: the new globals table. */
+  lua_newtable(L);
+  int o = lua_gettop(L);
+  lua_createtable(L, 0, 2);
+  lua_pushvalue(L, b);
+  lua_setfield(L, -2, "__index");
+  lua_pushboolean(L, 0);
+  lua_setfield(L, -2, "__metatable");
+  mark_frozen(L, &c, lua_gettop(L));
+  lua_setmetatable(L, o);
+
+  /* Proxies for every table reachable from B, B itself aside. */
+  lua_pushvalue(L, b);
+  lua_pushvalue(L, o);
+  lua_rawset(L, c.memo); /* B's own entries that point at B point at O instead */
+  lua_pushnil(L);
+  while (lua_next(L, b) != 0) {
+    int v = lua_gettop(L);
+    if (lua_type(L, v) == LUA_TTABLE) {
+      proxy_of(L, &c, v);
+      lua_pushvalue(L, v - 1);
+      lua_insert(L, -2);
+      lua_rawset(L, b);
+    } else if (lua_type(L, v) == LUA_TUSERDATA) {
+      protect_mt(L, &c, v);
+    } else if (lua_tocfunction(L, v) != NULL) {
+      mark_frozen(L, &c, v);
+    }
+    lua_settop(L, v - 1);
+  }
+  lua_pushnil(L);
+  while (lua_next(L, loaded) != 0) {
+    if (lua_type(L, -1) == LUA_TTABLE) {
+      proxy_of(L, &c, -1);
+      lua_pushvalue(L, -3);
+      lua_insert(L, -2);
+      lua_rawset(L, loaded);
+    }
+    lua_pop(L, 1);
+  }
+  mark_frozen(L, &c, loaded);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  mark_frozen(L, &c, lua_gettop(L));
+  lua_pop(L, 1);
+
+  /* rawset, now that the proxies are known; require is frozen (its third upvalue is not). */
+  if (lua_getfield(L, b, "rawset") != LUA_TNIL) {
+    lua_pushvalue(L, c.proxies);
+    set_wrapper(L, &c, b, "rawset", sb_rawset, 1);
+  }
+  lua_pop(L, 1);
+  lua_getfield(L, b, "require");
+  mark_frozen(L, &c, lua_gettop(L));
+  lua_pop(L, 1);
+
+  /* Type metatables (the string library's, and any on_create set from C): protected. */
+  lp_push_type_samples(L);
+  for (int i = 0; i < LP_TYPE_SAMPLES; i++)
+    protect_mt(L, &c, -LP_TYPE_SAMPLES + i);
+  lua_pop(L, LP_TYPE_SAMPLES);
+
+  lua_pushvalue(L, o);
+  lua_rawseti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+  lua_pushvalue(L, c.proxies);
+  lua_rawseti(L, lp, LP_T_PROXIES);
+  lua_settop(L, base);
+  return 0;
+}
