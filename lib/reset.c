@@ -579,8 +579,6 @@ int lp_reset(luapool *p, lp_slot *s, lua_State *L) {
   }
   if (x->finalizer)
     return LP_RESET_TAINTED; /* a user finalizer could run in the next user's turn */
-  if (p->cfg.bloat_kb != 0 && x->bytes / 1024 > p->cfg.bloat_kb)
-    return LP_RESET_BLOAT;
   reset_thread(L);
   if (!lua_checkstack(L, 2 * LP_TYPE_SAMPLES))
     return LP_RESET_TAINTED;
@@ -603,6 +601,14 @@ int lp_reset(luapool *p, lp_slot *s, lua_State *L) {
       return LP_RESET_TAINTED;
   }
   changed |= reset_type_metatables(L, x);
+  if (p->cfg.bloat_kb != 0 && x->bytes / 1024 > p->cfg.bloat_kb) {
+    /* Rare (a request that allocated megabytes), so paid here, once what the user kept is
+       unreachable: the garbage goes; a heap still above the bound closes the state.  No user
+       finalizer can run: a state with one is tainted above. */
+    lua_gc(L, LUA_GCCOLLECT);
+    if (x->bytes / 1024 > p->cfg.bloat_kb)
+      return LP_RESET_BLOAT;
+  }
   if (!lua_gc(L, LUA_GCISRUNNING))
     lua_gc(L, LUA_GCRESTART);
   lua_gc(L, LUA_GCINC, LP_GC_PAUSE, LP_GC_STEPMUL, LP_GC_STEPSIZE);

@@ -439,54 +439,6 @@ static lua_State *reacquire(luapool *p, lua_State *L) {
   return L2;
 }
 
-START_TEST(a_global_set_by_one_user_is_gone_for_the_next) {
-  luapool_config cfg;
-  util_config(&cfg);
-  luapool *p = util_pool(&cfg);
-  lua_State *L;
-  ck_assert_int_eq(luapool_acquire(p, 0, &L), LUAPOOL_OK);
-  util_run(L, "secret = 'tenant A'; counter = 41");
-  L = reacquire(p, L);
-  ck_assert_int_eq(util_eval_int(L, "return secret == nil and counter == nil"), 1);
-  luapool_release(p, L);
-  luapool_destroy(p);
-}
-END_TEST
-
-START_TEST(changed_and_removed_builtins_are_restored) {
-  luapool_config cfg;
-  util_config(&cfg);
-  luapool *p = util_pool(&cfg);
-  lua_State *L;
-  ck_assert_int_eq(luapool_acquire(p, 0, &L), LUAPOOL_OK);
-  util_run(L, "tostring = function() return 'pwned' end; print = nil; string = {}; "
-              "setmetatable(_G, {__index = function() return 1 end}); _G._G = nil");
-  L = reacquire(p, L);
-  ck_assert_int_eq(util_eval_int(L, "return tostring(12) == '12'"), 1);
-  ck_assert_int_eq(util_eval_int(L, "return type(print) == 'function'"), 1);
-  ck_assert_int_eq(util_eval_int(L, "return string.rep('a', 3) == 'aaa'"), 1);
-  ck_assert_int_eq(util_eval_int(L, "return _G._G == _G"), 1);
-  ck_assert_int_eq(util_eval_int(L, "return getmetatable(_G) == nil and undefined == nil"), 1);
-  luapool_release(p, L);
-  luapool_destroy(p);
-}
-END_TEST
-
-START_TEST(the_collector_is_restarted_in_incremental_mode) {
-  luapool_config cfg;
-  util_config(&cfg);
-  luapool *p = util_pool(&cfg);
-  lua_State *L;
-  ck_assert_int_eq(luapool_acquire(p, 0, &L), LUAPOOL_OK);
-  util_run(L, "collectgarbage('generational'); collectgarbage('stop')");
-  L = reacquire(p, L);
-  ck_assert_int_eq(util_eval_int(L, "return collectgarbage('isrunning')"), 1);
-  ck_assert_int_eq(util_eval_int(L, "return collectgarbage('incremental') == 'incremental'"), 1);
-  luapool_release(p, L);
-  luapool_destroy(p);
-}
-END_TEST
-
 static int closes;
 
 static int count_close(lua_State *L) {
@@ -622,9 +574,6 @@ int main(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("reset");
-  tcase_add_test(tc, a_global_set_by_one_user_is_gone_for_the_next);
-  tcase_add_test(tc, changed_and_removed_builtins_are_restored);
-  tcase_add_test(tc, the_collector_is_restarted_in_incremental_mode);
   tcase_add_test(tc, to_be_closed_values_left_on_the_stack_are_closed_by_reset);
   tcase_add_test(tc, reset_stack_only_empties_the_stack);
   suite_add_tcase(s, tc);

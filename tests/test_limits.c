@@ -1,0 +1,184 @@
+/*
+** Resource limits: mem_limit, the instruction and time budget (config and per acquire), deep
+** recursion.  Each hostile script fails with a clear error, and the pool and that very state stay
+** healthy for the next request.
+*/
+#include <lauxlib.h>
+#include <string.h>
+
+#include "util.h"
+
+static const unsigned profiles[2] = {LUAPOOL_LIBS_SAFE, LUAPOOL_LIBS_ALL};
+
+static lua_State *acquire(luapool *p) {
+  lua_State *L;
+  ck_assert_int_eq(luapool_acquire(p, 0, &L), LUAPOOL_OK);
+  return L;
+}
+
+/* Runs chunk expecting an error; returns the message in a static buffer. */
+static const char *fails_with(lua_State *L, const char *chunk) {
+  static char msg[512];
+  ck_assert_int_eq(luaL_loadbufferx(L, chunk, strlen(chunk), "=hostile", "t"), LUA_OK);
+  int status = lua_pcall(L, 0, 0, 0);
+  ck_assert_msg(status != LUA_OK, "the hostile script succeeded: %s", chunk);
+  const char *m = lua_tostring(L, -1);
+  strncpy(msg, m != NULL ? m : "(error object is not a string)", sizeof msg - 1);
+  msg[sizeof msg - 1] = '\0';
+  lua_settop(L, 0);
+  return msg;
+}
+
+/* The next request on the same state works normally. */
+static void healthy(luapool *p, lua_State *was) {
+  lua_State *L = acquire(p);
+  ck_assert_ptr_eq(L, was);
+  ck_assert_int_eq(util_eval_int(L, "local t = {} for i = 1, 100000 do t[i] = i end "
+                                    "return #t + #string.rep('x', 1000)"),
+                   101000);
+  luapool_release(p, L);
+}
+
+static luapool *pool_with(int profile, size_t mem_limit, uint64_t instructions, unsigned ms) {
+  luapool_config cfg;
+  util_config(&cfg);
+  cfg.libs = profiles[profile];
+  cfg.magazine_size = 1;
+  cfg.mem_limit = mem_limit;
+  cfg.budget_instructions = instructions;
+  cfg.budget_ms = ms;
+  return util_pool(&cfg);
+}
+
+START_TEST(memory_bomb) {
+  static const char *const bombs[] = {
+      "local t = {} while true do t[#t + 1] = string.rep('x', 1 << 16) .. #t end",
+      "local s = string.rep('x', 1 << 30)", /* one long C call: bounded by mem_limit */
+      "local t = {} for i = 1, 1e9 do t[i] = i end",
+  };
+  luapool *p = pool_with(_i, (size_t)16 << 20, 0, 0);
+  for (size_t k = 0; k < sizeof bombs / sizeof bombs[0]; k++) {
+    lua_State *L = acquire(p);
+    ck_assert_ptr_nonnull(strstr(fails_with(L, bombs[k]), "not enough memory"));
+    luapool_release(p, L);
+    healthy(p, L);
+  }
+  luapool_stats st = util_stats(p);
+  ck_assert_uint_eq(st.mem_errors, 3);
+  ck_assert_uint_eq(st.created, 1);
+  luapool_destroy(p);
+}
+END_TEST
+
+START_TEST(infinite_loop) {
+  luapool *p = pool_with(_i, 0, 1000000, 0);
+  lua_State *L = acquire(p);
+  ck_assert_ptr_nonnull(strstr(fails_with(L, "while true do end"), "budget exceeded (instructions)"));
+  luapool_release(p, L);
+  healthy(p, L);
+  ck_assert_uint_eq(util_stats(p).budget_exceeded, 1);
+  luapool_destroy(p);
+}
+END_TEST
+
+START_TEST(infinite_loop_inside_pcall) {
+  static const char *const loops[] = {
+      "while true do pcall(function() while true do end end) end",
+      "while true do local ok, e = pcall(error, 'x') end",
+      "local co = coroutine.wrap(function() while true do pcall(coroutine.yield) end end) "
+      "while true do pcall(co) end",
+  };
+  luapool *p = pool_with(_i, 0, 1000000, 0);
+  for (size_t k = 0; k < sizeof loops / sizeof loops[0]; k++) {
+    lua_State *L = acquire(p);
+    ck_assert_ptr_nonnull(strstr(fails_with(L, loops[k]), "budget exceeded"));
+    /* it keeps failing for the rest of this acquire... */
+    ck_assert_ptr_nonnull(strstr(fails_with(L, "local x = 1 x = x + 1"), "budget exceeded"));
+    luapool_release(p, L);
+    healthy(p, L); /* ...and not in the next one */
+  }
+  ck_assert_uint_eq(util_stats(p).budget_exceeded, 3);
+  luapool_destroy(p);
+}
+END_TEST
+
+START_TEST(deadline) {
+  luapool *p = pool_with(_i, 0, 0, 50);
+  lua_State *L = acquire(p);
+  ck_assert_ptr_nonnull(strstr(fails_with(L, "while true do end"), "budget exceeded (time)"));
+  luapool_release(p, L);
+  healthy(p, L);
+  luapool_destroy(p);
+}
+END_TEST
+
+START_TEST(budget_set_for_one_acquire) {
+  luapool *p = pool_with(_i, 0, 0, 0);
+  lua_State *L = acquire(p);
+  ck_assert_int_eq(luapool_set_budget(L, 10000, 0), LUAPOOL_OK);
+  ck_assert_ptr_nonnull(strstr(fails_with(L, "for i = 1, 1e6 do end"), "budget exceeded"));
+  luapool_release(p, L);
+  /* the next acquire has the config's budget: none */
+  L = acquire(p);
+  util_run(L, "for i = 1, 1e6 do end");
+  /* set_budget(0, 0) lifts a budget for the rest of an acquire */
+  ck_assert_int_eq(luapool_set_budget(L, 10000, 0), LUAPOOL_OK);
+  ck_assert_int_eq(luapool_set_budget(L, 0, 0), LUAPOOL_OK);
+  util_run(L, "for i = 1, 1e6 do end");
+  luapool_release(p, L);
+  ck_assert_int_eq(luapool_set_budget(NULL, 1, 1), LUAPOOL_EINVAL);
+  luapool_destroy(p);
+}
+END_TEST
+
+START_TEST(budget_is_per_acquire) {
+  /* 60% of the budget in each of several acquires: never exceeded */
+  luapool *p = pool_with(_i, 0, 1000000, 0);
+  for (int round = 0; round < 4; round++) {
+    lua_State *L = acquire(p);
+    util_run(L, "for i = 1, 150000 do end"); /* about 600,000 instructions */
+    luapool_release(p, L);
+  }
+  ck_assert_uint_eq(util_stats(p).budget_exceeded, 0);
+  luapool_destroy(p);
+}
+END_TEST
+
+START_TEST(deep_recursion) {
+  static const char *const deep[] = {
+      "local function f(n) return 1 + f(n + 1) end f(1)",
+      "local function f() return select(2, pcall(f)) end error(f())",
+      "local t = setmetatable({}, {__index = function(t, k) return t[k + 1] end}) return t[1]",
+      "local s = string.rep('(', 100000) assert(load('return ' .. s))()",
+  };
+  luapool *p = pool_with(_i, (size_t)64 << 20, 0, 0);
+  for (size_t k = 0; k < sizeof deep / sizeof deep[0]; k++) {
+    lua_State *L = acquire(p);
+    const char *msg = fails_with(L, deep[k]);
+    ck_assert_msg(strstr(msg, "stack overflow") != NULL || strstr(msg, "overflow") != NULL ||
+                      strstr(msg, "too many") != NULL || strstr(msg, "C levels") != NULL,
+                  "unexpected error: %s", msg);
+    luapool_release(p, L);
+    healthy(p, L);
+  }
+  luapool_destroy(p);
+}
+END_TEST
+
+static Suite *limits_suite(void) {
+  Suite *s = suite_create("limits");
+  TCase *tc = tcase_create("limits");
+  tcase_add_loop_test(tc, memory_bomb, 0, 2);
+  tcase_add_loop_test(tc, infinite_loop, 0, 2);
+  tcase_add_loop_test(tc, infinite_loop_inside_pcall, 0, 2);
+  tcase_add_loop_test(tc, deadline, 0, 2);
+  tcase_add_loop_test(tc, budget_set_for_one_acquire, 0, 2);
+  tcase_add_loop_test(tc, budget_is_per_acquire, 0, 2);
+  tcase_add_loop_test(tc, deep_recursion, 0, 2);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int main(void) {
+  return util_run_suite(limits_suite());
+}
