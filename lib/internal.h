@@ -99,6 +99,7 @@ typedef struct lp_sx {
   size_t warn_len;
   char warn_buf[256];
   unsigned char *ranstate; /* math.random's xoshiro256** state (32 bytes), or NULL */
+  unsigned char seed[32];  /* what the reset last wrote there: unchanged means unused */
   int ntab, nfn;
   lp_rec *tab, *fn;
   int *dirty; /* ntab + nfn: the reset's list of what to restore */

@@ -45,6 +45,8 @@ static const char lp_key = 0;
 
 _Static_assert(sizeof(lua_Number) == sizeof(uint64_t), "lua_Number is a double");
 
+static bool reseed(lp_sx *x);
+
 int lp_lptable_create(lua_State *L) {
   lua_createtable(L, LP_T_COUNT, 0);
   for (int i = 1; i <= LP_T_COUNT; i++) {
@@ -287,6 +289,14 @@ static unsigned char *find_ranstate(lua_State *L) {
 int lp_reset_prepare(lua_State *L) {
   lp_sx *x = lp_sx_of(L);
   x->ranstate = find_ranstate(L);
+  if (x->ranstate != NULL) { /* Lua seeds from the time and addresses: a guess away */
+    memset(x->seed, 0, sizeof x->seed);
+    x->seed[0] = 1; /* differs from any state reseed() writes (those it compares with) */
+    memcpy(x->ranstate, x->seed, sizeof x->seed);
+    x->ranstate[1] = 1;
+    if (!reseed(x))
+      luaL_error(L, "no random bytes from the kernel for math.random's seed");
+  }
   walk w = {x, 0, 0, 0, 0, 0, 0, 0, 0};
   lp_lptable_push(L);
   int lp = lua_gettop(L);
@@ -301,7 +311,8 @@ int lp_reset_prepare(lua_State *L) {
   lua_rawgeti(L, lp, LP_T_FSNAP);
   w.fsnap = lua_gettop(L);
   /* never recorded nor walked: the bookkeeping itself, and the cache (it changes by design) */
-  static const int skip[] = {LP_T_SNAP, LP_T_FSNAP, LP_T_CACHE, LP_T_TYPEMT};
+  static const int skip[] = {LP_T_SNAP, LP_T_FSNAP, LP_T_FROZEN, LP_T_CACHE, LP_T_TYPEMT,
+                             LP_T_PROXIES};
   for (size_t i = 0; i < sizeof skip / sizeof skip[0]; i++) {
     lua_rawgeti(L, lp, skip[i]);
     lua_pushboolean(L, 1);
@@ -315,8 +326,12 @@ int lp_reset_prepare(lua_State *L) {
   lp_push_type_samples(L);
   for (int i = 0; i < LP_TYPE_SAMPLES; i++) {
     if (!lua_getmetatable(L, typemt + 1 + i))
+      lua_pushnil(L);
+    fp_make(L, -1, &x->typemt[i]); /* nil for none, as reset_type_metatables reads it */
+    if (lua_isnil(L, -1)) {
+      lua_pop(L, 1);
       lua_pushboolean(L, 0);
-    fp_make(L, -1, &x->typemt[i]);
+    }
     visit(L, &w, -1);
     lua_rawseti(L, typemt, i + 1);
   }
@@ -479,10 +494,13 @@ static bool reset_type_metatables(lua_State *L, lp_sx *x) {
   lp_push_type_samples(L);
   for (int i = 0; i < LP_TYPE_SAMPLES; i++) {
     int v = base + 1 + i;
-    if (!lua_getmetatable(L, v))
-      lua_pushnil(L);
-    bool same = fp_same(L, -1, &x->typemt[i]);
-    lua_pop(L, 1);
+    bool same;
+    if (!lua_getmetatable(L, v)) {
+      same = x->typemt[i].type == LUA_TNIL; /* the usual case, without a push */
+    } else {
+      same = fp_same(L, -1, &x->typemt[i]);
+      lua_pop(L, 1);
+    }
     if (same)
       continue;
     changed = true;
@@ -544,21 +562,31 @@ static bool rng_bytes(void *out, size_t n) {
   return true;
 }
 
+/*
+** A new seed, unless math.random's state is still the one the last reseed wrote: then nobody
+** drew from it, so nobody has seen the sequence the next user will get.
+*/
 static bool reseed(lp_sx *x) {
-  if (x->ranstate == NULL)
+  if (x->ranstate == NULL || memcmp(x->ranstate, x->seed, sizeof x->seed) == 0)
     return true;
-  unsigned char seed[32];
-  if (!rng_bytes(seed, sizeof seed))
+  if (!rng_bytes(x->seed, sizeof x->seed))
     return false;
-  seed[0] |= 1; /* xoshiro's state must not be all zero */
-  memcpy(x->ranstate, seed, sizeof seed);
+  x->seed[0] |= 1; /* xoshiro's state must not be all zero */
+  memcpy(x->ranstate, x->seed, sizeof x->seed);
   return true;
 }
 
 /* ---- the reset -------------------------------------------------------------------------- */
 
-/* Closes pending to-be-closed variables, unwinds and shrinks the stack. */
+/*
+** Closes pending to-be-closed variables, unwinds and shrinks the stack.  Only when something is
+** left: a to-be-closed value lives on the stack, and an empty stack at the base level with
+** status LUA_OK has nothing to unwind (5.4.4's lua_resetthread reallocates the stack each
+** time; the collector shrinks a stack that grew).
+*/
 static void reset_thread(lua_State *L) {
+  if (lua_gettop(L) == 0 && lua_status(L) == LUA_OK)
+    return;
 #if defined(HAVE_LUA_CLOSETHREAD)
   (void)lua_closethread(L, L);
 #else
