@@ -103,6 +103,8 @@ typedef struct lp_sx {
   int ntab, nfn;
   lp_rec *tab, *fn;
   int *dirty; /* ntab + nfn: the reset's list of what to restore */
+  lua_State *check; /* a thread whose stack holds, for good, the type samples (1..7), then the
+                       recorded tables, then the recorded functions: what the reset checks */
   lp_fp typemt[LP_TYPE_SAMPLES];
   /* the chunk cache (chunk.c) */
   unsigned ncache;
@@ -119,7 +121,8 @@ enum {
   LP_T_TYPEMT,   /* the types' metatables (or false), by sample index */
   LP_T_PROXIES,  /* sandbox: set of the read-only proxies */
   LP_T_MODULES,  /* sandbox: the modules this request required */
-  LP_T_COUNT = LP_T_MODULES
+  LP_T_CHECK,    /* the reset's thread (lp_sx.check) */
+  LP_T_COUNT = LP_T_CHECK
 };
 
 #define LP_SLOT_OF_ENTRY(e) ((lp_slot *)(void *)(e))

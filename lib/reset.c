@@ -300,6 +300,8 @@ int lp_reset_prepare(lua_State *L) {
   walk w = {x, 0, 0, 0, 0, 0, 0, 0, 0};
   lp_lptable_push(L);
   int lp = lua_gettop(L);
+  x->check = lua_newthread(L); /* before the walk: under LIBS_ALL the luapool table is recorded */
+  lua_rawseti(L, lp, LP_T_CHECK);
   lua_newtable(L);
   w.seen = lua_gettop(L);
   lua_newtable(L);
@@ -311,8 +313,8 @@ int lp_reset_prepare(lua_State *L) {
   lua_rawgeti(L, lp, LP_T_FSNAP);
   w.fsnap = lua_gettop(L);
   /* never recorded nor walked: the bookkeeping itself, and the cache (it changes by design) */
-  static const int skip[] = {LP_T_SNAP, LP_T_FSNAP, LP_T_FROZEN, LP_T_CACHE, LP_T_TYPEMT,
-                             LP_T_PROXIES};
+  static const int skip[] = {LP_T_SNAP,  LP_T_FSNAP,   LP_T_FROZEN, LP_T_CACHE,
+                             LP_T_TYPEMT, LP_T_PROXIES, LP_T_CHECK};
   for (size_t i = 0; i < sizeof skip / sizeof skip[0]; i++) {
     lua_rawgeti(L, lp, skip[i]);
     lua_pushboolean(L, 1);
@@ -347,6 +349,22 @@ int lp_reset_prepare(lua_State *L) {
   x->dirty = malloc((size_t)(x->ntab + x->nfn + 1) * sizeof *x->dirty);
   if (x->dirty == NULL)
     luaL_error(L, "not enough memory");
+
+  /* The check thread: what the reset reads, at fixed stack indices, with no push per reset. */
+  lua_State *K = x->check;
+  if (!lua_checkstack(K, LP_TYPE_SAMPLES + x->ntab + x->nfn + 8))
+    luaL_error(L, "not enough memory");
+  lp_push_type_samples(K);
+  lp_lptable_push(L);
+  lua_rawgeti(L, -1, LP_T_SNAP); /* LP, SNAP */
+  for (int i = 0; i < x->ntab; i++)
+    lua_rawgeti(L, -1 - i, 3 * (lua_Integer)i + 1);
+  lua_xmove(L, K, x->ntab);
+  lua_rawgeti(L, -2, LP_T_FSNAP); /* LP, SNAP, FSNAP */
+  for (int i = 0; i < x->nfn; i++)
+    lua_rawgeti(L, -1 - i, 2 * (lua_Integer)i + 1);
+  lua_xmove(L, K, x->nfn);
+  lua_settop(L, 0);
   return 0;
 }
 
@@ -451,70 +469,66 @@ static int restore(lua_State *L) {
   return 0;
 }
 
+/* Stack indices on the check thread. */
+#define LP_K_TABLE(i) (LP_TYPE_SAMPLES + 1 + (i))
+#define LP_K_FUNC(x, i) (LP_TYPE_SAMPLES + 1 + (x)->ntab + (i))
+
 /* Lists in a->dirty what changed since it was recorded.  Raises no error, allocates nothing. */
-static void find_dirty(lua_State *L, restore_args *a) {
-  lp_sx *x = a->x;
-  lp_lptable_push(L);
-  int lp = lua_gettop(L);
-  lua_rawgeti(L, lp, LP_T_SNAP);
-  int snap = lua_gettop(L);
+static void find_dirty(lp_sx *x, restore_args *a) {
+  lua_State *K = x->check;
+  int base = lua_gettop(K);
   for (int i = 0; i < x->ntab; i++) {
-    lua_rawgeti(L, snap, 3 * (lua_Integer)i + 1);
-    int t = lua_gettop(L);
-    bool clean = table_clean(L, t, &x->tab[i]);
-    if (!lua_getmetatable(L, t))
-      lua_pushnil(L);
-    if (!clean || !fp_same(L, -1, &x->tab[i].mt))
+    int t = LP_K_TABLE(i);
+    bool clean = table_clean(K, t, &x->tab[i]);
+    if (!lua_getmetatable(K, t))
+      clean = clean && x->tab[i].mt.type == LUA_TNIL;
+    else if (!fp_same(K, -1, &x->tab[i].mt))
+      clean = false;
+    lua_settop(K, base);
+    if (!clean)
       a->dirty[a->ndirty++] = i;
-    lua_settop(L, snap);
   }
-  lua_rawgeti(L, lp, LP_T_FSNAP);
-  int fsnap = lua_gettop(L);
   for (int i = 0; i < x->nfn; i++) {
     const lp_rec *r = &x->fn[i];
-    lua_rawgeti(L, fsnap, 2 * (lua_Integer)i + 1);
     for (int u = 1; u <= r->n; u++) {
-      lua_getupvalue(L, -1, u);
-      bool same = fp_same(L, -1, &r->fp[u - 1]);
-      lua_pop(L, 1);
+      lua_getupvalue(K, LP_K_FUNC(x, i), u);
+      bool same = fp_same(K, -1, &r->fp[u - 1]);
+      lua_settop(K, base);
       if (!same) {
         a->dirty[a->ndirty++] = -1 - i;
         break;
       }
     }
-    lua_pop(L, 1);
   }
-  lua_settop(L, lp - 1);
 }
 
 /* The types' metatables: put back any that changed (lua_setmetatable raises nothing). */
-static bool reset_type_metatables(lua_State *L, lp_sx *x) {
+static bool reset_type_metatables(lp_sx *x) {
+  lua_State *K = x->check;
   bool changed = false;
-  int base = lua_gettop(L);
-  lp_push_type_samples(L);
+  int base = lua_gettop(K);
   for (int i = 0; i < LP_TYPE_SAMPLES; i++) {
-    int v = base + 1 + i;
+    int v = 1 + i;
     bool same;
-    if (!lua_getmetatable(L, v)) {
+    if (!lua_getmetatable(K, v)) {
       same = x->typemt[i].type == LUA_TNIL; /* the usual case, without a push */
     } else {
-      same = fp_same(L, -1, &x->typemt[i]);
-      lua_pop(L, 1);
+      same = fp_same(K, -1, &x->typemt[i]);
+      lua_settop(K, base);
     }
     if (same)
       continue;
     changed = true;
-    lp_lptable_push(L);
-    lua_rawgeti(L, -1, LP_T_TYPEMT);
-    lua_rawgeti(L, -1, i + 1);
-    if (!lua_toboolean(L, -1)) {
-      lua_pop(L, 1);
-      lua_pushnil(L);
+    lp_lptable_push(K);
+    lua_rawgeti(K, -1, LP_T_TYPEMT);
+    lua_rawgeti(K, -1, i + 1);
+    if (!lua_toboolean(K, -1)) {
+      lua_pop(K, 1);
+      lua_pushnil(K);
     }
-    lua_setmetatable(L, v);
-    lua_pop(L, 2);
+    lua_setmetatable(K, v);
+    lua_settop(K, base);
   }
-  lua_settop(L, base);
   return changed;
 }
 
@@ -608,14 +622,12 @@ int lp_reset(luapool *p, lp_slot *s, lua_State *L) {
   if (x->finalizer)
     return LP_RESET_TAINTED; /* a user finalizer could run in the next user's turn */
   reset_thread(L);
-  if (!lua_checkstack(L, 2 * LP_TYPE_SAMPLES))
-    return LP_RESET_TAINTED;
   if (lua_gethook(L) != NULL)
     lua_sethook(L, NULL, 0, 0);
   x->budget_armed = false;
 
   restore_args a = {x, 0, 0, x->dirty};
-  find_dirty(L, &a);
+  find_dirty(x, &a);
   bool changed = a.ndirty > 0;
   if (changed) {
     size_t limit = x->limit;
@@ -628,7 +640,7 @@ int lp_reset(luapool *p, lp_slot *s, lua_State *L) {
     if (status != LUA_OK || a.removed > LP_RESET_MAX_REMOVED)
       return LP_RESET_TAINTED;
   }
-  changed |= reset_type_metatables(L, x);
+  changed |= reset_type_metatables(x);
   if (p->cfg.bloat_kb != 0 && x->bytes / 1024 > p->cfg.bloat_kb) {
     /* Rare (a request that allocated megabytes), so paid here, once what the user kept is
        unreachable: the garbage goes; a heap still above the bound closes the state.  No user
