@@ -36,6 +36,8 @@ static const char lp_key = 0;
 #define LP_GC_PAUSE 200
 #define LP_GC_STEPMUL 100
 #define LP_GC_STEPSIZE 13
+#define LP_GC_GENMINOR 20  /* LUAI_GENMINORMUL */
+#define LP_GC_GENMAJOR 100 /* LUAI_GENMAJORMUL */
 
 /*
 ** A table that lost this many keys keeps their empty nodes, which every later check would
@@ -207,6 +209,29 @@ static void record_table(lua_State *L, walk *w, int t) {
   lua_rawseti(L, w->snap, at + 3);
 }
 
+/* A full userdata: only its metatable is recorded (n = -1); its contents are the host's. */
+static void record_userdata(lua_State *L, walk *w, int u) {
+  lp_sx *x = w->x;
+  x->tab = grow(L, x->tab, &w->tcap, x->ntab + 1, sizeof *x->tab);
+  lp_rec *r = &x->tab[x->ntab];
+  r->fp = NULL;
+  r->n = -1;
+  if (!lua_getmetatable(L, u))
+    lua_pushnil(L);
+  fp_make(L, -1, &r->mt);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lua_pushboolean(L, 0);
+  }
+  x->ntab++;
+  lua_Integer at = 3 * (lua_Integer)(x->ntab - 1);
+  lua_rawseti(L, w->snap, at + 3);
+  lua_pushvalue(L, u);
+  lua_rawseti(L, w->snap, at + 1);
+  lua_pushboolean(L, 0);
+  lua_rawseti(L, w->snap, at + 2);
+}
+
 static void record_function(lua_State *L, walk *w, int f, int nup) {
   lp_sx *x = w->x;
   x->fn = grow(L, x->fn, &w->fcap, x->nfn + 1, sizeof *x->fn);
@@ -258,6 +283,8 @@ static void walk_one(lua_State *L, walk *w, int o) {
     break;
   }
   case LUA_TUSERDATA:
+    if (!frozen(L, w, o))
+      record_userdata(L, w, o);
     if (lua_getmetatable(L, o)) {
       visit(L, w, -1);
       lua_pop(L, 1);
@@ -437,6 +464,16 @@ static int restore(lua_State *L) {
     lua_Integer at = 3 * (lua_Integer)i;
     lua_rawgeti(L, snap, at + 1);
     int t = lua_gettop(L);
+    if (a->x->tab[i].n < 0) { /* a userdata: its metatable */
+      lua_rawgeti(L, snap, at + 3);
+      if (lua_toboolean(L, -1) == 0) {
+        lua_pop(L, 1);
+        lua_pushnil(L);
+      }
+      lua_setmetatable(L, t);
+      lua_settop(L, fsnap);
+      continue;
+    }
     lua_rawgeti(L, snap, at + 2);
     int copy = t + 1;
     lua_pushnil(L);
@@ -479,7 +516,7 @@ static void find_dirty(lp_sx *x, restore_args *a) {
   int base = lua_gettop(K);
   for (int i = 0; i < x->ntab; i++) {
     int t = LP_K_TABLE(i);
-    bool clean = table_clean(K, t, &x->tab[i]);
+    bool clean = x->tab[i].n < 0 || table_clean(K, t, &x->tab[i]);
     if (!lua_getmetatable(K, t))
       clean = clean && x->tab[i].mt.type == LUA_TNIL;
     else if (!fp_same(K, -1, &x->tab[i].mt))
@@ -651,7 +688,12 @@ int lp_reset(luapool *p, lp_slot *s, lua_State *L) {
   }
   if (!lua_gc(L, LUA_GCISRUNNING))
     lua_gc(L, LUA_GCRESTART);
-  lua_gc(L, LUA_GCINC, LP_GC_PAUSE, LP_GC_STEPMUL, LP_GC_STEPSIZE);
+  if (lua_gc(L, LUA_GCINC, LP_GC_PAUSE, LP_GC_STEPMUL, LP_GC_STEPSIZE) == LUA_GCGEN) {
+    /* left generational: its parameters go back too (switching runs a full collection, paid
+       only by states whose user chose that mode) */
+    lua_gc(L, LUA_GCGEN, LP_GC_GENMINOR, LP_GC_GENMAJOR);
+    lua_gc(L, LUA_GCINC, LP_GC_PAUSE, LP_GC_STEPMUL, LP_GC_STEPSIZE);
+  }
   lp_sandbox_warn_reset(x);
   if (!reseed(x))
     return LP_RESET_TAINTED; /* never hand out a sequence someone may know */

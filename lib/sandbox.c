@@ -133,7 +133,7 @@ static const char *sb_reader(lua_State *L, void *ud, size_t *size) {
 /* load(chunk [, chunkname [, mode [, env]]]), text chunks only. */
 static int sb_load(lua_State *L) {
   size_t len;
-  const char *s = lua_type(L, 1) == LUA_TSTRING ? lua_tolstring(L, 1, &len) : NULL;
+  const char *s = lua_tolstring(L, 1, &len); /* a number is a chunk too, as in stock Lua */
   const char *name = luaL_optstring(L, 2, s != NULL ? s : "=(load)");
   const char *mode = luaL_optstring(L, 3, "bt");
   bool env = !lua_isnone(L, 4);
@@ -177,8 +177,9 @@ static int sb_rawset(lua_State *L) {
 }
 
 /*
-** require(name) for package.preload's modules only.  Upvalues: 1 _LOADED (the pristine
-** modules, read-only), 2 _PRELOAD, 3 the modules this request loaded (emptied by the reset).
+** require(name) for package.preload's modules only.  Upvalues: 1 the pristine modules (_LOADED
+** before the freeze, their proxies after), 2 _PRELOAD, 3 the modules this request loaded
+** (emptied by the reset).
 */
 static int sb_require(lua_State *L) {
   const char *name = luaL_checkstring(L, 1);
@@ -471,16 +472,24 @@ int lp_sandbox_freeze(lua_State *L) {
     }
     lua_settop(L, v - 1);
   }
+  /* require's view of the pristine modules: their proxies.  _LOADED itself, which no script
+     reaches, keeps the real tables, so that Lua names a function in an error message
+     ('string.rep') as it does in stock Lua (luaL_traceback and argument errors search it). */
+  lua_newtable(L);
+  int pristine = lua_gettop(L);
   lua_pushnil(L);
   while (lua_next(L, loaded) != 0) {
-    if (lua_type(L, -1) == LUA_TTABLE) {
-      proxy_of(L, &c, -1);
-      lua_pushvalue(L, -3);
-      lua_insert(L, -2);
-      lua_rawset(L, loaded);
-    }
-    lua_pop(L, 1);
+    int v = lua_gettop(L);
+    if (lua_type(L, v) == LUA_TTABLE)
+      proxy_of(L, &c, v); /* B maps to O through the memo */
+    else
+      lua_pushvalue(L, v);
+    lua_pushvalue(L, v - 1);
+    lua_insert(L, -2);
+    lua_rawset(L, pristine);
+    lua_settop(L, v - 1);
   }
+  mark_frozen(L, &c, pristine);
   mark_frozen(L, &c, loaded);
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
   mark_frozen(L, &c, lua_gettop(L));
@@ -492,8 +501,11 @@ int lp_sandbox_freeze(lua_State *L) {
     set_wrapper(L, &c, b, "rawset", sb_rawset, 1);
   }
   lua_pop(L, 1);
-  lua_getfield(L, b, "require");
-  mark_frozen(L, &c, lua_gettop(L));
+  if (lua_getfield(L, b, "require") != LUA_TNIL) {
+    mark_frozen(L, &c, lua_gettop(L));
+    lua_pushvalue(L, pristine);
+    lua_setupvalue(L, -2, 1);
+  }
   lua_pop(L, 1);
 
   /* Type metatables (the string library's, and any on_create set from C): protected. */
