@@ -28,6 +28,7 @@
 #include <lua.h>
 #include <lualib.h>
 
+#include "bench_util.h"
 #include "luapool.h"
 
 #define CACHE_LINE 64
@@ -216,16 +217,12 @@ static void *worker_main(void *arg) {
   return NULL;
 }
 
-static double seconds_between(const struct timespec *a, const struct timespec *b) {
-  return (double)(b->tv_sec - a->tv_sec) + (double)(b->tv_nsec - a->tv_nsec) / 1e9;
-}
-
 /* Sleeps until seconds have passed since begin (CLOCK_MONOTONIC); a signal only shortens a nap. */
 static void sleep_until(const struct timespec *begin, double seconds) {
   for (;;) {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    double left = seconds - seconds_between(begin, &now);
+    double left = seconds - bench_seconds_between(begin, &now);
     if (left <= 0)
       return;
     struct timespec nap = {(time_t)left, (long)((left - (double)(time_t)left) * 1e9)};
@@ -277,11 +274,11 @@ static int run_once(const tested_pool *pool, int nthreads, double seconds, doubl
   }
   pthread_barrier_destroy(&r.start);
   free(workers);
-  *ops_per_sec = (double)total / seconds_between(&begin, &end);
+  *ops_per_sec = (double)total / bench_seconds_between(&begin, &end);
   return rc;
 }
 
-/* ---- repetitions and their summary ------------------------------------------------------- */
+/* ---- repetitions and their bench_summary ------------------------------------------------------- */
 
 enum { POOL_LUAPOOL, POOL_MUTEX, POOL_COUNT };
 
@@ -292,22 +289,6 @@ typedef struct options {
   int n_thread_counts;
 } options;
 
-typedef struct summary {
-  double median, min, max; /* operations per second */
-} summary;
-
-static int compare_doubles(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-/* Sorts samples in place. */
-static summary summarize(double *samples, int n) {
-  qsort(samples, (size_t)n, sizeof *samples, compare_doubles);
-  double median = n % 2 ? samples[n / 2] : (samples[n / 2 - 1] + samples[n / 2]) / 2;
-  return (summary){median, samples[0], samples[n - 1]};
-}
-
 static void report_failure(const char *what, int nthreads, int rc) {
   fprintf(stderr, "bench_pool: %s at %d thread(s): %s\n", what, nthreads, luapool_strerror(rc));
 }
@@ -317,7 +298,7 @@ static void report_failure(const char *what, int nthreads, int rc) {
 ** this thread count needs and warms the caches; then each repetition runs every pool in turn.
 */
 static int measure_row(const tested_pool pools[POOL_COUNT], int nthreads, const options *opt,
-                       summary out[POOL_COUNT]) {
+                       bench_summary out[POOL_COUNT]) {
   double samples[POOL_COUNT][MAX_REPS]; /* 16 KiB */
   double ignored;
   for (int p = 0; p < POOL_COUNT; p++) {
@@ -337,35 +318,15 @@ static int measure_row(const tested_pool pools[POOL_COUNT], int nthreads, const 
     }
   }
   for (int p = 0; p < POOL_COUNT; p++)
-    out[p] = summarize(samples[p], opt->reps);
+    out[p] = bench_summarize(samples[p], opt->reps);
   return LUAPOOL_OK;
 }
 
 /* ---- output ------------------------------------------------------------------------------ */
 
-/* The "model name" of /proc/cpuinfo, or "unknown CPU". */
-static void cpu_model(char *buf, size_t size) {
-  snprintf(buf, size, "unknown CPU");
-  FILE *f = fopen("/proc/cpuinfo", "r");
-  if (f == NULL)
-    return;
-  char line[256];
-  while (fgets(line, sizeof line, f) != NULL) {
-    char *colon = strchr(line, ':');
-    if (strncmp(line, "model name", 10) != 0 || colon == NULL)
-      continue;
-    colon += strspn(colon + 1, " \t") + 1;
-    colon[strcspn(colon, "\n")] = '\0';
-    if (*colon != '\0')
-      snprintf(buf, size, "%s", colon);
-    break;
-  }
-  fclose(f);
-}
-
 static void print_header(const options *opt, long cores) {
   char cpu[128];
-  cpu_model(cpu, sizeof cpu);
+  bench_cpu_model(cpu, sizeof cpu);
   printf("bench_pool: acquire+release throughput, luapool against a mutex pool, RESET_STACK\n");
   printf("machine: %s, %ld online core(s), %s\n", cpu, cores, LUA_RELEASE);
   printf("each cell: %d repetition(s) of %.2f s after one warm-up, pools interleaved\n\n",
@@ -376,7 +337,7 @@ static void print_header(const options *opt, long cores) {
 }
 
 /* "median [min-max]" in millions of operations per second. */
-static void format_mops(char *buf, size_t size, summary s) {
+static void format_mops(char *buf, size_t size, bench_summary s) {
   snprintf(buf, size, "%.2f [%.2f-%.2f]", s.median / 1e6, s.min / 1e6, s.max / 1e6);
 }
 
@@ -385,7 +346,7 @@ static double ns_per_op(int nthreads, double ops_per_sec) {
   return nthreads * 1e9 / ops_per_sec;
 }
 
-static void print_row(int nthreads, long cores, const summary s[POOL_COUNT]) {
+static void print_row(int nthreads, long cores, const bench_summary s[POOL_COUNT]) {
   char lib[64], mutex[64];
   format_mops(lib, sizeof lib, s[POOL_LUAPOOL]);
   format_mops(mutex, sizeof mutex, s[POOL_MUTEX]);
@@ -427,40 +388,16 @@ static void usage(FILE *f) {
           MAX_REPS, MAX_THREADS, MAX_THREAD_COUNTS);
 }
 
-static bool parse_seconds(const char *text, double *out) {
-  char *end;
-  errno = 0;
-  double v = strtod(text, &end);
-  if (end == text || *end != '\0' || errno != 0 || !isfinite(v) || v <= 0 || v > 3600)
-    return false;
-  *out = v;
-  return true;
-}
-
-/* A decimal integer in [min, max], digits only; *end gets what follows it. */
-static bool parse_int(const char *text, int min, int max, int *out, const char **end) {
-  if (!isdigit((unsigned char)*text))
-    return false;
-  char *stop;
-  errno = 0;
-  long v = strtol(text, &stop, 10);
-  if (errno != 0 || v < min || v > max)
-    return false;
-  *out = (int)v;
-  *end = stop;
-  return true;
-}
-
 static bool parse_reps(const char *text, int *out) {
   const char *end;
-  return parse_int(text, 1, MAX_REPS, out, &end) && *end == '\0';
+  return bench_parse_int(text, 1, MAX_REPS, out, &end) && *end == '\0';
 }
 
 static bool parse_thread_list(const char *text, options *opt) {
   opt->n_thread_counts = 0;
   for (const char *p = text;; p++) {
     int n;
-    if (opt->n_thread_counts == MAX_THREAD_COUNTS || !parse_int(p, 1, MAX_THREADS, &n, &p))
+    if (opt->n_thread_counts == MAX_THREAD_COUNTS || !bench_parse_int(p, 1, MAX_THREADS, &n, &p))
       return false;
     opt->thread_counts[opt->n_thread_counts++] = n;
     if (*p == '\0')
@@ -482,7 +419,7 @@ static int parse_args(int argc, char **argv, options *opt) {
     const char *value = i + 1 < argc ? argv[i + 1] : NULL;
     bool ok;
     if (strcmp(arg, "--seconds") == 0)
-      ok = value != NULL && parse_seconds(value, &opt->seconds);
+      ok = value != NULL && bench_parse_seconds(value, &opt->seconds);
     else if (strcmp(arg, "--reps") == 0)
       ok = value != NULL && parse_reps(value, &opt->reps);
     else if (strcmp(arg, "--threads") == 0)
@@ -531,7 +468,7 @@ int main(int argc, char **argv) {
   print_header(&opt, cores);
   int rc = LUAPOOL_OK;
   for (int i = 0; i < opt.n_thread_counts && rc == LUAPOOL_OK; i++) {
-    summary row[POOL_COUNT];
+    bench_summary row[POOL_COUNT];
     rc = measure_row(pools, opt.thread_counts[i], &opt, row);
     if (rc == LUAPOOL_OK)
       print_row(opt.thread_counts[i], cores, row);

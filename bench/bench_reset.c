@@ -38,6 +38,7 @@
 #include <lua.h>
 #include <lualib.h>
 
+#include "bench_util.h"
 #include "luapool.h"
 
 #define MAX_REPS 1000
@@ -334,10 +335,6 @@ static int check_chunks(bench *b, bool *field_set) {
 
 /* ---- timing ------------------------------------------------------------------------------ */
 
-static double seconds_between(const struct timespec *a, const struct timespec *b) {
-  return (double)(b->tv_sec - a->tv_sec) + (double)(b->tv_nsec - a->tv_nsec) / 1e9;
-}
-
 /* Runs c for at least seconds, reading the clock every batch operations; ns per operation. */
 static int time_case(bench *b, const bench_case *c, double seconds, long batch, double *ns) {
   struct timespec begin, now;
@@ -350,7 +347,7 @@ static int time_case(bench *b, const bench_case *c, double seconds, long batch, 
         return -1;
     ops += (uint64_t)batch;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    elapsed = seconds_between(&begin, &now);
+    elapsed = bench_seconds_between(&begin, &now);
   } while (elapsed < seconds);
   *ns = elapsed * 1e9 / (double)ops;
   return 0;
@@ -362,28 +359,12 @@ typedef struct options {
   bool run_profile[PROFILE_COUNT];
 } options;
 
-typedef struct summary {
-  double median, min, max; /* ns per operation */
-} summary;
-
-static int compare_doubles(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-/* Sorts samples in place. */
-static summary summarize(double *samples, int n) {
-  qsort(samples, (size_t)n, sizeof *samples, compare_doubles);
-  double median = n % 2 ? samples[n / 2] : (samples[n / 2 - 1] + samples[n / 2]) / 2;
-  return (summary){median, samples[0], samples[n - 1]};
-}
-
 static double warmup_seconds(const options *opt) {
   return opt->seconds < WARMUP_SECONDS ? opt->seconds : WARMUP_SECONDS;
 }
 
 /* The warm-up (which also sizes each case's batch), then the repetitions, cases interleaved. */
-static int measure_profile(bench *b, const options *opt, summary out[C_COUNT]) {
+static int measure_profile(bench *b, const options *opt, bench_summary out[C_COUNT]) {
   static double samples[C_COUNT][MAX_REPS];
   long batch[C_COUNT];
   for (int c = 0; c < C_COUNT; c++) {
@@ -398,35 +379,15 @@ static int measure_profile(bench *b, const options *opt, summary out[C_COUNT]) {
       if (time_case(b, &cases[c], opt->seconds, batch[c], &samples[c][rep]) != 0)
         return -1;
   for (int c = 0; c < C_COUNT; c++)
-    out[c] = summarize(samples[c], opt->reps);
+    out[c] = bench_summarize(samples[c], opt->reps);
   return 0;
 }
 
 /* ---- output ------------------------------------------------------------------------------ */
 
-/* The "model name" of /proc/cpuinfo, or "unknown CPU". */
-static void cpu_model(char *buf, size_t size) {
-  snprintf(buf, size, "unknown CPU");
-  FILE *f = fopen("/proc/cpuinfo", "r");
-  if (f == NULL)
-    return;
-  char line[256];
-  while (fgets(line, sizeof line, f) != NULL) {
-    char *colon = strchr(line, ':');
-    if (strncmp(line, "model name", 10) != 0 || colon == NULL)
-      continue;
-    colon += strspn(colon + 1, " \t") + 1;
-    colon[strcspn(colon, "\n")] = '\0';
-    if (*colon != '\0')
-      snprintf(buf, size, "%s", colon);
-    break;
-  }
-  fclose(f);
-}
-
 static void print_header(const options *opt) {
   char cpu[128];
-  cpu_model(cpu, sizeof cpu);
+  bench_cpu_model(cpu, sizeof cpu);
   printf("bench_reset: LUAPOOL_RESET_FULL against a fresh state, one thread, no watchdog\n");
   printf("machine: %s, %ld online core(s), %s\n", cpu, sysconf(_SC_NPROCESSORS_ONLN), LUA_RELEASE);
   printf("each case: %d repetition(s) of %.2f s after a %.2f s warm-up, cases interleaved\n",
@@ -434,7 +395,7 @@ static void print_header(const options *opt) {
   fflush(stdout);
 }
 
-static void print_table(const bench *b, const summary s[C_COUNT]) {
+static void print_table(const bench *b, const bench_summary s[C_COUNT]) {
   printf("\nprofile %s: %s\n", b->prof->name, b->prof->what);
   printf("  %-48s %s\n", "case", "ns/op median [min-max]");
   for (int c = 0; c < C_COUNT; c++) {
@@ -462,7 +423,7 @@ static void print_pool_counters(const char *what, luapool *p) {
          (unsigned long long)st.tainted);
 }
 
-static void print_results(const bench *b, const summary s[C_COUNT], bool field_set) {
+static void print_results(const bench *b, const bench_summary s[C_COUNT], bool field_set) {
   print_table(b, s);
   double untouched = s[C_UNTOUCHED].median, touch = s[C_TOUCH].median;
   double fresh = s[C_FRESH].median, fresh_lp = s[C_FRESH_LUAPOOL].median;
@@ -512,16 +473,6 @@ static void usage(FILE *f) {
           MAX_REPS);
 }
 
-static bool parse_seconds(const char *text, double *out) {
-  char *end;
-  errno = 0;
-  double v = strtod(text, &end);
-  if (end == text || *end != '\0' || errno != 0 || !isfinite(v) || v <= 0 || v > 3600)
-    return false;
-  *out = v;
-  return true;
-}
-
 static bool parse_reps(const char *text, int *out) {
   if (!isdigit((unsigned char)*text))
     return false;
@@ -557,7 +508,7 @@ static int parse_args(int argc, char **argv, options *opt) {
     const char *value = i + 1 < argc ? argv[i + 1] : NULL;
     bool ok;
     if (strcmp(arg, "--seconds") == 0)
-      ok = value != NULL && parse_seconds(value, &opt->seconds);
+      ok = value != NULL && bench_parse_seconds(value, &opt->seconds);
     else if (strcmp(arg, "--reps") == 0)
       ok = value != NULL && parse_reps(value, &opt->reps);
     else if (strcmp(arg, "--profile") == 0)
@@ -582,7 +533,7 @@ static int parse_args(int argc, char **argv, options *opt) {
 /* Measures and reports one profile; 0, or -1 with the failure reported. */
 static int run_profile(const profile *prof, const options *opt) {
   bench b;
-  summary s[C_COUNT];
+  bench_summary s[C_COUNT];
   bool field_set = false;
   int rc = bench_open(&b, prof);
   if (rc == 0)

@@ -86,6 +86,7 @@
 #include <lua.h>
 #include <lualib.h>
 
+#include "bench_util.h"
 #include "luapool.h"
 
 #define CACHE_LINE 64
@@ -873,13 +874,9 @@ static int run_once(const workload *wl, int impl, void *h, int nthreads, double 
 
 /* ---- summaries --------------------------------------------------------------------------- */
 
-typedef struct summary {
-  double median, min, max;
-} summary;
-
 typedef struct cell {
   bool done;
-  summary ops; /* operations per second */
+  bench_summary ops; /* operations per second */
   bool has_lat;
   uint64_t p50, p99, p999, max; /* acquire latency, ns */
   double waited;                /* the share of acquires that slept; -1: not counted */
@@ -887,18 +884,6 @@ typedef struct cell {
 
 /* Every workload's cells, by thread count index and implementation. */
 static cell results[WORKLOAD_COUNT][MAX_THREAD_COUNTS][IMPL_COUNT];
-
-static int compare_doubles(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-/* Sorts samples in place. */
-static summary summarize(double *samples, int n) {
-  qsort(samples, (size_t)n, sizeof *samples, compare_doubles);
-  double median = n % 2 ? samples[n / 2] : (samples[n / 2 - 1] + samples[n / 2]) / 2;
-  return (summary){median, samples[0], samples[n - 1]};
-}
 
 /* ---- output helpers ---------------------------------------------------------------------- */
 
@@ -924,26 +909,6 @@ static void fmt_si(char *buf, size_t size, double v) {
 static void fmt_ns(char *buf, size_t size, uint64_t ns) {
   static const char *const unit[] = {"ns", "us", "ms", "s"};
   fmt_units(buf, size, (double)ns, unit, true);
-}
-
-/* The "model name" of /proc/cpuinfo, or "unknown CPU". */
-static void cpu_model(char *buf, size_t size) {
-  snprintf(buf, size, "unknown CPU");
-  FILE *f = fopen("/proc/cpuinfo", "r");
-  if (f == NULL)
-    return;
-  char line[256];
-  while (fgets(line, sizeof line, f) != NULL) {
-    char *colon = strchr(line, ':');
-    if (strncmp(line, "model name", 10) != 0 || colon == NULL)
-      continue;
-    colon += strspn(colon + 1, " \t") + 1;
-    colon[strcspn(colon, "\n")] = '\0';
-    if (*colon != '\0')
-      snprintf(buf, size, "%s", colon);
-    break;
-  }
-  fclose(f);
 }
 
 /* The threads a row runs, as the table shows them: "4", or "4+4" for the hand-off. */
@@ -1069,7 +1034,7 @@ static int measure_row(const workload *wl, void *handles[IMPL_COUNT], int nthrea
     if (!(wl->impls & BIT(i)))
       continue;
     out[i].done = true;
-    out[i].ops = summarize(samples[i], opt->reps);
+    out[i].ops = bench_summarize(samples[i], opt->reps);
     if (lat[i] != NULL && lat[i]->total > 0) {
       out[i].has_lat = true;
       out[i].p50 = hist_percentile(lat[i], 0.50);
@@ -1506,7 +1471,7 @@ static void plot_panel(FILE *f, const options *opt, int wl_index, long cores) {
 
 static void write_plot_script(FILE *f, const options *opt, long cores, int panels, bool rss) {
   char cpu[128];
-  cpu_model(cpu, sizeof cpu);
+  bench_cpu_model(cpu, sizeof cpu);
   for (char *c = cpu; *c != '\0'; c++)
     if (*c == '\'')
       *c = ' ';
@@ -1637,33 +1602,9 @@ static void usage(FILE *f) {
       MAX_THREADS, MAX_THREAD_COUNTS, MAX_REPS);
 }
 
-static bool parse_seconds(const char *text, double *out) {
-  char *end;
-  errno = 0;
-  double v = strtod(text, &end);
-  if (end == text || *end != '\0' || errno != 0 || !isfinite(v) || v <= 0 || v > 3600)
-    return false;
-  *out = v;
-  return true;
-}
-
-/* A decimal integer in [min, max], digits only; *end gets what follows it. */
-static bool parse_int(const char *text, int min, int max, int *out, const char **end) {
-  if (!isdigit((unsigned char)*text))
-    return false;
-  char *stop;
-  errno = 0;
-  long v = strtol(text, &stop, 10);
-  if (errno != 0 || v < min || v > max)
-    return false;
-  *out = (int)v;
-  *end = stop;
-  return true;
-}
-
 static bool parse_reps(const char *text, int *out) {
   const char *end;
-  return parse_int(text, 1, MAX_REPS, out, &end) && *end == '\0';
+  return bench_parse_int(text, 1, MAX_REPS, out, &end) && *end == '\0';
 }
 
 /* A comma-separated list of integers in [min, max]: at most max_n of them. */
@@ -1671,7 +1612,7 @@ static bool parse_list(const char *text, int min, int max, int *out, int max_n, 
   *n = 0;
   for (const char *p = text;; p++) {
     int v;
-    if (*n == max_n || !parse_int(p, min, max, &v, &p))
+    if (*n == max_n || !bench_parse_int(p, min, max, &v, &p))
       return false;
     out[(*n)++] = v;
     if (*p == '\0')
@@ -1732,7 +1673,7 @@ static int parse_args(int argc, char **argv, options *opt) {
     const char *value = i + 1 < argc ? argv[++i] : NULL;
     bool ok;
     if (strcmp(arg, "--seconds") == 0)
-      ok = value != NULL && parse_seconds(value, &opt->seconds);
+      ok = value != NULL && bench_parse_seconds(value, &opt->seconds);
     else if (strcmp(arg, "--reps") == 0)
       ok = value != NULL && parse_reps(value, &opt->reps);
     else if (strcmp(arg, "--threads") == 0)
@@ -1789,7 +1730,7 @@ static int make_dir(const char *dir) {
 
 static void print_header(const options *opt, long cores) {
   char cpu[128];
-  cpu_model(cpu, sizeof cpu);
+  bench_cpu_model(cpu, sizeof cpu);
   struct utsname u;
   if (uname(&u) != 0)
     snprintf(u.release, sizeof u.release, "?");

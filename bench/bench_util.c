@@ -1,0 +1,69 @@
+/* bench_util.c: what every benchmark needs the same way (bench_util.h). */
+#include "bench_util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int compare_doubles(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+/* Sorts samples in place. */
+bench_summary bench_summarize(double *samples, int n) {
+  qsort(samples, (size_t)n, sizeof *samples, compare_doubles);
+  double median = n % 2 ? samples[n / 2] : (samples[n / 2 - 1] + samples[n / 2]) / 2;
+  return (bench_summary){median, samples[0], samples[n - 1]};
+}
+
+/* The "model name" of /proc/cpuinfo, or "unknown CPU". */
+void bench_cpu_model(char *buf, size_t size) {
+  snprintf(buf, size, "unknown CPU");
+  FILE *f = fopen("/proc/cpuinfo", "r");
+  if (f == NULL)
+    return;
+  char line[256];
+  while (fgets(line, sizeof line, f) != NULL) {
+    char *colon = strchr(line, ':');
+    if (strncmp(line, "model name", 10) != 0 || colon == NULL)
+      continue;
+    colon += strspn(colon + 1, " \t") + 1;
+    colon[strcspn(colon, "\n")] = '\0';
+    if (*colon != '\0')
+      snprintf(buf, size, "%s", colon);
+    break;
+  }
+  fclose(f);
+}
+
+bool bench_parse_seconds(const char *text, double *out) {
+  char *end;
+  errno = 0;
+  double v = strtod(text, &end);
+  if (end == text || *end != '\0' || errno != 0 || !isfinite(v) || v <= 0 || v > 3600)
+    return false;
+  *out = v;
+  return true;
+}
+
+double bench_seconds_between(const struct timespec *a, const struct timespec *b) {
+  return (double)(b->tv_sec - a->tv_sec) + (double)(b->tv_nsec - a->tv_nsec) / 1e9;
+}
+
+/* A decimal integer in [min, max], digits only; *end gets what follows it. */
+bool bench_parse_int(const char *text, int min, int max, int *out, const char **end) {
+  if (!isdigit((unsigned char)*text))
+    return false;
+  char *stop;
+  errno = 0;
+  long v = strtol(text, &stop, 10);
+  if (errno != 0 || v < min || v > max)
+    return false;
+  *out = (int)v;
+  *end = stop;
+  return true;
+}
