@@ -88,26 +88,11 @@ typedef struct mutex_pool {
   size_t count, capacity;
 } mutex_pool;
 
-/* Protected: a library that cannot load (out of memory) raises an error instead of aborting. */
-static int open_safe_libs(lua_State *L) {
-  /* The libraries of LUAPOOL_LIBS_SAFE, which luapool opens by default. */
-  static const luaL_Reg libs[] = {
-      {LUA_GNAME, luaopen_base},       {LUA_COLIBNAME, luaopen_coroutine},
-      {LUA_TABLIBNAME, luaopen_table}, {LUA_STRLIBNAME, luaopen_string},
-      {LUA_MATHLIBNAME, luaopen_math}, {LUA_UTF8LIBNAME, luaopen_utf8},
-  };
-  for (size_t i = 0; i < sizeof libs / sizeof libs[0]; i++) {
-    luaL_requiref(L, libs[i].name, libs[i].func, 1);
-    lua_pop(L, 1);
-  }
-  return 0;
-}
-
 static int mutex_pool_new_state(lua_State **out) {
   lua_State *L = luaL_newstate();
   if (L == NULL)
     return LUAPOOL_ENOMEM;
-  lua_pushcfunction(L, open_safe_libs);
+  lua_pushcfunction(L, bench_open_safe_libs);
   if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
     lua_close(L);
     return LUAPOOL_EINIT;

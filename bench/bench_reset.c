@@ -64,21 +64,6 @@ static const char handler_src[] = "local t = {}\n"
 
 /* ---- profiles ---------------------------------------------------------------------------- */
 
-/* Protected: a library that cannot load (out of memory) raises an error instead of aborting. */
-static int open_safe_libs(lua_State *L) {
-  /* The libraries of LUAPOOL_LIBS_SAFE, without the sandbox: what a server opens by hand. */
-  static const luaL_Reg libs[] = {
-      {LUA_GNAME, luaopen_base},       {LUA_COLIBNAME, luaopen_coroutine},
-      {LUA_TABLIBNAME, luaopen_table}, {LUA_STRLIBNAME, luaopen_string},
-      {LUA_MATHLIBNAME, luaopen_math}, {LUA_UTF8LIBNAME, luaopen_utf8},
-  };
-  for (size_t i = 0; i < sizeof libs / sizeof libs[0]; i++) {
-    luaL_requiref(L, libs[i].name, libs[i].func, 1);
-    lua_pop(L, 1);
-  }
-  return 0;
-}
-
 static int open_all_libs(lua_State *L) {
   luaL_openlibs(L);
   return 0;
@@ -93,7 +78,7 @@ typedef struct profile {
 } profile;
 
 static const profile profiles[] = {
-    {"safe", "LUAPOOL_LIBS_SAFE (the default sandbox)", LUAPOOL_LIBS_SAFE, open_safe_libs,
+    {"safe", "LUAPOOL_LIBS_SAFE (the default sandbox)", LUAPOOL_LIBS_SAFE, bench_open_safe_libs,
      "luaL_requiref of base, coroutine, table, string, math, utf8"},
     {"all", "LUAPOOL_LIBS_ALL (every standard library, no sandbox)", LUAPOOL_LIBS_ALL,
      open_all_libs, "luaL_openlibs"},

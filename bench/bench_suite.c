@@ -487,20 +487,6 @@ static void mp_release(void *h, worker *w, lua_State *L) {
     luapool_release(m->source, L);
 }
 
-/* A fresh state per operation, with LUAPOOL_LIBS_SAFE's libraries opened by hand. */
-static int open_safe_libs(lua_State *L) {
-  static const luaL_Reg libs[] = {
-      {LUA_GNAME, luaopen_base},       {LUA_COLIBNAME, luaopen_coroutine},
-      {LUA_TABLIBNAME, luaopen_table}, {LUA_STRLIBNAME, luaopen_string},
-      {LUA_MATHLIBNAME, luaopen_math}, {LUA_UTF8LIBNAME, luaopen_utf8},
-  };
-  for (size_t i = 0; i < sizeof libs / sizeof libs[0]; i++) {
-    luaL_requiref(L, libs[i].name, libs[i].func, 1);
-    lua_pop(L, 1);
-  }
-  return 0;
-}
-
 static int fresh_open(const pool_params *pp, void **h) {
   (void)pp;
   *h = NULL;
@@ -517,7 +503,7 @@ static int fresh_acquire(void *h, worker *w, lua_State **out) {
   lua_State *L = luaL_newstate();
   if (L == NULL)
     return LUAPOOL_ENOMEM;
-  lua_pushcfunction(L, open_safe_libs); /* protected: out of memory raises, never aborts */
+  lua_pushcfunction(L, bench_open_safe_libs); /* protected: out of memory raises, never aborts */
   if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
     lua_close(L);
     return LUAPOOL_EINIT;

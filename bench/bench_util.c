@@ -8,6 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <lauxlib.h>
+#include <lualib.h>
+
 static int compare_doubles(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return (x > y) - (x < y);
@@ -66,4 +69,17 @@ bool bench_parse_int(const char *text, int min, int max, int *out, const char **
   *out = (int)v;
   *end = stop;
   return true;
+}
+
+int bench_open_safe_libs(lua_State *L) {
+  static const luaL_Reg libs[] = {
+      {LUA_GNAME, luaopen_base},       {LUA_COLIBNAME, luaopen_coroutine},
+      {LUA_TABLIBNAME, luaopen_table}, {LUA_STRLIBNAME, luaopen_string},
+      {LUA_MATHLIBNAME, luaopen_math}, {LUA_UTF8LIBNAME, luaopen_utf8},
+  };
+  for (size_t i = 0; i < sizeof libs / sizeof libs[0]; i++) {
+    luaL_requiref(L, libs[i].name, libs[i].func, 1);
+    lua_pop(L, 1);
+  }
+  return 0;
 }
