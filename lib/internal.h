@@ -339,21 +339,10 @@ static inline lp_local *lp_local_get(luapool *p) {
 }
 
 /*
-** Counts one event for the calling thread.  The owner is the only writer, so a load and a
+** Counts n events for the calling thread.  The owner is the only writer, so a load and a
 ** store do (no atomic read-modify-write); release, so that a reader who sees the count sees the
 ** state movement the thread made before counting it (luapool_shutdown's drain relies on it).
 */
-static inline void lp_local_count(luapool *p, lp_local *l, int counter) {
-  if (l != NULL) {
-    _Atomic uint64_t *c = &l->counters.c[counter];
-    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
-                          memory_order_release);
-  } else {
-    atomic_fetch_add_explicit(&p->retired.c[counter], 1, memory_order_release);
-  }
-}
-
-/* Counts n events at once (the chunk cache's hits and misses, at release). */
 static inline void lp_local_add(luapool *p, lp_local *l, int counter, uint64_t n) {
   if (l != NULL) {
     _Atomic uint64_t *c = &l->counters.c[counter];
@@ -362,6 +351,10 @@ static inline void lp_local_add(luapool *p, lp_local *l, int counter, uint64_t n
   } else {
     atomic_fetch_add_explicit(&p->retired.c[counter], n, memory_order_release);
   }
+}
+
+static inline void lp_local_count(luapool *p, lp_local *l, int counter) {
+  lp_local_add(p, l, counter, 1);
 }
 
 /* Owner only.  Takes the most recently cached state; entries stolen meanwhile read as NULL. */

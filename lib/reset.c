@@ -114,6 +114,28 @@ static bool fp_same(lua_State *L, int i, const lp_fp *f) {
   return g.type == f->type && g.bits == f->bits;
 }
 
+/*
+** Pushes the metatable of the value at i, or false for none (the snapshot's tables cannot hold
+** nil), and fingerprints it into f (as nil for none, which is what the checks compare with).
+*/
+static void push_metatable_fp(lua_State *L, int i, lp_fp *f) {
+  if (lua_getmetatable(L, i)) {
+    fp_make(L, -1, f);
+  } else {
+    f->type = LUA_TNIL;
+    f->bits = 0;
+    lua_pushboolean(L, 0);
+  }
+}
+
+/* A recorded metatable on top of the stack: false (none) becomes nil, for lua_setmetatable. */
+static void false_to_nil(lua_State *L) {
+  if (!lua_toboolean(L, -1)) {
+    lua_pop(L, 1);
+    lua_pushnil(L);
+  }
+}
+
 /* ---- recording (lp_reset_prepare) --------------------------------------------------------- */
 
 typedef struct walk {
@@ -188,10 +210,6 @@ static void record_table(lua_State *L, walk *w, int t) {
   r->fp = NULL;
   r->n = 0;
   fingerprint_table(L, t, r);
-  if (!lua_getmetatable(L, t))
-    lua_pushnil(L);
-  fp_make(L, -1, &r->mt);
-  lua_pop(L, 1);
   x->ntab++;
   lua_Integer at = 3 * (lua_Integer)(x->ntab - 1);
   lua_pushvalue(L, t);
@@ -204,8 +222,7 @@ static void record_table(lua_State *L, walk *w, int t) {
     lua_rawset(L, -4);
   }
   lua_rawseti(L, w->snap, at + 2);
-  if (!lua_getmetatable(L, t))
-    lua_pushboolean(L, 0);
+  push_metatable_fp(L, t, &r->mt);
   lua_rawseti(L, w->snap, at + 3);
 }
 
@@ -216,13 +233,7 @@ static void record_userdata(lua_State *L, walk *w, int u) {
   lp_rec *r = &x->tab[x->ntab];
   r->fp = NULL;
   r->n = -1;
-  if (!lua_getmetatable(L, u))
-    lua_pushnil(L);
-  fp_make(L, -1, &r->mt);
-  if (lua_isnil(L, -1)) {
-    lua_pop(L, 1);
-    lua_pushboolean(L, 0);
-  }
+  push_metatable_fp(L, u, &r->mt);
   x->ntab++;
   lua_Integer at = 3 * (lua_Integer)(x->ntab - 1);
   lua_rawseti(L, w->snap, at + 3);
@@ -354,13 +365,7 @@ int lp_reset_prepare(lua_State *L) {
   int typemt = lua_gettop(L);
   lp_push_type_samples(L);
   for (int i = 0; i < LP_TYPE_SAMPLES; i++) {
-    if (!lua_getmetatable(L, typemt + 1 + i))
-      lua_pushnil(L);
-    fp_make(L, -1, &x->typemt[i]); /* nil for none, as reset_type_metatables reads it */
-    if (lua_isnil(L, -1)) {
-      lua_pop(L, 1);
-      lua_pushboolean(L, 0);
-    }
+    push_metatable_fp(L, typemt + 1 + i, &x->typemt[i]);
     visit(L, &w, -1);
     lua_rawseti(L, typemt, i + 1);
   }
@@ -466,10 +471,7 @@ static int restore(lua_State *L) {
     int t = lua_gettop(L);
     if (a->x->tab[i].n < 0) { /* a userdata: its metatable */
       lua_rawgeti(L, snap, at + 3);
-      if (lua_toboolean(L, -1) == 0) {
-        lua_pop(L, 1);
-        lua_pushnil(L);
-      }
+      false_to_nil(L);
       lua_setmetatable(L, t);
       lua_settop(L, fsnap);
       continue;
@@ -495,10 +497,7 @@ static int restore(lua_State *L) {
       lua_rawset(L, t);
     }
     lua_rawgeti(L, snap, at + 3);
-    if (lua_toboolean(L, -1) == 0) {
-      lua_pop(L, 1);
-      lua_pushnil(L);
-    }
+    false_to_nil(L);
     lua_setmetatable(L, t);
     fingerprint_table(L, t, &a->x->tab[i]);
     lua_settop(L, fsnap);
@@ -559,10 +558,7 @@ static bool reset_type_metatables(lp_sx *x) {
     lp_lptable_push(K);
     lua_rawgeti(K, -1, LP_T_TYPEMT);
     lua_rawgeti(K, -1, i + 1);
-    if (!lua_toboolean(K, -1)) {
-      lua_pop(K, 1);
-      lua_pushnil(K);
-    }
+    false_to_nil(K);
     lua_setmetatable(K, v);
     lua_settop(K, base);
   }
