@@ -1134,7 +1134,7 @@ typedef struct burst_result {
   size_t n_rss;
   double per_sec; /* states served per second of burst */
   unsigned live;  /* states at the end */
-  uint64_t trimmed, collections;
+  uint64_t trimmed, collections, recycled;
 } burst_result;
 
 static burst_result bursts[IMPL_COUNT];
@@ -1259,6 +1259,7 @@ static int burst_run(int impl, const options *opt, burst_result *res) {
     res->live = st.live;
     res->trimmed = st.trimmed;
     res->collections = st.collections;
+    res->recycled = st.recycled;
   } else if (impl == IMPL_MUTEX)
     res->live = ((mutex_pool *)h)->live;
   ops->close(h);
@@ -1319,10 +1320,12 @@ static void print_bursts(const options *opt) {
   for (int j = 0; j < BURST_IMPLS; j++)
     printf(" %14u", bursts[burst_impls[j]].live);
   const burst_result *lp = &bursts[IMPL_LUAPOOL];
-  printf("\n  luapool: %llu state(s) trimmed by the watchdog, %llu background collection(s);\n"
+  printf("\n  luapool: %llu state(s) trimmed by the watchdog, %llu background collection(s),\n"
+         "  %llu state(s) recycled (replaced by fresh ones, recycle_kb);\n"
          "  max_idle %d is below the %d states a burst holds, so the watchdog also trims during\n"
          "  a burst (between one request's release and the next acquire), and they are remade\n",
-         (unsigned long long)lp->trimmed, (unsigned long long)lp->collections, W6_MAX_IDLE,
+         (unsigned long long)lp->trimmed, (unsigned long long)lp->collections,
+         (unsigned long long)lp->recycled, W6_MAX_IDLE,
          W6_THREADS * W6_HOLD);
   printf("  luapool / mutex pool, states served/s in bursts: %.2fx\n",
          lp->per_sec / bursts[IMPL_MUTEX].per_sec);

@@ -70,7 +70,9 @@ enum {
   LUAPOOL_CLOSE_BLOAT,        /* idle, heap above bloat_kb after a full collection */
   LUAPOOL_CLOSE_TAINTED,      /* reset could not restore it */
   LUAPOOL_CLOSE_DISCARDED,    /* luapool_discard */
-  LUAPOOL_CLOSE_SHUTDOWN      /* luapool_shutdown, a release after it, or luapool_destroy */
+  LUAPOOL_CLOSE_SHUTDOWN,     /* luapool_shutdown, a release after it, or luapool_destroy */
+  LUAPOOL_CLOSE_RECYCLED      /* idle, its heap once grew recycle_kb above what it keeps: a
+                                 fresh state takes its place (luapool_maintain(3)) */
 };
 
 /* luapool_config.on_state's event. */
@@ -108,7 +110,8 @@ typedef struct luapool_config {
   unsigned bloat_kb;         /* close an idle state whose heap stays above this after a full
                                 collection; 8192 */
   unsigned gc_per_pass;      /* idle states a pass collects at most (background GC); 32 */
-  unsigned reserved_u;       /* padding; leave zero */
+  unsigned recycle_kb;       /* replace a collected idle state whose heap once grew this far
+                                above what it keeps, so the memory goes back; 1024 */
   void (*on_state)(void *ud, int event, int reason, lua_State *L); /* each create (reason 0)
                                 and close (LUAPOOL_CLOSE_*), on the thread that does it */
   void *on_state_ud;
@@ -162,7 +165,8 @@ typedef struct luapool_stats {
   uint64_t restored;         /* releases whose reset found and undid a change */
   uint64_t cache_hits;       /* luapool_load calls served by the chunk cache */
   uint64_t cache_misses;     /* luapool_load calls that compiled */
-  uint64_t reserved[11];     /* room for the counters of later versions */
+  uint64_t recycled;         /* replaced for recycle_kb */
+  uint64_t reserved[10];     /* room for the counters of later versions */
 } luapool_stats;
 
 void luapool_config_init(luapool_config *cfg);

@@ -86,6 +86,7 @@ typedef struct lp_sx {
   luapool *pool;
   /* the allocator (state.c) */
   size_t bytes; /* the Lua heap */
+  size_t peak;  /* its high-water mark since the state was made (recycle_kb) */
   size_t limit; /* mem_limit, SIZE_MAX for none (or while the reset restores) */
   bool mem_hit; /* an allocation was refused since the last reset */
   /* the budget (budget.c) */
@@ -189,7 +190,7 @@ struct luapool {
   /* Written on the slow paths only. */
   _Alignas(LP_CACHELINE) _Atomic unsigned live; /* existing or being created: max_states */
   _Atomic uint64_t created, closed_count, discarded, tainted; /* the latter two: at the call */
-  _Atomic uint64_t closed_by[LUAPOOL_CLOSE_SHUTDOWN + 1];     /* indexed by LUAPOOL_CLOSE_* */
+  _Atomic uint64_t closed_by[LUAPOOL_CLOSE_RECYCLED + 1];     /* indexed by LUAPOOL_CLOSE_* */
   _Atomic uint64_t collections, reclaimed, passes, pass_ns_total, pass_ns_max, pass_ns_last;
   _Atomic uint64_t mem_errors, budget_exceeded, restored;
   bool budget_on; /* cfg.budget_instructions or cfg.budget_ms */

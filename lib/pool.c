@@ -113,6 +113,7 @@ void luapool_config_init(luapool_config *cfg) {
   cfg->max_lifetime_ms = 0;
   cfg->bloat_kb = 8192;
   cfg->gc_per_pass = 32;
+  cfg->recycle_kb = 1024;
   cfg->mem_limit = (size_t)64 << 20;
   cfg->budget_instructions = 0;
   cfg->budget_ms = 0;
@@ -184,7 +185,7 @@ int luapool_create(const luapool_config *cfg, luapool **out) {
   atomic_init(&p->closed_count, 0);
   atomic_init(&p->discarded, 0);
   atomic_init(&p->tainted, 0);
-  for (int r = 0; r <= LUAPOOL_CLOSE_SHUTDOWN; r++)
+  for (int r = 0; r <= LUAPOOL_CLOSE_RECYCLED; r++)
     atomic_init(&p->closed_by[r], 0);
   atomic_init(&p->collections, 0);
   atomic_init(&p->reclaimed, 0);

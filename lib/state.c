@@ -43,8 +43,9 @@ static void upkeep_init(luapool *p, lp_slot *s, uint64_t nth) {
 }
 
 /*
-** Every state's allocator: malloc, with the heap counted against mem_limit.  A refused
-** allocation makes Lua collect and retry, then raise a memory error in the script.
+** Every state's allocator: malloc, with the heap counted against mem_limit and its high-water
+** mark kept for recycle_kb.  A refused allocation makes Lua collect and retry, then raise a
+** memory error in the script.
 */
 static void *lp_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   lp_sx *x = ud;
@@ -63,6 +64,8 @@ static void *lp_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   if (q == NULL)
     return nsize <= osize ? ptr : NULL; /* Lua expects shrinking to succeed */
   x->bytes = x->bytes - osize + nsize;
+  if (x->bytes > x->peak)
+    x->peak = x->bytes;
   return q;
 }
 
@@ -187,6 +190,7 @@ int lp_state_new(luapool *p, lp_slot **out) {
     return rc;
   }
   lua_settop(L, 0);
+  x->peak = x->bytes; /* what creation used and let go is not a request's peak */
   x->mem_hit = false;
   x->finalizer = false;
   atomic_store_explicit(&s->L, L, memory_order_relaxed);

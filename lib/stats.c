@@ -54,6 +54,8 @@ void lp_stats_fill(luapool *p, luapool_stats *out) {
   out->bloated = atomic_load_explicit(&p->closed_by[LUAPOOL_CLOSE_BLOAT], memory_order_relaxed);
   out->shutdown_closed =
       atomic_load_explicit(&p->closed_by[LUAPOOL_CLOSE_SHUTDOWN], memory_order_relaxed);
+  out->recycled =
+      atomic_load_explicit(&p->closed_by[LUAPOOL_CLOSE_RECYCLED], memory_order_relaxed);
   out->collections = atomic_load_explicit(&p->collections, memory_order_relaxed);
   out->reclaimed = atomic_load_explicit(&p->reclaimed, memory_order_relaxed);
   out->passes = atomic_load_explicit(&p->passes, memory_order_relaxed);

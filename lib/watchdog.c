@@ -11,6 +11,9 @@
 
 #include "internal.h"
 
+/* A pass gives memory back to the system after its collections freed this much (or a close). */
+#define LP_TRIM_BYTES ((size_t)1 << 20)
+
 /* A private chain of slots the pass holds, linked through slot.spare (unused while IDLE). */
 typedef struct chain {
   lp_slot *head;
@@ -135,16 +138,27 @@ static unsigned trim(luapool *p, unsigned *idle) {
   return closed;
 }
 
+/* What one background collection found. */
+typedef struct collected {
+  unsigned closed;   /* states closed: bloated or recycled */
+  unsigned recycled; /* of those, the recycled: each gets a fresh state in its place */
+  size_t freed;      /* bytes of Lua heap the collections freed */
+} collected;
+
 /*
 ** Background collection: a full collection for up to gc_per_pass states of the global list that
-** were used since their last one; a state whose heap stays above bloat_kb is closed.  The list
-** is held only while it is scanned: the clean states go back at once, and each collected state
-** as soon as its collection ends.
+** were used since their last one.  After it, a state whose heap stays above bloat_kb is closed;
+** one whose heap once grew recycle_kb above what it keeps now is closed too, to be replaced:
+** its live objects lie spread over the pages its peak used, and keep them resident (the heap of
+** malloc is given back by the page).  The list is held only while it is scanned: the clean
+** states go back at once, and each collected state as soon as its collection ends.
 */
-static unsigned collect(luapool *p, unsigned *idle) {
+static collected collect(luapool *p, unsigned *idle) {
+  collected c = {0, 0, 0};
   if (p->cfg.gc_per_pass == 0)
-    return 0;
-  unsigned closed = 0, clean = 0;
+    return c;
+  size_t recycle = (size_t)p->cfg.recycle_kb * 1024;
+  unsigned clean = 0;
   chain all = take_all_global(p), dirty = {NULL, 0};
   lp_slot *s;
   while ((s = chain_pop(&all)) != NULL) {
@@ -159,23 +173,33 @@ static unsigned collect(luapool *p, unsigned *idle) {
     lp_wake_after_push(p);
   while ((s = chain_pop(&dirty)) != NULL) {
     lua_State *L = atomic_load_explicit(&s->L, memory_order_relaxed);
+    lp_sx *x = s->x;
+    size_t before = x->bytes;
     lua_gc(L, LUA_GCCOLLECT);
     atomic_fetch_add_explicit(&p->collections, 1, memory_order_relaxed);
     s->gc_uses = s->uses;
-    if (p->cfg.bloat_kb != 0 && (unsigned)lua_gc(L, LUA_GCCOUNT) > p->cfg.bloat_kb) {
-      lp_state_close(p, s, LUAPOOL_CLOSE_BLOAT);
-      closed++;
+    c.freed += before > x->bytes ? before - x->bytes : 0;
+    int reason = 0;
+    if (p->cfg.bloat_kb != 0 && (unsigned)lua_gc(L, LUA_GCCOUNT) > p->cfg.bloat_kb)
+      reason = LUAPOOL_CLOSE_BLOAT;
+    else if (recycle != 0 && x->peak - x->bytes > recycle)
+      reason = LUAPOOL_CLOSE_RECYCLED;
+    if (reason != 0) {
+      lp_state_close(p, s, reason);
+      c.closed++;
+      c.recycled += reason == LUAPOOL_CLOSE_RECYCLED;
       (*idle)--;
     } else {
       lp_freelist_push_mpmc(&p->idle, s);
       lp_wake_after_push(p);
     }
   }
-  return closed;
+  return c;
 }
 
-static void prewarm(luapool *p, unsigned idle) {
-  while (idle < p->cfg.min_idle && !atomic_load_explicit(&p->closed, memory_order_acquire)) {
+/* Creates idle states until there are target (min_idle, plus the recycled ones' places). */
+static void prewarm(luapool *p, unsigned idle, unsigned target) {
+  while (idle < target && !atomic_load_explicit(&p->closed, memory_order_acquire)) {
     lp_slot *s;
     if (!lp_live_reserve(p))
       break;
@@ -212,10 +236,11 @@ static void record_pass(luapool *p, uint64_t ns) {
 **  3. move quiet threads' magazines to the global list;
 **  4. close states past their lifetime or idle timeout (not below min_idle);
 **  5. close idle states beyond max_idle, counting magazines;
-**  6. collect garbage in up to gc_per_pass idle states, closing bloated ones;
+**  6. collect garbage in up to gc_per_pass idle states, closing bloated and recycled ones;
 **  7. note each thread's acquire count, to spot quiet threads next time;
-**  8. create states up to min_idle;
-**  9. give freed memory back to the system if states were closed.
+**  8. create states up to min_idle, and one in the place of each recycled state;
+**  9. give freed memory back to the system if states were closed or the collections freed
+**     at least LP_TRIM_BYTES.
 */
 static void maintain_locked(luapool *p) {
   struct timespec t0;
@@ -231,11 +256,13 @@ static void maintain_locked(luapool *p) {
   unsigned idle = idle_count(p);
   closed += expire_idle(p, now, &idle);
   closed += trim(p, &idle);
-  closed += collect(p, &idle);
+  collected c = collect(p, &idle);
+  closed += c.closed;
   mark_quiet_threads(p);
-  prewarm(p, idle);
+  unsigned target = idle + c.recycled; /* at most max_idle: trim ran before */
+  prewarm(p, idle, target > p->cfg.min_idle ? target : p->cfg.min_idle);
 #ifdef __GLIBC__
-  if (closed != 0)
+  if (closed != 0 || c.freed >= LP_TRIM_BYTES)
     malloc_trim(0); /* glibc keeps freed heap otherwise: a burst's memory would stay */
 #endif
   record_pass(p, elapsed_ns(&t0));

@@ -41,6 +41,11 @@ START_TEST(config_has_a_fixed_size_for_binary_compatibility) {
     ck_assert_uint_eq(offsetof(luapool_config, mem_limit), 120);
     ck_assert_uint_eq(offsetof(luapool_config, chunk_cache), 140);
     ck_assert_uint_eq(offsetof(luapool_config, reserved), 144);
+    /* recycle_kb took the place of version 0.2's padding */
+    ck_assert_uint_eq(offsetof(luapool_config, recycle_kb), 84);
+    /* the stats: the same size, recycled from the reserved counters */
+    ck_assert_uint_eq(sizeof(luapool_stats), 328);
+    ck_assert_uint_eq(offsetof(luapool_stats, recycled), 240);
   }
 }
 END_TEST

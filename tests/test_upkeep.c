@@ -49,6 +49,7 @@ START_TEST(config_init_sets_the_upkeep_defaults) {
   ck_assert_uint_eq(cfg.max_lifetime_ms, 0);
   ck_assert_uint_eq(cfg.bloat_kb, 8192);
   ck_assert_uint_eq(cfg.gc_per_pass, 32);
+  ck_assert_uint_eq(cfg.recycle_kb, 1024);
   ck_assert_ptr_null(cfg.on_state);
   ck_assert_ptr_null(cfg.clock_ms);
 }
@@ -224,7 +225,7 @@ END_TEST
 
 typedef struct events {
   int created;
-  int closed[LUAPOOL_CLOSE_SHUTDOWN + 1];
+  int closed[LUAPOOL_CLOSE_RECYCLED + 1];
   int null_states;
 } events;
 
@@ -234,9 +235,157 @@ static void count_event(void *ud, int event, int reason, lua_State *L) {
     e->null_states++;
   if (event == LUAPOOL_STATE_CREATED && reason == 0)
     e->created++;
-  else if (event == LUAPOOL_STATE_CLOSED && reason >= 1 && reason <= LUAPOOL_CLOSE_SHUTDOWN)
+  else if (event == LUAPOOL_STATE_CLOSED && reason >= 1 && reason <= LUAPOOL_CLOSE_RECYCLED)
     e->closed[reason]++;
 }
+
+/* ---- recycling ------------------------------------------------------------------------------ */
+
+/* The global "marker" of a state (the reset keeps globals under LUAPOOL_RESET_STACK), or "". */
+static const char *marker_of(lua_State *L) {
+  lua_getglobal(L, "marker");
+  const char *m = lua_isstring(L, -1) ? lua_tostring(L, -1) : "";
+  lua_pop(L, 1);
+  return m; /* still referenced from _G */
+}
+
+/* Two idle states that ran these scripts, each marked with its name (which the reset keeps). */
+static luapool *two_used_states(luapool_config *cfg, const char *a_script, const char *b_script) {
+  cfg->reset = LUAPOOL_RESET_STACK;
+  luapool *p = util_pool(cfg);
+  lua_State *a, *b;
+  ck_assert_int_eq(luapool_acquire(p, 0, &a), LUAPOOL_OK);
+  ck_assert_int_eq(luapool_acquire(p, 0, &b), LUAPOOL_OK);
+  util_run(a, "marker = 'a'");
+  util_run(b, "marker = 'b'");
+  util_run(a, a_script);
+  util_run(b, b_script);
+  luapool_release(p, a);
+  luapool_release(p, b);
+  return p;
+}
+
+/* The markers of the idle states ("-" for none), all acquired at once, in sorted order. */
+static void idle_markers(luapool *p, char *out, size_t size) {
+  lua_State *L[8];
+  unsigned n = util_stats(p).idle;
+  char m[8][4];
+  ck_assert_uint_le(n, 8);
+  for (unsigned i = 0; i < n; i++) {
+    ck_assert_int_eq(luapool_acquire(p, 0, &L[i]), LUAPOOL_OK);
+    snprintf(m[i], sizeof m[i], "%s", marker_of(L[i]));
+  }
+  ck_assert_uint_eq(util_stats(p).created, util_stats(p).closed + n); /* none was made */
+  for (unsigned i = 0; i < n; i++)
+    for (unsigned j = i + 1; j < n; j++)
+      if (strcmp(m[j], m[i]) < 0) {
+        char t[4];
+        memcpy(t, m[i], sizeof t);
+        memcpy(m[i], m[j], sizeof t);
+        memcpy(m[j], t, sizeof t);
+      }
+  out[0] = '\0';
+  for (unsigned i = 0; i < n; i++) {
+    size_t used = strlen(out);
+    snprintf(out + used, size - used, "%s%s", i != 0 ? "," : "", m[i][0] != 0 ? m[i] : "-");
+  }
+  for (unsigned i = 0; i < n; i++)
+    luapool_release(p, L[i]);
+}
+
+static const char *const PEAK_2MB = "local s = string.rep('x', 2 * 1024 * 1024) s = nil";
+
+START_TEST(recycle_replaces_a_state_whose_heap_peaked_with_a_fresh_one) {
+  events e;
+  memset(&e, 0, sizeof e);
+  luapool_config cfg;
+  upkeep_config(&cfg);
+  cfg.on_state = count_event;
+  cfg.on_state_ud = &e;
+  luapool *p = two_used_states(&cfg, PEAK_2MB, "local s = string.rep('x', 1000)");
+  ck_assert_int_eq(e.created, 2);
+  maintain_at(p, 1);
+  luapool_stats s = util_stats(p);
+  ck_assert_uint_eq(s.collections, 2);
+  ck_assert_uint_eq(s.recycled, 1);
+  ck_assert_uint_eq(s.bloated, 0);
+  ck_assert_int_eq(e.closed[LUAPOOL_CLOSE_RECYCLED], 1);
+  ck_assert_int_eq(e.created, 3); /* its replacement, made by the pass */
+  ck_assert_uint_eq(s.idle, 2);   /* the pool is as warm as before */
+  char m[64];
+  idle_markers(p, m, sizeof m);
+  ck_assert_str_eq(m, "-,b"); /* "a" is gone; the fresh state has no marker */
+  maintain_at(p, 2);          /* the fresh state is not recycled again */
+  ck_assert_uint_eq(util_stats(p).recycled, 1);
+  luapool_destroy(p);
+}
+END_TEST
+
+START_TEST(recycle_leaves_a_state_that_keeps_its_heap_or_never_peaked) {
+  luapool_config cfg;
+  upkeep_config(&cfg);
+  /* "a" keeps its 2 MB (an array grows in place: no peak above what it keeps); "b" peaked by
+     less than recycle_kb (string.rep's buffer and result: 512 KB) */
+  luapool *p = two_used_states(&cfg, "keep = {} for i = 1, 128 * 1024 do keep[i] = i end",
+                               "local s = string.rep('x', 256 * 1024)");
+  maintain_at(p, 1);
+  ck_assert_uint_eq(util_stats(p).collections, 2);
+  ck_assert_uint_eq(util_stats(p).recycled, 0);
+  char m[64];
+  idle_markers(p, m, sizeof m);
+  ck_assert_str_eq(m, "a,b");
+  luapool_destroy(p);
+}
+END_TEST
+
+START_TEST(recycle_kb_0_keeps_states_that_peaked) {
+  luapool_config cfg;
+  upkeep_config(&cfg);
+  cfg.recycle_kb = 0;
+  luapool *p = two_used_states(&cfg, PEAK_2MB, PEAK_2MB);
+  maintain_at(p, 1);
+  ck_assert_uint_eq(util_stats(p).recycled, 0);
+  char m[64];
+  idle_markers(p, m, sizeof m);
+  ck_assert_str_eq(m, "a,b");
+  luapool_destroy(p);
+}
+END_TEST
+
+/* What on_create leaves is the state's own: a large module is no peak. */
+static int load_big_module(lua_State *L, void *ud) {
+  (void)ud;
+  return luaL_dostring(L, "big = string.rep('m', 4 * 1024 * 1024)") != LUA_OK;
+}
+
+START_TEST(recycle_measures_the_peak_from_what_on_create_left) {
+  luapool_config cfg;
+  upkeep_config(&cfg);
+  cfg.on_create = load_big_module;
+  cfg.libs = LUAPOOL_LIBS_ALL; /* on_create's global stays a global, not a frozen builtin */
+  luapool *p = two_used_states(&cfg, "local s = string.rep('x', 256 * 1024)", PEAK_2MB);
+  maintain_at(p, 1);
+  ck_assert_uint_eq(util_stats(p).recycled, 1);
+  char m[64];
+  idle_markers(p, m, sizeof m);
+  ck_assert_str_eq(m, "-,a");
+  luapool_destroy(p);
+}
+END_TEST
+
+START_TEST(recycled_states_are_replaced_within_max_states) {
+  luapool_config cfg;
+  upkeep_config(&cfg);
+  cfg.max_states = 2;
+  luapool *p = two_used_states(&cfg, PEAK_2MB, PEAK_2MB);
+  maintain_at(p, 1);
+  luapool_stats s = util_stats(p);
+  ck_assert_uint_eq(s.recycled, 2);
+  ck_assert_uint_eq(s.live, 2);
+  ck_assert_uint_eq(s.idle, 2);
+  luapool_destroy(p);
+}
+END_TEST
 
 START_TEST(every_create_and_close_is_reported_with_its_reason) {
   events e;
@@ -267,7 +416,7 @@ START_TEST(every_create_and_close_is_reported_with_its_reason) {
   luapool_stats s = util_stats(p);
   ck_assert_int_eq(e.created, (int)s.created);
   int closed = 0;
-  for (int r = 1; r <= LUAPOOL_CLOSE_SHUTDOWN; r++)
+  for (int r = 1; r <= LUAPOOL_CLOSE_RECYCLED; r++)
     closed += e.closed[r];
   ck_assert_int_eq(closed, (int)s.closed);
   ck_assert_uint_eq(s.trimmed, 2);
@@ -348,6 +497,11 @@ int main(void) {
   tcase_add_test(tc, background_collection_frees_garbage_of_idle_states);
   tcase_add_test(tc, background_collection_is_bounded_per_pass_and_skips_clean_states);
   tcase_add_test(tc, bloat_closes_an_idle_state_whose_heap_stays_large);
+  tcase_add_test(tc, recycle_replaces_a_state_whose_heap_peaked_with_a_fresh_one);
+  tcase_add_test(tc, recycle_leaves_a_state_that_keeps_its_heap_or_never_peaked);
+  tcase_add_test(tc, recycle_kb_0_keeps_states_that_peaked);
+  tcase_add_test(tc, recycle_measures_the_peak_from_what_on_create_left);
+  tcase_add_test(tc, recycled_states_are_replaced_within_max_states);
   tcase_add_test(tc, every_create_and_close_is_reported_with_its_reason);
   tcase_add_test(tc, each_pass_is_counted_and_timed);
   tcase_add_test(tc, a_quiet_threads_magazine_is_reclaimed_within_two_passes);
