@@ -293,6 +293,15 @@ static void idle_markers(luapool *p, char *out, size_t size) {
     luapool_release(p, L[i]);
 }
 
+/* One pass, then: how many states it recycled, and the markers of the idle states. */
+static void pass_then_expect(luapool *p, uint64_t recycled, const char *markers) {
+  maintain_at(p, 1);
+  ck_assert_uint_eq(util_stats(p).recycled, recycled);
+  char m[64];
+  idle_markers(p, m, sizeof m);
+  ck_assert_str_eq(m, markers);
+}
+
 static const char *const PEAK_2MB = "local s = string.rep('x', 2 * 1024 * 1024) s = nil";
 
 START_TEST(recycle_replaces_a_state_whose_heap_peaked_with_a_fresh_one) {
@@ -328,12 +337,8 @@ START_TEST(recycle_leaves_a_state_that_keeps_its_heap_or_never_peaked) {
      less than recycle_kb (string.rep's buffer and result: 512 KB) */
   luapool *p = two_used_states(&cfg, "keep = {} for i = 1, 128 * 1024 do keep[i] = i end",
                                "local s = string.rep('x', 256 * 1024)");
-  maintain_at(p, 1);
+  pass_then_expect(p, 0, "a,b");
   ck_assert_uint_eq(util_stats(p).collections, 2);
-  ck_assert_uint_eq(util_stats(p).recycled, 0);
-  char m[64];
-  idle_markers(p, m, sizeof m);
-  ck_assert_str_eq(m, "a,b");
   luapool_destroy(p);
 }
 END_TEST
@@ -343,11 +348,7 @@ START_TEST(recycle_kb_0_keeps_states_that_peaked) {
   upkeep_config(&cfg);
   cfg.recycle_kb = 0;
   luapool *p = two_used_states(&cfg, PEAK_2MB, PEAK_2MB);
-  maintain_at(p, 1);
-  ck_assert_uint_eq(util_stats(p).recycled, 0);
-  char m[64];
-  idle_markers(p, m, sizeof m);
-  ck_assert_str_eq(m, "a,b");
+  pass_then_expect(p, 0, "a,b");
   luapool_destroy(p);
 }
 END_TEST
@@ -364,11 +365,7 @@ START_TEST(recycle_measures_the_peak_from_what_on_create_left) {
   cfg.on_create = load_big_module;
   cfg.libs = LUAPOOL_LIBS_ALL; /* on_create's global stays a global, not a frozen builtin */
   luapool *p = two_used_states(&cfg, "local s = string.rep('x', 256 * 1024)", PEAK_2MB);
-  maintain_at(p, 1);
-  ck_assert_uint_eq(util_stats(p).recycled, 1);
-  char m[64];
-  idle_markers(p, m, sizeof m);
-  ck_assert_str_eq(m, "-,a");
+  pass_then_expect(p, 1, "-,a");
   luapool_destroy(p);
 }
 END_TEST
