@@ -149,8 +149,8 @@ typedef struct collected {
 ** Background collection: a full collection for up to gc_per_pass states of the global list that
 ** were used since their last one.  After it, a state whose heap stays above bloat_kb is closed;
 ** one whose heap once grew recycle_kb above what it keeps now is closed too, to be replaced:
-** its live objects lie spread over the pages its peak used, and keep them resident (the heap of
-** malloc is given back by the page).  The list is held only while it is scanned: the clean
+** its live objects lie spread over the pages its peak used, and keep them resident (malloc
+** gives memory back by the whole page).  The list is held only while it is scanned: the clean
 ** states go back at once, and each collected state as soon as its collection ends.
 */
 static collected collect(luapool *p, unsigned *idle) {
