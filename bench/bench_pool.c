@@ -11,8 +11,6 @@
 */
 #define _POSIX_C_SOURCE 200809L
 
-#include <ctype.h>
-#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -34,7 +32,7 @@
 #define CACHE_LINE 64
 #define MAX_THREADS 256      /* per run; luapool's max_idle below stays above the states used */
 #define MAX_THREAD_COUNTS 16 /* entries in --threads */
-#define MAX_REPS 1000
+#define MAX_REPS BENCH_MAX_REPS
 
 /* ---- the two pools behind one interface ------------------------------------------------ */
 
@@ -373,55 +371,25 @@ static void usage(FILE *f) {
           MAX_REPS, MAX_THREADS, MAX_THREAD_COUNTS);
 }
 
-static bool parse_reps(const char *text, int *out) {
-  const char *end;
-  return bench_parse_int(text, 1, MAX_REPS, out, &end) && *end == '\0';
-}
-
-static bool parse_thread_list(const char *text, options *opt) {
-  opt->n_thread_counts = 0;
-  for (const char *p = text;; p++) {
-    int n;
-    if (opt->n_thread_counts == MAX_THREAD_COUNTS || !bench_parse_int(p, 1, MAX_THREADS, &n, &p))
-      return false;
-    opt->thread_counts[opt->n_thread_counts++] = n;
-    if (*p == '\0')
-      return true;
-    if (*p != ',')
-      return false;
-  }
+static int one_option(void *o, const char *arg, const char *value) {
+  options *opt = o;
+  bool ok;
+  if (strcmp(arg, "--seconds") == 0)
+    ok = bench_parse_seconds(value, &opt->seconds);
+  else if (strcmp(arg, "--reps") == 0)
+    ok = bench_parse_reps(value, &opt->reps);
+  else if (strcmp(arg, "--threads") == 0)
+    ok = bench_parse_list(value, 1, MAX_THREADS, opt->thread_counts, MAX_THREAD_COUNTS,
+                          &opt->n_thread_counts);
+  else
+    return BENCH_OPT_UNKNOWN;
+  return ok ? BENCH_OPT_GOOD : BENCH_OPT_BAD;
 }
 
 /* 0: run; 1: --help printed; -1: bad options (reported). */
 static int parse_args(int argc, char **argv, options *opt) {
   *opt = (options){.seconds = 0.3, .reps = 5, .thread_counts = {1, 2, 4}, .n_thread_counts = 3};
-  for (int i = 1; i < argc; i += 2) { /* each option but --help takes a value */
-    const char *arg = argv[i];
-    if (strcmp(arg, "--help") == 0) {
-      usage(stdout);
-      return 1;
-    }
-    const char *value = i + 1 < argc ? argv[i + 1] : NULL;
-    bool ok;
-    if (strcmp(arg, "--seconds") == 0)
-      ok = value != NULL && bench_parse_seconds(value, &opt->seconds);
-    else if (strcmp(arg, "--reps") == 0)
-      ok = value != NULL && parse_reps(value, &opt->reps);
-    else if (strcmp(arg, "--threads") == 0)
-      ok = value != NULL && parse_thread_list(value, opt);
-    else {
-      fprintf(stderr, "bench_pool: unknown option '%s'\n", arg);
-      usage(stderr);
-      return -1;
-    }
-    if (!ok) {
-      fprintf(stderr, "bench_pool: bad value for %s: %s\n", arg,
-              value != NULL ? value : "(missing)");
-      usage(stderr);
-      return -1;
-    }
-  }
-  return 0;
+  return bench_parse_options(argc, argv, "bench_pool", usage, one_option, opt);
 }
 
 /* ---- main -------------------------------------------------------------------------------- */

@@ -22,8 +22,6 @@
 */
 #define _POSIX_C_SOURCE 200809L
 
-#include <ctype.h>
-#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -41,7 +39,7 @@
 #include "bench_util.h"
 #include "luapool.h"
 
-#define MAX_REPS 1000
+#define MAX_REPS BENCH_MAX_REPS
 #define WARMUP_SECONDS 0.05 /* per case, at most --seconds */
 #define BATCH_NS 2e5        /* the clock is read about every 200 us of operations */
 
@@ -458,18 +456,6 @@ static void usage(FILE *f) {
           MAX_REPS);
 }
 
-static bool parse_reps(const char *text, int *out) {
-  if (!isdigit((unsigned char)*text))
-    return false;
-  char *end;
-  errno = 0;
-  long v = strtol(text, &end, 10);
-  if (errno != 0 || *end != '\0' || v < 1 || v > MAX_REPS)
-    return false;
-  *out = (int)v;
-  return true;
-}
-
 static bool parse_profile(const char *text, options *opt) {
   bool both = strcmp(text, "both") == 0, found = both;
   for (int i = 0; i < PROFILE_COUNT; i++) {
@@ -479,38 +465,26 @@ static bool parse_profile(const char *text, options *opt) {
   return found;
 }
 
+static int one_option(void *o, const char *arg, const char *value) {
+  options *opt = o;
+  bool ok;
+  if (strcmp(arg, "--seconds") == 0)
+    ok = bench_parse_seconds(value, &opt->seconds);
+  else if (strcmp(arg, "--reps") == 0)
+    ok = bench_parse_reps(value, &opt->reps);
+  else if (strcmp(arg, "--profile") == 0)
+    ok = parse_profile(value, opt);
+  else
+    return BENCH_OPT_UNKNOWN;
+  return ok ? BENCH_OPT_GOOD : BENCH_OPT_BAD;
+}
+
 /* 0: run; 1: --help printed; -1: bad options (reported). */
 static int parse_args(int argc, char **argv, options *opt) {
   *opt = (options){.seconds = 0.2, .reps = 5};
   for (int i = 0; i < PROFILE_COUNT; i++)
     opt->run_profile[i] = true;
-  for (int i = 1; i < argc; i += 2) { /* each option but --help takes a value */
-    const char *arg = argv[i];
-    if (strcmp(arg, "--help") == 0) {
-      usage(stdout);
-      return 1;
-    }
-    const char *value = i + 1 < argc ? argv[i + 1] : NULL;
-    bool ok;
-    if (strcmp(arg, "--seconds") == 0)
-      ok = value != NULL && bench_parse_seconds(value, &opt->seconds);
-    else if (strcmp(arg, "--reps") == 0)
-      ok = value != NULL && parse_reps(value, &opt->reps);
-    else if (strcmp(arg, "--profile") == 0)
-      ok = value != NULL && parse_profile(value, opt);
-    else {
-      fprintf(stderr, "bench_reset: unknown option '%s'\n", arg);
-      usage(stderr);
-      return -1;
-    }
-    if (!ok) {
-      fprintf(stderr, "bench_reset: bad value for %s: %s\n", arg,
-              value != NULL ? value : "(missing)");
-      usage(stderr);
-      return -1;
-    }
-  }
-  return 0;
+  return bench_parse_options(argc, argv, "bench_reset", usage, one_option, opt);
 }
 
 /* ---- main -------------------------------------------------------------------------------- */

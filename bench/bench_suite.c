@@ -61,7 +61,6 @@
 */
 #define _POSIX_C_SOURCE 200809L
 
-#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -92,7 +91,7 @@
 #define CACHE_LINE 64
 #define MAX_THREADS 256 /* per --threads entry; workload 4 runs twice as many */
 #define MAX_THREAD_COUNTS 16
-#define MAX_REPS 1000
+#define MAX_REPS BENCH_MAX_REPS
 #define TL_SIZE 4      /* states in the thread-local array: luapool's default magazine_size */
 #define RING_SIZE 8    /* workload 4's hand-off ring: a power of 2 */
 #define SAMPLE_MASK 15 /* time every 16th acquire */
@@ -1591,39 +1590,43 @@ static void usage(FILE *f) {
       MAX_THREADS, MAX_THREAD_COUNTS, MAX_REPS);
 }
 
-static bool parse_reps(const char *text, int *out) {
-  const char *end;
-  return bench_parse_int(text, 1, MAX_REPS, out, &end) && *end == '\0';
-}
-
-/* A comma-separated list of integers in [min, max]: at most max_n of them. */
-static bool parse_list(const char *text, int min, int max, int *out, int max_n, int *n) {
-  *n = 0;
-  for (const char *p = text;; p++) {
-    int v;
-    if (*n == max_n || !bench_parse_int(p, min, max, &v, &p))
-      return false;
-    out[(*n)++] = v;
-    if (*p == '\0')
-      return true;
-    if (*p != ',')
-      return false;
-  }
-}
-
 static bool parse_threads(const char *text, options *opt) {
-  return parse_list(text, 1, MAX_THREADS, opt->threads, MAX_THREAD_COUNTS, &opt->n_threads);
+  return bench_parse_list(text, 1, MAX_THREADS, opt->threads, MAX_THREAD_COUNTS, &opt->n_threads);
 }
 
 static bool parse_workloads(const char *text, options *opt) {
   int ids[WORKLOAD_COUNT * 4], n;
-  if (!parse_list(text, 1, WORKLOAD_COUNT, ids, WORKLOAD_COUNT * 4, &n))
+  if (!bench_parse_list(text, 1, WORKLOAD_COUNT, ids, WORKLOAD_COUNT * 4, &n))
     return false;
   for (int i = 0; i < WORKLOAD_COUNT; i++)
     opt->run[i] = false;
   for (int i = 0; i < n; i++)
     opt->run[ids[i] - 1] = true;
   return true;
+}
+
+static int one_option(void *o, const char *arg, const char *value) {
+  options *opt = o;
+  if (strcmp(arg, "--full") == 0 || strcmp(arg, "--quick") == 0)
+    return BENCH_OPT_FLAG; /* read before the others */
+  if (strcmp(arg, "--no-plot") == 0) {
+    opt->plot = false;
+    return BENCH_OPT_FLAG;
+  }
+  bool ok;
+  if (strcmp(arg, "--seconds") == 0)
+    ok = bench_parse_seconds(value, &opt->seconds);
+  else if (strcmp(arg, "--reps") == 0)
+    ok = bench_parse_reps(value, &opt->reps);
+  else if (strcmp(arg, "--threads") == 0)
+    ok = parse_threads(value, opt);
+  else if (strcmp(arg, "--workloads") == 0)
+    ok = parse_workloads(value, opt);
+  else if (strcmp(arg, "--csv") == 0)
+    ok = *(opt->csv_dir = value) != '\0';
+  else
+    return BENCH_OPT_UNKNOWN;
+  return ok ? BENCH_OPT_GOOD : BENCH_OPT_BAD;
 }
 
 /* 0: run; 1: --help printed; -1: bad options (reported). */
@@ -1647,44 +1650,9 @@ static int parse_args(int argc, char **argv, options *opt) {
                    .quiet_s = full ? 2.0 : 0.7};
   for (int i = 0; i < WORKLOAD_COUNT; i++)
     opt->run[i] = true;
-  for (int i = 1; i < argc; i++) {
-    const char *arg = argv[i];
-    if (strcmp(arg, "--help") == 0) {
-      usage(stdout);
-      return 1;
-    }
-    if (strcmp(arg, "--full") == 0 || strcmp(arg, "--quick") == 0)
-      continue;
-    if (strcmp(arg, "--no-plot") == 0) {
-      opt->plot = false;
-      continue;
-    }
-    const char *value = i + 1 < argc ? argv[++i] : NULL;
-    bool ok;
-    if (strcmp(arg, "--seconds") == 0)
-      ok = value != NULL && bench_parse_seconds(value, &opt->seconds);
-    else if (strcmp(arg, "--reps") == 0)
-      ok = value != NULL && parse_reps(value, &opt->reps);
-    else if (strcmp(arg, "--threads") == 0)
-      ok = value != NULL && parse_threads(value, opt);
-    else if (strcmp(arg, "--workloads") == 0)
-      ok = value != NULL && parse_workloads(value, opt);
-    else if (strcmp(arg, "--csv") == 0)
-      ok = value != NULL && *(opt->csv_dir = value) != '\0';
-    else {
-      fprintf(stderr, "bench_suite: unknown option '%s'\n", arg);
-      usage(stderr);
-      return -1;
-    }
-    if (!ok) {
-      fprintf(stderr, "bench_suite: bad value for %s: %s\n", arg,
-              value != NULL ? value : "(missing)");
-      usage(stderr);
-      return -1;
-    }
-  }
+  int rc = bench_parse_options(argc, argv, "bench_suite", usage, one_option, opt);
   opt->warmup = opt->seconds / 2;
-  return 0;
+  return rc;
 }
 
 /* mkdir -p. */

@@ -71,6 +71,53 @@ bool bench_parse_int(const char *text, int min, int max, int *out, const char **
   return true;
 }
 
+bool bench_parse_reps(const char *text, int *out) {
+  const char *end;
+  return bench_parse_int(text, 1, BENCH_MAX_REPS, out, &end) && *end == '\0';
+}
+
+bool bench_parse_list(const char *text, int min, int max, int *out, int max_n, int *n) {
+  *n = 0;
+  for (const char *p = text;; p++) {
+    int v;
+    if (*n == max_n || !bench_parse_int(p, min, max, &v, &p))
+      return false;
+    out[(*n)++] = v;
+    if (*p == '\0')
+      return true;
+    if (*p != ',')
+      return false;
+  }
+}
+
+int bench_parse_options(int argc, char **argv, const char *prog, void (*usage)(FILE *),
+                        int (*one)(void *opt, const char *arg, const char *value), void *opt) {
+  for (int i = 1; i < argc; i++) {
+    const char *arg = argv[i];
+    if (strcmp(arg, "--help") == 0) {
+      usage(stdout);
+      return 1;
+    }
+    bool missing = i + 1 >= argc;
+    const char *value = missing ? "" : argv[i + 1];
+    int r = one(opt, arg, value);
+    if (r == BENCH_OPT_FLAG)
+      continue;
+    if (r == BENCH_OPT_UNKNOWN) {
+      fprintf(stderr, "%s: unknown option '%s'\n", prog, arg);
+      usage(stderr);
+      return -1;
+    }
+    if (r == BENCH_OPT_BAD) {
+      fprintf(stderr, "%s: bad value for %s: %s\n", prog, arg, missing ? "(missing)" : value);
+      usage(stderr);
+      return -1;
+    }
+    i++; /* the value */
+  }
+  return 0;
+}
+
 int bench_open_safe_libs(lua_State *L) {
   static const luaL_Reg libs[] = {
       {LUA_GNAME, luaopen_base},       {LUA_COLIBNAME, luaopen_coroutine},
