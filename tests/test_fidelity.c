@@ -220,9 +220,7 @@ static void check_program(const char *file, unsigned libs, int flags) {
           c.again.len);
 
   luapool_config cfg;
-  util_config(&cfg);
-  cfg.libs = libs;
-  cfg.magazine_size = 1; /* the released state is the next one acquired */
+  util_config_libs(&cfg, libs); /* the released state is the next one acquired */
   c.pool = util_pool(&cfg);
   lua_State *first = NULL;
   for (int r = 0; r < NRUNS; r++) {

@@ -3,35 +3,20 @@
 ** recursion.  Each hostile script fails with a clear error, and the pool and that very state stay
 ** healthy for the next request.
 */
-#include <lauxlib.h>
 #include <string.h>
 
 #include "util.h"
 
-static const unsigned profiles[2] = {LUAPOOL_LIBS_SAFE, LUAPOOL_LIBS_ALL};
-
-static lua_State *acquire(luapool *p) {
-  lua_State *L;
-  ck_assert_int_eq(luapool_acquire(p, 0, &L), LUAPOOL_OK);
-  return L;
-}
-
 /* Runs chunk expecting an error; returns the message in a static buffer. */
 static const char *fails_with(lua_State *L, const char *chunk) {
-  static char msg[512];
-  ck_assert_int_eq(luaL_loadbufferx(L, chunk, strlen(chunk), "=hostile", "t"), LUA_OK);
-  int status = lua_pcall(L, 0, 0, 0);
-  ck_assert_msg(status != LUA_OK, "the hostile script succeeded: %s", chunk);
-  const char *m = lua_tostring(L, -1);
-  strncpy(msg, m != NULL ? m : "(error object is not a string)", sizeof msg - 1);
-  msg[sizeof msg - 1] = '\0';
-  lua_settop(L, 0);
+  const char *msg = util_error_of(L, "=hostile", chunk);
+  ck_assert_msg(msg[0] != '\0', "the hostile script succeeded: %s", chunk);
   return msg;
 }
 
 /* The next request on the same state works normally. */
 static void healthy(luapool *p, lua_State *was) {
-  lua_State *L = acquire(p);
+  lua_State *L = util_acquire(p);
   ck_assert_ptr_eq(L, was);
   ck_assert_int_eq(util_eval_int(L, "local t = {} for i = 1, 100000 do t[i] = i end "
                                     "return #t + #string.rep('x', 1000)"),
@@ -41,9 +26,7 @@ static void healthy(luapool *p, lua_State *was) {
 
 static luapool *pool_with(int profile, size_t mem_limit, uint64_t instructions, unsigned ms) {
   luapool_config cfg;
-  util_config(&cfg);
-  cfg.libs = profiles[profile];
-  cfg.magazine_size = 1;
+  util_config_libs(&cfg, util_profiles[profile]);
   cfg.mem_limit = mem_limit;
   cfg.budget_instructions = instructions;
   cfg.budget_ms = ms;
@@ -58,7 +41,7 @@ START_TEST(memory_bomb) {
   };
   luapool *p = pool_with(_i, (size_t)16 << 20, 0, 0);
   for (size_t k = 0; k < sizeof bombs / sizeof bombs[0]; k++) {
-    lua_State *L = acquire(p);
+    lua_State *L = util_acquire(p);
     ck_assert_ptr_nonnull(strstr(fails_with(L, bombs[k]), "not enough memory"));
     luapool_release(p, L);
     healthy(p, L);
@@ -72,7 +55,7 @@ END_TEST
 
 START_TEST(infinite_loop) {
   luapool *p = pool_with(_i, 0, 1000000, 0);
-  lua_State *L = acquire(p);
+  lua_State *L = util_acquire(p);
   ck_assert_ptr_nonnull(strstr(fails_with(L, "while true do end"), "budget exceeded (instructions)"));
   luapool_release(p, L);
   healthy(p, L);
@@ -90,7 +73,7 @@ START_TEST(infinite_loop_inside_pcall) {
   };
   luapool *p = pool_with(_i, 0, 1000000, 0);
   for (size_t k = 0; k < sizeof loops / sizeof loops[0]; k++) {
-    lua_State *L = acquire(p);
+    lua_State *L = util_acquire(p);
     ck_assert_ptr_nonnull(strstr(fails_with(L, loops[k]), "budget exceeded"));
     /* it keeps failing for the rest of this acquire... */
     ck_assert_ptr_nonnull(strstr(fails_with(L, "local x = 1 x = x + 1"), "budget exceeded"));
@@ -104,7 +87,7 @@ END_TEST
 
 START_TEST(deadline) {
   luapool *p = pool_with(_i, 0, 0, 50);
-  lua_State *L = acquire(p);
+  lua_State *L = util_acquire(p);
   ck_assert_ptr_nonnull(strstr(fails_with(L, "while true do end"), "budget exceeded (time)"));
   luapool_release(p, L);
   healthy(p, L);
@@ -114,12 +97,12 @@ END_TEST
 
 START_TEST(budget_set_for_one_acquire) {
   luapool *p = pool_with(_i, 0, 0, 0);
-  lua_State *L = acquire(p);
+  lua_State *L = util_acquire(p);
   ck_assert_int_eq(luapool_set_budget(L, 10000, 0), LUAPOOL_OK);
   ck_assert_ptr_nonnull(strstr(fails_with(L, "for i = 1, 1e6 do end"), "budget exceeded"));
   luapool_release(p, L);
   /* the next acquire has the config's budget: none */
-  L = acquire(p);
+  L = util_acquire(p);
   util_run(L, "for i = 1, 1e6 do end");
   /* set_budget(0, 0) lifts a budget for the rest of an acquire */
   ck_assert_int_eq(luapool_set_budget(L, 10000, 0), LUAPOOL_OK);
@@ -135,7 +118,7 @@ START_TEST(budget_is_per_acquire) {
   /* 60% of the budget in each of several acquires: never exceeded */
   luapool *p = pool_with(_i, 0, 1000000, 0);
   for (int round = 0; round < 4; round++) {
-    lua_State *L = acquire(p);
+    lua_State *L = util_acquire(p);
     util_run(L, "for i = 1, 150000 do end"); /* about 600,000 instructions */
     luapool_release(p, L);
   }
@@ -153,7 +136,7 @@ START_TEST(deep_recursion) {
   };
   luapool *p = pool_with(_i, (size_t)64 << 20, 0, 0);
   for (size_t k = 0; k < sizeof deep / sizeof deep[0]; k++) {
-    lua_State *L = acquire(p);
+    lua_State *L = util_acquire(p);
     const char *msg = fails_with(L, deep[k]);
     ck_assert_msg(strstr(msg, "stack overflow") != NULL || strstr(msg, "overflow") != NULL ||
                       strstr(msg, "too many") != NULL || strstr(msg, "C levels") != NULL,

@@ -11,9 +11,6 @@
 
 #include "util.h"
 
-static const unsigned profiles[2] = {LUAPOOL_LIBS_SAFE, LUAPOOL_LIBS_ALL};
-static const char *const profile_names[2] = {"SAFE", "ALL"};
-
 /* Runs chunk; its result (tostring of the first value), or "ERR: message", into out. */
 static void eval(lua_State *L, const char *chunk, char *out, size_t n) {
   int top = lua_gettop(L);
@@ -38,17 +35,11 @@ typedef void (*c_plant)(lua_State *L);
 
 enum { SAFE_ANY = 0, SAFE_REFUSES = 1, SAFE_ALLOWS = 2 };
 
-static luapool *pool_of(int profile, luapool_config *cfg) {
-  util_config(cfg);
-  cfg->libs = profiles[profile];
-  cfg->magazine_size = 1; /* the same state comes back */
-  return util_pool(cfg);
-}
-
-static lua_State *acquire(luapool *p) {
-  lua_State *L;
-  ck_assert_int_eq(luapool_acquire(p, 0, &L), LUAPOOL_OK);
-  return L;
+/* A pool under util_profiles[profile] that hands the same state back. */
+static luapool *pool_of(int profile) {
+  luapool_config cfg;
+  util_config_libs(&cfg, util_profiles[profile]);
+  return util_pool(&cfg);
 }
 
 /*
@@ -57,15 +48,14 @@ static lua_State *acquire(luapool *p) {
 ** succeed (SAFE_ALLOWS) or may do either (SAFE_ANY).
 */
 static void channel(int profile, const char *plant, c_plant cplant, const char *look, int safe) {
-  luapool_config cfg;
-  luapool *p = pool_of(profile, &cfg);
-  const char *pn = profile_names[profile];
+  luapool *p = pool_of(profile);
+  const char *pn = util_profile_names[profile];
   char before[512], planted[512], after[512];
-  lua_State *L = acquire(p);
+  lua_State *L = util_acquire(p);
   eval(L, look, before, sizeof before);
   luapool_release(p, L);
 
-  lua_State *A = acquire(p);
+  lua_State *A = util_acquire(p);
   ck_assert_ptr_eq(A, L);
   bool ok = plant == NULL || run(A, plant);
   if (profile == 1 || safe == SAFE_ALLOWS)
@@ -81,7 +71,7 @@ static void channel(int profile, const char *plant, c_plant cplant, const char *
                   pn, before);
   luapool_release(p, A);
 
-  lua_State *B = acquire(p);
+  lua_State *B = util_acquire(p);
   ck_assert_msg(B == L, "%s: the state was closed, not reset", pn);
   eval(B, look, after, sizeof after);
   ck_assert_msg(strcmp(after, before) == 0, "%s: user B sees '%s', a new state shows '%s'", pn,
@@ -114,9 +104,8 @@ START_TEST(builtins_set_to_nil) {
   }
   /* The sandbox's builtins cannot be removed (documented): assigning nil only removes a
      value that shadowed one, so there is nothing for user B to miss. */
-  luapool_config cfg;
-  luapool *p = pool_of(_i, &cfg);
-  lua_State *L = acquire(p);
+  luapool *p = pool_of(_i);
+  lua_State *L = util_acquire(p);
   ck_assert(run(L, "pairs = 1; pairs = nil; error = nil"));
   ck_assert_int_eq(util_eval_int(L, "return type(pairs) == 'function' and error ~= nil"), 1);
   luapool_release(p, L);
@@ -153,14 +142,13 @@ START_TEST(globals_G_field) {
 END_TEST
 
 START_TEST(many_globals_taint_the_state) {
-  luapool_config cfg;
-  luapool *p = pool_of(_i, &cfg);
-  lua_State *L = acquire(p);
+  luapool *p = pool_of(_i);
+  lua_State *L = util_acquire(p);
   ck_assert(run(L, "for i = 1, 1000 do _G['g' .. i] = i end"));
   luapool_release(p, L);
   luapool_stats st = util_stats(p);
   ck_assert_uint_eq(st.tainted, 1); /* 1000 emptied nodes would slow every later check */
-  lua_State *B = acquire(p);
+  lua_State *B = util_acquire(p);
   ck_assert_int_eq(util_eval_int(B, "return g1 == nil and g1000 == nil"), 1);
   luapool_release(p, B);
   luapool_destroy(p);
@@ -305,13 +293,12 @@ START_TEST(type_metatables_from_c) {
                      "end return probe(nil) .. probe(true) .. probe(1) .. probe(tostring) .. "
                      "probe(coroutine.running())";
   channel(_i, NULL, plant_type_metatables_from_c, look, SAFE_ANY);
-  luapool_config cfg;
-  luapool *p = pool_of(_i, &cfg);
-  lua_State *L = acquire(p);
+  luapool *p = pool_of(_i);
+  lua_State *L = util_acquire(p);
   plant_type_metatables_from_c(L);
   ck_assert_int_eq(has_lightuserdata_metatable(L), 1);
   luapool_release(p, L);
-  L = acquire(p);
+  L = util_acquire(p);
   ck_assert_int_eq(has_lightuserdata_metatable(L), 0);
   luapool_release(p, L);
   luapool_destroy(p);
@@ -330,15 +317,14 @@ static void plant_registry(lua_State *L) {
 }
 
 START_TEST(registry_entries) {
-  luapool_config cfg;
-  luapool *p = pool_of(_i, &cfg);
-  lua_State *L = acquire(p);
+  luapool *p = pool_of(_i);
+  lua_State *L = util_acquire(p);
   lua_Unsigned len = lua_rawlen(L, LUA_REGISTRYINDEX);
   plant_registry(L);
   ck_assert_int_eq(lua_rawgeti(L, LUA_REGISTRYINDEX, planted_ref), LUA_TSTRING);
   lua_pop(L, 1);
   luapool_release(p, L);
-  L = acquire(p);
+  L = util_acquire(p);
   ck_assert_int_eq(lua_rawgeti(L, LUA_REGISTRYINDEX, planted_ref), LUA_TNIL);
   ck_assert_int_eq(lua_getfield(L, LUA_REGISTRYINDEX, "evil"), LUA_TNIL);
   lua_pop(L, 2);
@@ -380,8 +366,7 @@ END_TEST
 /* ---- math.random ---------------------------------------------------------------------------- */
 
 START_TEST(random_is_reseeded_at_every_reset) {
-  luapool_config cfg;
-  luapool *p = pool_of(_i, &cfg);
+  luapool *p = pool_of(_i);
   /* what math.randomseed(42) gives, on a stock state */
   lua_State *S = luaL_newstate();
   luaL_openlibs(S);
@@ -389,11 +374,11 @@ START_TEST(random_is_reseeded_at_every_reset) {
   lua_close(S);
   long long seen[4];
   for (int i = 0; i < 4; i++) {
-    lua_State *L = acquire(p);
+    lua_State *L = util_acquire(p);
     seen[i] = util_eval_int(L, "return math.random(1 << 40)");
     ck_assert(run(L, "math.randomseed(42)")); /* A fixes the seed... */
     luapool_release(p, L);
-    L = acquire(p);
+    L = util_acquire(p);
     long long next = util_eval_int(L, "return math.random(1 << 40)");
     ck_assert_msg(next != seeded, "user A set user B's sequence"); /* ...B is not bound by it */
     luapool_release(p, L);
@@ -449,22 +434,20 @@ START_TEST(finalizers_never_run_in_the_next_turn) {
   };
   for (size_t k = 0; k < 2; k++) {
     luapool_config cfg;
-    util_config(&cfg);
-    cfg.libs = profiles[_i];
-    cfg.magazine_size = 1;
+    util_config_libs(&cfg, util_profiles[_i]);
     cfg.on_create = on_create_ghost;
     luapool *p = util_pool(&cfg);
     ghosts = 0;
-    lua_State *A = acquire(p);
+    lua_State *A = util_acquire(p);
     bool ok = run(A, plants[k]);
-    ck_assert_msg(ok == (_i == 1), "%s: __gc %s", profile_names[_i],
+    ck_assert_msg(ok == (_i == 1), "%s: __gc %s", util_profile_names[_i],
                   ok ? "accepted by the sandbox" : "refused under ALL");
     luapool_release(p, A);
     int at_release = ghosts;
-    lua_State *B = acquire(p);
+    lua_State *B = util_acquire(p);
     util_run(B, "collectgarbage() collectgarbage() local t = {} for i = 1, 1e4 do t[i] = {} end");
     ck_assert_msg(ghosts == at_release, "%s: a finalizer ran in the next user's turn",
-                  profile_names[_i]);
+                  util_profile_names[_i]);
     if (_i == 1) {
       /* tainted: closed, and a new state made (which malloc may place at the same address) */
       ck_assert_uint_eq(util_stats(p).tainted, 1);
@@ -478,16 +461,14 @@ END_TEST
 
 START_TEST(gc_added_after_setmetatable_never_runs) {
   luapool_config cfg;
-  util_config(&cfg);
-  cfg.libs = profiles[_i];
-  cfg.magazine_size = 1;
+  util_config_libs(&cfg, util_profiles[_i]);
   cfg.on_create = on_create_ghost;
   luapool *p = util_pool(&cfg);
   ghosts = 0;
-  lua_State *A = acquire(p);
+  lua_State *A = util_acquire(p);
   util_run(A, "local mt = {} setmetatable({}, mt) mt.__gc = function() ghost() end");
   luapool_release(p, A);
-  lua_State *B = acquire(p);
+  lua_State *B = util_acquire(p);
   ck_assert_ptr_eq(B, A); /* Lua does not mark the object: nothing to taint */
   util_run(B, "collectgarbage() collectgarbage()");
   ck_assert_int_eq(ghosts, 0);
@@ -498,20 +479,18 @@ END_TEST
 
 START_TEST(close_handlers_of_suspended_coroutines) {
   luapool_config cfg;
-  util_config(&cfg);
-  cfg.libs = profiles[_i];
-  cfg.magazine_size = 1;
+  util_config_libs(&cfg, util_profiles[_i]);
   cfg.on_create = on_create_ghost;
   luapool *p = util_pool(&cfg);
   ghosts = 0;
-  lua_State *A = acquire(p);
+  lua_State *A = util_acquire(p);
   util_run(A, "co = coroutine.create(function() "
               "local x <close> = setmetatable({}, {__close = function() ghost() end}) "
               "coroutine.yield() end) coroutine.resume(co)");
   if (_i == 1)
     util_run(A, "string.co = co"); /* stashed where a new state has nothing */
   luapool_release(p, A);
-  lua_State *B = acquire(p);
+  lua_State *B = util_acquire(p);
   ck_assert_ptr_eq(B, A);
   util_run(B, "collectgarbage() collectgarbage() assert(co == nil and string.co == nil)");
   ck_assert_int_eq(ghosts, 0);
@@ -534,12 +513,11 @@ static void hook_fn(lua_State *L, lua_Debug *ar) {
 }
 
 START_TEST(hooks_from_c) {
-  luapool_config cfg;
-  luapool *p = pool_of(_i, &cfg);
-  lua_State *L = acquire(p);
+  luapool *p = pool_of(_i);
+  lua_State *L = util_acquire(p);
   lua_sethook(L, hook_fn, LUA_MASKCALL | LUA_MASKCOUNT, 10);
   luapool_release(p, L);
-  L = acquire(p);
+  L = util_acquire(p);
   ck_assert_ptr_null((void *)lua_gethook(L));
   ck_assert_int_eq(lua_gethookmask(L), 0);
   luapool_release(p, L);
@@ -548,13 +526,12 @@ START_TEST(hooks_from_c) {
 END_TEST
 
 START_TEST(warn_switch) {
-  luapool_config cfg;
-  luapool *p = pool_of(_i, &cfg);
-  lua_State *L = acquire(p);
+  luapool *p = pool_of(_i);
+  lua_State *L = util_acquire(p);
   util_run(L, "warn('@on') warn('planted ', 'warning')");
   ck_assert(util_log_has("Lua warning: planted warning"));
   luapool_release(p, L);
-  L = acquire(p);
+  L = util_acquire(p);
   util_run(L, "warn('user B warning')");
   ck_assert(!util_log_has("user B warning")); /* warnings are off again, as on a new state */
   luapool_release(p, L);
@@ -563,13 +540,12 @@ START_TEST(warn_switch) {
 END_TEST
 
 START_TEST(values_left_on_the_stack) {
-  luapool_config cfg;
-  luapool *p = pool_of(_i, &cfg);
-  lua_State *L = acquire(p);
+  luapool *p = pool_of(_i);
+  lua_State *L = util_acquire(p);
   lua_pushliteral(L, "left behind");
   lua_newtable(L);
   luapool_release(p, L);
-  L = acquire(p);
+  L = util_acquire(p);
   ck_assert_int_eq(lua_gettop(L), 0);
   luapool_release(p, L);
   luapool_destroy(p);
@@ -578,17 +554,15 @@ END_TEST
 
 START_TEST(a_big_heap_is_not_handed_out) {
   luapool_config cfg;
-  util_config(&cfg);
-  cfg.libs = profiles[_i];
-  cfg.magazine_size = 1;
+  util_config_libs(&cfg, util_profiles[_i]);
   cfg.bloat_kb = 4096;
   luapool *p = util_pool(&cfg);
-  lua_State *A = acquire(p);
+  lua_State *A = util_acquire(p);
   util_run(A, "big = {} for i = 1, 8 do big[i] = string.rep('x', 1 << 20) .. i end "
               "local garbage = {} for i = 1, 1e5 do garbage[i] = {i} end");
   ck_assert_int_gt(util_eval_int(A, "return math.floor(collectgarbage('count'))"), 8192);
   luapool_release(p, A);
-  lua_State *B = acquire(p);
+  lua_State *B = util_acquire(p);
   ck_assert_ptr_eq(B, A); /* kept, since its own data is small once the reset has run */
   ck_assert_int_le(util_eval_int(B, "return math.floor(collectgarbage('count'))"), 4096);
   luapool_release(p, B);
@@ -609,13 +583,11 @@ static int on_create_host(lua_State *L, void *ud) {
 
 START_TEST(on_create_state_survives_and_is_restored) {
   luapool_config cfg;
-  util_config(&cfg);
-  cfg.libs = profiles[_i];
-  cfg.magazine_size = 1;
+  util_config_libs(&cfg, util_profiles[_i]);
   cfg.on_create = on_create_host;
   luapool *p = util_pool(&cfg);
   for (int round = 0; round < 3; round++) {
-    lua_State *L = acquire(p);
+    lua_State *L = util_acquire(p);
     ck_assert_int_eq(util_eval_int(L, "return host_fn() == 'ghost' and counter() == 1 and "
                                       "config.limits.depth == 3"),
                      1);
@@ -632,10 +604,9 @@ END_TEST
 static const char handler[] = "hits = (hits or 0) + 1 return hits";
 
 START_TEST(chunk_cache_survives_reset_and_sees_fresh_globals) {
-  luapool_config cfg;
-  luapool *p = pool_of(_i, &cfg);
+  luapool *p = pool_of(_i);
   for (int round = 0; round < 3; round++) {
-    lua_State *L = acquire(p);
+    lua_State *L = util_acquire(p);
     ck_assert_int_eq(luapool_load(L, "=handler", handler, strlen(handler)), LUA_OK);
     ck_assert_int_eq(lua_pcall(L, 0, 1, 0), LUA_OK);
     ck_assert_int_eq(lua_tointeger(L, -1), 1); /* never a previous user's `hits` */
@@ -649,9 +620,8 @@ START_TEST(chunk_cache_survives_reset_and_sees_fresh_globals) {
 END_TEST
 
 START_TEST(chunk_cache_recompiles_changed_source) {
-  luapool_config cfg;
-  luapool *p = pool_of(_i, &cfg);
-  lua_State *L = acquire(p);
+  luapool *p = pool_of(_i);
+  lua_State *L = util_acquire(p);
   ck_assert_int_eq(luapool_load(L, "=h", "return 1", 8), LUA_OK);
   ck_assert_int_eq(lua_pcall(L, 0, 1, 0), LUA_OK);
   ck_assert_int_eq(lua_tointeger(L, -1), 1);
@@ -674,10 +644,9 @@ END_TEST
 START_TEST(chunk_cache_env_cannot_be_kept) {
   /* A chunk that replaces its own _ENV: the next run still gets the clean globals. */
   static const char src[] = "local before = x x = 1 _ENV = {x = 'ghost'} return before";
-  luapool_config cfg;
-  luapool *p = pool_of(_i, &cfg);
+  luapool *p = pool_of(_i);
   for (int round = 0; round < 2; round++) {
-    lua_State *L = acquire(p);
+    lua_State *L = util_acquire(p);
     ck_assert_int_eq(luapool_load(L, "=env", src, strlen(src)), LUA_OK);
     ck_assert_int_eq(lua_pcall(L, 0, 1, 0), LUA_OK);
     ck_assert(lua_isnil(L, -1));
@@ -689,12 +658,10 @@ END_TEST
 
 START_TEST(chunk_cache_evicts_and_stays_correct) {
   luapool_config cfg;
-  util_config(&cfg);
-  cfg.libs = profiles[_i];
-  cfg.magazine_size = 1;
+  util_config_libs(&cfg, util_profiles[_i]);
   cfg.chunk_cache = 2;
   luapool *p = util_pool(&cfg);
-  lua_State *L = acquire(p);
+  lua_State *L = util_acquire(p);
   for (int round = 0; round < 3; round++)
     for (int k = 0; k < 5; k++) {
       char name[16], src[32];

@@ -11,35 +11,19 @@
 
 static luapool *pool_with(unsigned libs, int (*on_create)(lua_State *, void *)) {
   luapool_config cfg;
-  util_config(&cfg);
-  cfg.libs = libs;
-  cfg.magazine_size = 1;
+  util_config_libs(&cfg, libs);
   cfg.on_create = on_create;
   return util_pool(&cfg);
 }
 
-static lua_State *acquire(luapool *p) {
-  lua_State *L;
-  ck_assert_int_eq(luapool_acquire(p, 0, &L), LUA_OK);
-  return L;
-}
-
-/* Runs chunk; returns its error message ("" when it succeeded) in a static buffer. */
+/* Runs chunk, named "=t"; returns its error message ("" when it succeeded) in a static buffer. */
 static const char *error_of(lua_State *L, const char *chunk) {
-  static char msg[512];
-  msg[0] = '\0';
-  if (luaL_loadbufferx(L, chunk, strlen(chunk), "=t", "t") != LUA_OK ||
-      lua_pcall(L, 0, 0, 0) != LUA_OK) {
-    const char *m = lua_tostring(L, -1);
-    strncpy(msg, m != NULL ? m : "(not a string)", sizeof msg - 1);
-  }
-  lua_settop(L, 0);
-  return msg;
+  return util_error_of(L, "=t", chunk);
 }
 
 START_TEST(what_the_sandbox_removes) {
   luapool *p = pool_with(LUAPOOL_LIBS_SAFE, NULL);
-  lua_State *L = acquire(p);
+  lua_State *L = util_acquire(p);
   static const char *const absent[] = {"dofile", "loadfile", "print", "io", "os", "debug",
                                        "package", "string.dump", "newproxy", "unpack"};
   for (size_t i = 0; i < sizeof absent / sizeof absent[0]; i++) {
@@ -66,7 +50,7 @@ END_TEST
 
 START_TEST(os_time_is_an_opt_in) {
   luapool *p = pool_with(LUAPOOL_LIBS_SAFE | LUAPOOL_LIB_OS_TIME, NULL);
-  lua_State *L = acquire(p);
+  lua_State *L = util_acquire(p);
   ck_assert_int_eq(util_eval_int(L, "return type(os.time()) == 'number' and "
                                     "type(os.clock()) == 'number' and "
                                     "os.date('!%Y', 0) == '1970' and os.difftime(2, 1) == 1"),
@@ -98,7 +82,7 @@ END_TEST
 
 START_TEST(libraries_are_read_only_but_readable) {
   luapool *p = pool_with(LUAPOOL_LIBS_SAFE, NULL);
-  lua_State *L = acquire(p);
+  lua_State *L = util_acquire(p);
   ck_assert_ptr_nonnull(strstr(error_of(L, "string.rep = nil"),
                                "cannot set field 'rep': the table is read-only"));
   ck_assert_ptr_nonnull(strstr(error_of(L, "table.insert(math, 1)"), "read-only"));
@@ -132,7 +116,7 @@ START_TEST(load_reads_text_only) {
   const char *bin = lua_tolstring(S, -1, &len);
 
   luapool *p = pool_with(LUAPOOL_LIBS_SAFE, NULL);
-  lua_State *L = acquire(p);
+  lua_State *L = util_acquire(p);
   lua_pushlstring(L, bin, len);
   lua_setglobal(L, "bin");
   lua_close(S);
@@ -156,7 +140,7 @@ END_TEST
 
 START_TEST(finalizers_are_refused) {
   luapool *p = pool_with(LUAPOOL_LIBS_SAFE, NULL);
-  lua_State *L = acquire(p);
+  lua_State *L = util_acquire(p);
   ck_assert_ptr_nonnull(strstr(error_of(L, "setmetatable({}, {__gc = tostring})"),
                                "__gc metamethods are not allowed in the sandbox"));
   ck_assert_ptr_nonnull(strstr(error_of(L, "setmetatable({}, {__gc = false})"), "__gc"));
@@ -191,7 +175,7 @@ static int on_create_modules(lua_State *L, void *ud) {
 START_TEST(require_loads_preloaded_modules_per_request) {
   luapool *p = pool_with(LUAPOOL_LIBS_SAFE, on_create_modules);
   for (int round = 0; round < 3; round++) {
-    lua_State *L = acquire(p);
+    lua_State *L = util_acquire(p);
     ck_assert_int_eq(util_eval_int(L, "local m = require('mod') assert(require('mod') == m) "
                                       "m.count = m.count + 1 table.insert(m.items, 1) "
                                       "return m.count + #m.items"),
@@ -225,7 +209,7 @@ static int on_create_userdata(lua_State *L, void *ud) {
 
 START_TEST(host_userdata_metatables_are_protected) {
   luapool *p = pool_with(LUAPOOL_LIBS_SAFE, on_create_userdata);
-  lua_State *L = acquire(p);
+  lua_State *L = util_acquire(p);
   ck_assert_int_eq(util_eval_int(L, "return getmetatable(handle) == false and "
                                     "type(handle.make) == 'function'"),
                    1);
@@ -238,7 +222,7 @@ END_TEST
 
 START_TEST(all_keeps_stock_lua) {
   luapool *p = pool_with(LUAPOOL_LIBS_ALL, NULL);
-  lua_State *L = acquire(p);
+  lua_State *L = util_acquire(p);
   ck_assert_int_eq(util_eval_int(L, "return type(io.write) == 'function' and "
                                     "type(os.execute) == 'function' and type(dofile) == "
                                     "'function' and type(string.dump) == 'function' and "

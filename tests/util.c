@@ -11,12 +11,27 @@ void util_config(luapool_config *cfg) {
   cfg->log = util_log;
 }
 
+void util_config_libs(luapool_config *cfg, unsigned libs) {
+  util_config(cfg);
+  cfg->libs = libs;
+  cfg->magazine_size = 1; /* the same state comes back */
+}
+
+const unsigned util_profiles[2] = {LUAPOOL_LIBS_SAFE, LUAPOOL_LIBS_ALL};
+const char *const util_profile_names[2] = {"SAFE", "ALL"};
+
 luapool *util_pool(const luapool_config *cfg) {
   luapool *p = NULL;
   int rc = luapool_create(cfg, &p);
   ck_assert_msg(rc == LUAPOOL_OK, "luapool_create: %s", luapool_strerror(rc));
   ck_assert_ptr_nonnull(p);
   return p;
+}
+
+lua_State *util_acquire(luapool *p) {
+  lua_State *L;
+  ck_assert_int_eq(luapool_acquire(p, 0, &L), LUAPOOL_OK);
+  return L;
 }
 
 static pthread_mutex_t log_mutex = PTHREAD_MUTEX_INITIALIZER;
@@ -61,6 +76,19 @@ long long util_eval_int(lua_State *L, const char *chunk) {
   long long v = lua_isboolean(L, -1) ? lua_toboolean(L, -1) : (long long)lua_tointeger(L, -1);
   lua_settop(L, top);
   return v;
+}
+
+const char *util_error_of(lua_State *L, const char *chunkname, const char *chunk) {
+  static char msg[512];
+  msg[0] = '\0';
+  int status = luaL_loadbufferx(L, chunk, strlen(chunk), chunkname, "t");
+  ck_assert_msg(status == LUA_OK, "the chunk does not compile: %s", lua_tostring(L, -1));
+  if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
+    const char *m = lua_tostring(L, -1);
+    snprintf(msg, sizeof msg, "%s", m != NULL ? m : "(error object is not a string)");
+  }
+  lua_settop(L, 0);
+  return msg;
 }
 
 luapool_stats util_stats(luapool *p) {

@@ -11,8 +11,19 @@
 /* A config with no watchdog thread, so that tests decide when maintenance runs. */
 void util_config(luapool_config *cfg);
 
+/* util_config with these libraries and magazine_size 1: the released state is the next one
+   acquired. */
+void util_config_libs(luapool_config *cfg, unsigned libs);
+
+/* The two profiles that loop tests run under, indexed by _i, and their names for messages. */
+extern const unsigned util_profiles[2];
+extern const char *const util_profile_names[2];
+
 /* Creates a pool or fails the test. */
 luapool *util_pool(const luapool_config *cfg);
+
+/* Acquires a state without waiting, or fails the test. */
+lua_State *util_acquire(luapool *p);
 
 /* Log capture: pass util_log as cfg.log; counts messages and keeps the last one. */
 void util_log(void *ud, int level, const char *msg);
@@ -23,6 +34,9 @@ bool util_log_has(const char *needle); /* some captured message contains needle 
 void util_run(lua_State *L, const char *chunk);
 /* Runs a chunk that returns one value and returns it as an integer (booleans: 0 or 1). */
 long long util_eval_int(lua_State *L, const char *chunk);
+/* Runs a text chunk named chunkname (failing the test if it does not compile); returns its error
+   message in a static buffer, "" when it succeeded.  Leaves the stack empty. */
+const char *util_error_of(lua_State *L, const char *chunkname, const char *chunk);
 
 luapool_stats util_stats(luapool *p);
 
