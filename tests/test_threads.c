@@ -198,6 +198,10 @@ static void *wait_for_state(void *arg) {
   return NULL;
 }
 
+static bool waiters_are(luapool *p, void *arg) {
+  return util_waiters(p) == *(unsigned *)arg;
+}
+
 START_TEST(a_release_wakes_a_waiter) {
   luapool_config cfg;
   util_config(&cfg);
@@ -208,7 +212,9 @@ START_TEST(a_release_wakes_a_waiter) {
   waiter w = {.p = p, .timeout_ms = -1};
   pthread_t t;
   start(&t, wait_for_state, &w);
-  util_sleep_ms(50); /* let it fall asleep (if it has not, it finds the state anyway) */
+  unsigned one = 1;
+  /* Counted under wait_mutex, held until it sleeps, and the release takes it: none is lost. */
+  ck_assert_msg(util_wait_until(waiters_are, p, &one, 30.0), "the acquire never waited");
   luapool_release(p, L);
   join(t); /* a lost wakeup hangs here, and the test times out */
   ck_assert_int_eq(w.rc, LUAPOOL_OK);
@@ -230,7 +236,9 @@ START_TEST(shutdown_wakes_waiters_with_eclosed) {
     w[i] = (waiter){.p = p, .timeout_ms = -1};
     start(&t[i], wait_for_state, &w[i]);
   }
-  util_sleep_ms(50);
+  unsigned three = 3;
+  /* Counted under wait_mutex, held until they sleep, and shutdown takes it: none is missed. */
+  ck_assert_msg(util_wait_until(waiters_are, p, &three, 30.0), "not all three acquires waited");
   ck_assert_int_eq(luapool_shutdown(p, 0), LUAPOOL_ETIMEDOUT); /* L is still out */
   for (int i = 0; i < 3; i++) {
     join(t[i]);
@@ -249,9 +257,15 @@ typedef struct late {
   lua_State *L;
 } late;
 
+static bool closed(luapool *p, void *arg) {
+  (void)arg;
+  return util_pool_closed(p);
+}
+
+/* Releases once luapool_shutdown has begun, so that its drain must see the release. */
 static void *release_later(void *arg) {
   late *l = arg;
-  util_sleep_ms(100);
+  ck_assert_msg(util_wait_until(closed, l->p, NULL, 30.0), "the shutdown never began");
   luapool_release(l->p, l->L);
   return NULL;
 }

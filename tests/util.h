@@ -44,6 +44,11 @@ luapool_stats util_stats(luapool *p);
    Used only where a background thread must act: tests never assert on durations. */
 bool util_wait_until(bool (*cond)(luapool *p, void *arg), luapool *p, void *arg, double seconds);
 
+/* The pool's internals that tests poll instead of sleeping (tests/peek.c): the acquires asleep
+   or about to sleep, and whether luapool_shutdown has begun. */
+unsigned util_waiters(luapool *p);
+bool util_pool_closed(luapool *p);
+
 /* Milliseconds on the monotonic clock. */
 double util_now_ms(void);
 
