@@ -10,46 +10,49 @@
 ** finalizer; mem_limit bounds the memory such a call can take, not its time.
 */
 #include <lauxlib.h>
-#include <time.h>
 
-#include "internal.h"
+#include "base.h"
+#include "budget.h"
+#include "sx.h"
 
 #define LP_BUDGET_PERIOD 1000 /* instructions between two looks at the clock */
 
-static uint64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+void lp_budget_init(lp_budget *b) {
+  b->armed = false;
+  b->tripped = false;
+  b->why = NULL;
+  b->left = UINT64_MAX;
+  b->deadline = 0;
 }
 
-static int period(const lp_sx *x) {
-  return x->budget_left < LP_BUDGET_PERIOD ? (int)x->budget_left : LP_BUDGET_PERIOD;
+static int period(const lp_budget *b) {
+  return b->left < LP_BUDGET_PERIOD ? (int)b->left : LP_BUDGET_PERIOD;
 }
 
 static void budget_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
-  lp_sx *x = lp_sx_of(L);
-  if (!x->budget_tripped) {
+  lp_budget *b = &lp_sx_of(L)->budget;
+  if (!b->tripped) {
     uint64_t ran = (uint64_t)lua_gethookcount(L); /* since this thread's last count event */
     const char *why = NULL;
-    if (x->budget_left != UINT64_MAX) {
-      if (ran >= x->budget_left)
+    if (b->left != UINT64_MAX) {
+      if (ran >= b->left)
         why = "instructions";
       else
-        x->budget_left -= ran;
+        b->left -= ran;
     }
-    if (why == NULL && x->budget_deadline != 0 && now_ns() >= x->budget_deadline)
+    if (why == NULL && b->deadline != 0 && lp_time_ns() >= b->deadline)
       why = "time";
     if (why == NULL) {
-      if (period(x) != lua_gethookcount(L))
-        lua_sethook(L, budget_hook, LUA_MASKCOUNT, period(x));
+      if (period(b) != lua_gethookcount(L))
+        lua_sethook(L, budget_hook, LUA_MASKCOUNT, period(b));
       return;
     }
-    x->budget_tripped = true;
-    x->budget_why = why;
+    b->tripped = true;
+    b->why = why;
   }
   lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
-  luaL_error(L, "budget exceeded (%s)", x->budget_why);
+  luaL_error(L, "budget exceeded (%s)", b->why);
 }
 
 static lua_State *main_thread(lua_State *L) {
@@ -59,28 +62,23 @@ static lua_State *main_thread(lua_State *L) {
   return M;
 }
 
-/* Arms (or, with both 0, removes) the budget of the state L belongs to, from now. */
-void lp_budget_arm(lua_State *L, lp_sx *x, uint64_t instructions, unsigned ms) {
-  x->budget_tripped = false;
-  x->budget_left = instructions != 0 ? instructions : UINT64_MAX;
-  x->budget_deadline = ms != 0 ? now_ns() + (uint64_t)ms * 1000000u : 0;
-  x->budget_armed = instructions != 0 || ms != 0;
-  lua_Hook hook = x->budget_armed ? budget_hook : NULL;
-  int mask = x->budget_armed ? LUA_MASKCOUNT : 0;
-  lua_sethook(L, hook, mask, x->budget_armed ? period(x) : 0);
+void lp_budget_arm(lua_State *L, lp_budget *b, uint64_t instructions, unsigned ms) {
+  b->tripped = false;
+  b->left = instructions != 0 ? instructions : UINT64_MAX;
+  b->deadline = ms != 0 ? lp_time_ns() + (uint64_t)ms * 1000000u : 0;
+  b->armed = instructions != 0 || ms != 0;
+  lua_Hook hook = b->armed ? budget_hook : NULL;
+  int mask = b->armed ? LUA_MASKCOUNT : 0;
+  lua_sethook(L, hook, mask, b->armed ? period(b) : 0);
   lua_State *M = main_thread(L);
   if (M != NULL && M != L)
-    lua_sethook(M, hook, mask, x->budget_armed ? period(x) : 0);
-}
-
-void lp_budget_clear(lua_State *L, lp_sx *x) {
-  if (x->budget_armed || x->budget_tripped || lua_gethook(L) != NULL)
-    lp_budget_arm(L, x, 0, 0);
+    lua_sethook(M, hook, mask, b->armed ? period(b) : 0);
 }
 
 int luapool_set_budget(lua_State *L, uint64_t instructions, unsigned ms) {
-  if (L == NULL)
-    return LUAPOOL_EINVAL;
-  lp_budget_arm(L, lp_sx_of(L), instructions, ms);
+  lp_sx *x = lp_sx_check(L);
+  if (x == NULL)
+    return LUAPOOL_EINVAL; /* no state, or not one of a pool's */
+  lp_budget_arm(L, &x->budget, instructions, ms);
   return LUAPOOL_OK;
 }

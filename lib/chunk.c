@@ -12,7 +12,32 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "base.h"
+#include "chunk.h"
+#include "lptable.h"
+#include "sx.h"
+
+int lp_chunk_init(lp_chunks *c, unsigned cap) {
+  memset(c, 0, sizeof *c);
+  c->cap = cap;
+  if (cap != 0 && (c->ent = calloc(cap, sizeof *c->ent)) == NULL)
+    return LUAPOOL_ENOMEM;
+  return LUAPOOL_OK;
+}
+
+void lp_chunk_open(lua_State *L, lp_chunks *c) {
+  lua_createtable(L, (int)c->cap, 0);
+  lp_lptable_set(L, LP_T_CACHE);
+}
+
+void lp_chunk_free(lp_chunks *c) {
+  for (unsigned i = 0; i < c->n; i++) {
+    free(c->ent[i].name);
+    free(c->ent[i].src);
+  }
+  free(c->ent);
+  memset(c, 0, sizeof *c);
+}
 
 static char *copy(const char *s, size_t n) {
   char *c = malloc(n + 1);
@@ -25,20 +50,17 @@ static char *copy(const char *s, size_t n) {
 
 /* Pushes the cache's slot i. */
 static void push_cached(lua_State *L, unsigned i) {
-  lp_lptable_push(L);
-  lua_rawgeti(L, -1, LP_T_CACHE);
+  lp_lptable_get(L, LP_T_CACHE);
   lua_rawgeti(L, -1, (lua_Integer)i + 1);
-  lua_replace(L, -3);
-  lua_pop(L, 1);
+  lua_replace(L, -2);
 }
 
 /* Stores the function on top of the stack in slot i (preallocated: allocates nothing). */
 static void store_cached(lua_State *L, unsigned i) {
-  lp_lptable_push(L);
-  lua_rawgeti(L, -1, LP_T_CACHE);
-  lua_pushvalue(L, -3);
+  lp_lptable_get(L, LP_T_CACHE);
+  lua_pushvalue(L, -2);
   lua_rawseti(L, -2, (lua_Integer)i + 1);
-  lua_pop(L, 2);
+  lua_pop(L, 1);
 }
 
 /* The function on top gets the current globals as its _ENV (a main chunk's first upvalue). */
@@ -48,64 +70,83 @@ static void set_env(lua_State *L) {
     lua_pop(L, 1);
 }
 
+/* The entry named name, or NULL. */
+static lp_cent *find(lp_chunks *c, const char *name, size_t name_len) {
+  for (unsigned i = 0; i < c->n; i++) {
+    lp_cent *e = &c->ent[i];
+    if (e->name_len == name_len && memcmp(e->name, name, name_len) == 0)
+      return e;
+  }
+  return NULL;
+}
+
+/* A free entry, or the least recently used one, renamed to name (NULL name: out of memory). */
+static lp_cent *take_entry(lp_chunks *c, const char *name, size_t name_len) {
+  lp_cent *e;
+  if (c->n < c->cap) {
+    e = &c->ent[c->n++];
+  } else {
+    e = &c->ent[0];
+    for (unsigned i = 1; i < c->n; i++)
+      if (c->ent[i].used < e->used)
+        e = &c->ent[i];
+  }
+  free(e->name);
+  e->name = copy(name, name_len);
+  e->name_len = name_len;
+  return e;
+}
+
+/* Keeps the compiled function on top of the stack in e, unless there is no memory for the key. */
+static void keep(lua_State *L, lp_chunks *c, lp_cent *e, const char *src, size_t len) {
+  free(e->src);
+  e->src = copy(src, len);
+  e->len = len;
+  if (e->name == NULL || e->src == NULL) { /* not cached, and never matched */
+    free(e->name);
+    free(e->src);
+    e->name = e->src = NULL;
+    e->name_len = (size_t)-1;
+    e->fn = NULL;
+    return;
+  }
+  store_cached(L, (unsigned)(e - c->ent));
+  e->fn = lua_topointer(L, -1);
+  e->used = ++c->tick;
+}
+
 int luapool_load(lua_State *L, const char *name, const char *src, size_t len) {
+  lp_sx *x = lp_sx_check(L);
+  if (x == NULL) {
+    if (L != NULL)
+      lua_pushliteral(L, "luapool_load: not a state of a luapool pool");
+    return LUA_ERRERR;
+  }
   if (src == NULL) {
     lua_pushliteral(L, "luapool_load: NULL source");
     return LUA_ERRERR;
   }
   if (name == NULL)
     name = "?";
-  lp_sx *x = lp_sx_of(L);
-  unsigned cap = x->pool->cfg.chunk_cache;
+  lp_chunks *c = &x->chunks;
   size_t name_len = strlen(name);
-  lp_cent *e = NULL;
-  for (unsigned i = 0; i < x->ncache; i++) {
-    lp_cent *c = &x->cache[i];
-    if (c->name_len == name_len && memcmp(c->name, name, name_len) == 0) {
-      e = c;
-      break;
-    }
-  }
+  lp_cent *e = find(c, name, name_len);
   if (e != NULL && e->len == len && memcmp(e->src, src, len) == 0) {
-    push_cached(L, (unsigned)(e - x->cache));
+    push_cached(L, (unsigned)(e - c->ent));
     if (lua_type(L, -1) == LUA_TFUNCTION && lua_topointer(L, -1) == e->fn) {
       set_env(L);
-      e->used = ++x->cache_tick;
-      x->cache_hits++;
+      e->used = ++c->tick;
+      c->hits++;
       return LUA_OK;
     }
     lua_pop(L, 1);
   }
-  x->cache_misses++;
+  c->misses++;
   int status = luaL_loadbufferx(L, src, len, name, "t");
-  if (status != LUA_OK || cap == 0)
+  if (status != LUA_OK || c->cap == 0)
     return status;
-  if (e == NULL) { /* a free entry, or the least recently used one */
-    if (x->ncache < cap) {
-      e = &x->cache[x->ncache++];
-    } else {
-      e = &x->cache[0];
-      for (unsigned i = 1; i < x->ncache; i++)
-        if (x->cache[i].used < e->used)
-          e = &x->cache[i];
-    }
-    free(e->name);
-    e->name = copy(name, name_len);
-    e->name_len = name_len;
-  }
-  free(e->src);
-  e->src = copy(src, len);
-  e->len = len;
-  if (e->name == NULL || e->src == NULL) { /* no memory for the key: just not cached */
-    free(e->name);
-    free(e->src);
-    e->name = e->src = NULL;
-    e->name_len = (size_t)-1;
-    e->fn = NULL;
-    return LUA_OK;
-  }
-  store_cached(L, (unsigned)(e - x->cache));
-  e->fn = lua_topointer(L, -1);
-  e->used = ++x->cache_tick;
+  if (e == NULL)
+    e = take_entry(c, name, name_len);
+  keep(L, c, e, src, len);
   return LUA_OK;
 }

@@ -1,42 +1,44 @@
 /*
 ** magazine.c: per-thread magazines and counters (lp_local), found through thread-local storage.
 **
-** The fast path (lp_local_get's first probe, lp_mag_pop, lp_mag_push, lp_local_count) touches
-** only the calling thread's lp_local: no lock, no write to a shared line.  The magazine is an
-** array of atomic slot pointers.  Only the owner thread fills entries; the owner and, under
-** pool.local_mutex, stealers (waiting acquires, the maintenance pass, shutdown) empty them with an
-** atomic exchange, so each idle state is taken exactly once.  Because stealers only ever empty
-** entries, the owner knows that every entry at index >= top is empty without looking.
+** The fast path (magazine_inline.h: lp_mag_local's first probe, lp_mag_pop, lp_mag_push,
+** lp_mag_count) touches only the calling thread's lp_local: no lock, no write to a shared line.
+** The magazine is an array of atomic slot pointers.  Only the owner thread fills entries; the
+** owner and, under the pool's magazine mutex, stealers (waiting acquires, the maintenance pass,
+** shutdown) empty them with an atomic exchange, so each idle state is taken exactly once.
+** Because stealers only ever empty entries, the owner knows that every entry at index >= top is
+** empty without looking.
 **
 ** Each thread keeps a small table of (pool, serial, lp_local) for the pools it uses.  A
-** pthread key's destructor gives a exiting thread's magazines back to their pools; the process's
-** list of live pools (under lp_pools_lock) tells it which pools still exist, so a pool destroyed
+** pthread key's destructor gives an exiting thread's magazines back to their pools; the process's
+** list of live pools (under pools_lock) tells it which pools still exist, so a pool destroyed
 ** first is never touched.
 */
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "magazine_inline.h"
+#include "wait.h"
 
-_Thread_local lp_tls *lp_tls_self __attribute__((tls_model("initial-exec")));
+_Thread_local lp_tls *lp_mag_tls __attribute__((tls_model("initial-exec")));
 
-static pthread_mutex_t lp_pools_lock = PTHREAD_MUTEX_INITIALIZER;
-static luapool *lp_pools;        /* live pools, under lp_pools_lock */
-static uint64_t lp_pools_serial; /* under lp_pools_lock */
-static pthread_key_t lp_tls_key;
-static pthread_once_t lp_tls_once = PTHREAD_ONCE_INIT;
-static int lp_tls_key_rc;
+static pthread_mutex_t pools_lock = PTHREAD_MUTEX_INITIALIZER;
+static luapool *pools;        /* live pools, under pools_lock */
+static uint64_t pools_serial; /* under pools_lock */
+static pthread_key_t tls_key;
+static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
+static int tls_key_rc;
 
 static bool pool_is_live_locked(const luapool *p, uint64_t serial) {
-  for (luapool *it = lp_pools; it != NULL; it = it->next_pool)
+  for (luapool *it = pools; it != NULL; it = it->next_pool)
     if (it == p && it->serial == serial)
       return true;
   return false;
 }
 
-/* Flushes a magazine into the global list, folds the counters into pool.retired, frees l. */
+/* Flushes a magazine into the global list, folds the counters into the pool's, frees l. */
 static void local_retire(luapool *p, lp_local *l) {
-  pthread_mutex_lock(&p->local_mutex);
+  pthread_mutex_lock(&p->mags.mutex);
   bool gave = false;
   for (unsigned i = 0; i < l->size; i++) {
     lp_slot *s = atomic_exchange_explicit(&l->mag[i], NULL, memory_order_acq_rel);
@@ -46,54 +48,53 @@ static void local_retire(luapool *p, lp_local *l) {
     }
   }
   for (int c = 0; c < LP_C_COUNT; c++)
-    atomic_fetch_add_explicit(&p->retired.c[c], lp_counter_read(&l->counters.c[c]),
-                              memory_order_release);
+    lp_counters_add_shared(&p->mags.retired, c, lp_counters_read(&l->counters, c));
   if (l->prev != NULL)
     l->prev->next = l->next;
   else
-    p->locals = l->next;
+    p->mags.locals = l->next;
   if (l->next != NULL)
     l->next->prev = l->prev;
-  pthread_mutex_unlock(&p->local_mutex);
+  pthread_mutex_unlock(&p->mags.mutex);
   free(l);
   if (gave)
-    lp_wake_after_push(p);
+    lp_wait_wake_after_push(&p->wait);
 }
 
 /* The thread is exiting: give every magazine of a still-live pool back to it. */
 static void tls_destructor(void *arg) {
   lp_tls *t = arg;
-  pthread_mutex_lock(&lp_pools_lock);
+  pthread_mutex_lock(&pools_lock);
   for (int i = 0; i < LP_TLS_POOLS; i++) {
     lp_tls_entry *e = &t->e[i];
     if (e->local != NULL && pool_is_live_locked(e->pool, e->serial))
       local_retire(e->pool, e->local); /* the pool cannot be destroyed while we hold the lock */
     memset(e, 0, sizeof *e);
   }
-  pthread_mutex_unlock(&lp_pools_lock);
-  lp_tls_self = NULL;
+  pthread_mutex_unlock(&pools_lock);
+  lp_mag_tls = NULL;
   free(t);
 }
 
 static void tls_key_create(void) {
-  lp_tls_key_rc = pthread_key_create(&lp_tls_key, tls_destructor);
+  tls_key_rc = pthread_key_create(&tls_key, tls_destructor);
 }
 
 /* The calling thread's table, made on its first use of any pool; NULL if out of memory. */
 static lp_tls *tls_self(void) {
-  if (lp_tls_self != NULL)
-    return lp_tls_self;
-  pthread_once(&lp_tls_once, tls_key_create);
-  if (lp_tls_key_rc != 0)
+  if (lp_mag_tls != NULL)
+    return lp_mag_tls;
+  pthread_once(&tls_once, tls_key_create);
+  if (tls_key_rc != 0)
     return NULL;
   lp_tls *t = calloc(1, sizeof *t);
   if (t == NULL)
     return NULL;
-  if (pthread_setspecific(lp_tls_key, t) != 0) { /* arms the exit destructor */
+  if (pthread_setspecific(tls_key, t) != 0) { /* arms the exit destructor */
     free(t);
     return NULL;
   }
-  lp_tls_self = t;
+  lp_mag_tls = t;
   return t;
 }
 
@@ -104,22 +105,21 @@ static lp_local *local_new(luapool *p) {
   if (l == NULL)
     return NULL;
   memset(l, 0, bytes);
-  for (int c = 0; c < LP_C_COUNT; c++)
-    atomic_init(&l->counters.c[c], 0);
+  lp_counters_init(&l->counters);
   l->size = p->cfg.magazine_size;
   for (unsigned i = 0; i < l->size; i++)
     atomic_init(&l->mag[i], NULL);
-  pthread_mutex_lock(&p->local_mutex);
+  pthread_mutex_lock(&p->mags.mutex);
   l->prev = NULL;
-  l->next = p->locals;
-  if (p->locals != NULL)
-    p->locals->prev = l;
-  p->locals = l;
-  pthread_mutex_unlock(&p->local_mutex);
+  l->next = p->mags.locals;
+  if (p->mags.locals != NULL)
+    p->mags.locals->prev = l;
+  p->mags.locals = l;
+  pthread_mutex_unlock(&p->mags.mutex);
   return l;
 }
 
-/* Moves entry i to the front, where lp_local_get looks first. */
+/* Moves entry i to the front, where lp_mag_local looks first. */
 static lp_local *tls_front(lp_tls *t, int i) {
   lp_tls_entry e = t->e[i];
   memmove(&t->e[1], &t->e[0], (size_t)i * sizeof e);
@@ -131,7 +131,7 @@ static lp_local *tls_front(lp_tls *t, int i) {
 ** Past the first probe: p further down the table, or p's first use by this thread.  Entries of
 ** destroyed pools are recycled (their lp_local was freed by luapool_destroy).
 */
-lp_local *lp_local_get_slow(luapool *p) {
+lp_local *lp_mag_local_get_slow(luapool *p) {
   lp_tls *t = tls_self();
   if (t == NULL)
     return NULL;
@@ -139,14 +139,14 @@ lp_local *lp_local_get_slow(luapool *p) {
     if (t->e[i].pool == p && t->e[i].serial == p->serial)
       return tls_front(t, i);
   int free_entry = -1;
-  pthread_mutex_lock(&lp_pools_lock);
+  pthread_mutex_lock(&pools_lock);
   for (int i = LP_TLS_POOLS - 1; i >= 0 && free_entry < 0; i--) {
     if (t->e[i].local == NULL || !pool_is_live_locked(t->e[i].pool, t->e[i].serial)) {
       memset(&t->e[i], 0, sizeof t->e[i]);
       free_entry = i;
     }
   }
-  pthread_mutex_unlock(&lp_pools_lock);
+  pthread_mutex_unlock(&pools_lock);
   if (free_entry < 0)
     return NULL; /* this thread uses too many pools at once: no magazine for this one */
   lp_local *l = local_new(p);
@@ -156,24 +156,23 @@ lp_local *lp_local_get_slow(luapool *p) {
   return tls_front(t, free_entry);
 }
 
-/* Under pool.local_mutex: no acquire since the last maintenance pass (or never: release-only). */
+/* Under the mutex: no acquire since the last maintenance pass (or never: release-only). */
 static bool local_is_quiet(lp_local *l) {
-  return lp_counter_read(&l->counters.c[LP_C_ACQUIRES]) == l->last_acquires;
+  return lp_counters_read(&l->counters, LP_C_ACQUIRES) == l->last_acquires;
 }
 
-/* Under pool.local_mutex: empties entry i of another thread's magazine; its state, or NULL. */
+/* Under the mutex: empties entry i of another thread's magazine; its state, or NULL. */
 static lp_slot *mag_take(lp_local *l, unsigned i) {
   if (atomic_load_explicit(&l->mag[i], memory_order_relaxed) == NULL)
     return NULL;
-  return atomic_exchange_explicit(&l->mag[i], NULL, memory_order_seq_cst);
+  lp_slot *s = atomic_exchange_explicit(&l->mag[i], NULL, memory_order_seq_cst);
+  lp_assert(s == NULL || lp_slot_state(s) == LP_SLOT_IDLE);
+  return s;
 }
 
-/*
-** Under pool.local_mutex.  Takes one idle state from any thread's magazine, or only from quiet
-** threads (quiet_only).
-*/
-lp_slot *lp_mag_steal_locked(luapool *p, bool quiet_only) {
-  for (lp_local *l = p->locals; l != NULL; l = l->next) {
+/* Under the mutex: one state out of any magazine, or only out of quiet threads' ones. */
+static lp_slot *steal_locked(luapool *p, bool quiet_only) {
+  for (lp_local *l = p->mags.locals; l != NULL; l = l->next) {
     if (quiet_only && !local_is_quiet(l))
       continue;
     for (unsigned i = 0; i < l->size; i++) {
@@ -185,15 +184,24 @@ lp_slot *lp_mag_steal_locked(luapool *p, bool quiet_only) {
   return NULL;
 }
 
+lp_slot *lp_mag_steal(luapool *p, bool prefer_quiet) {
+  pthread_mutex_lock(&p->mags.mutex);
+  lp_slot *s = prefer_quiet ? steal_locked(p, true) : NULL;
+  if (s == NULL)
+    s = steal_locked(p, false);
+  pthread_mutex_unlock(&p->mags.mutex);
+  return s;
+}
+
 /*
 ** Moves every state cached by a quiet thread (or one that only releases) to the global list, so
-** that the watchdog's rules reach them and acquires elsewhere find them first.  Returns how many
-** moved; the caller wakes a waiter.
+** that the watchdog's rules reach them and acquires elsewhere find them first.  The caller wakes
+** a waiter.
 */
 unsigned lp_mag_reclaim_quiet(luapool *p) {
   unsigned moved = 0;
-  pthread_mutex_lock(&p->local_mutex);
-  for (lp_local *l = p->locals; l != NULL; l = l->next) {
+  pthread_mutex_lock(&p->mags.mutex);
+  for (lp_local *l = p->mags.locals; l != NULL; l = l->next) {
     if (!local_is_quiet(l))
       continue;
     for (unsigned i = 0; i < l->size; i++) {
@@ -204,45 +212,81 @@ unsigned lp_mag_reclaim_quiet(luapool *p) {
       }
     }
   }
-  pthread_mutex_unlock(&p->local_mutex);
+  pthread_mutex_unlock(&p->mags.mutex);
   return moved;
 }
 
+void lp_mag_mark_quiet(luapool *p) {
+  pthread_mutex_lock(&p->mags.mutex);
+  for (lp_local *l = p->mags.locals; l != NULL; l = l->next)
+    l->last_acquires = lp_counters_read(&l->counters, LP_C_ACQUIRES);
+  pthread_mutex_unlock(&p->mags.mutex);
+}
+
+void lp_mag_sum(luapool *p, uint64_t sums[LP_C_COUNT]) {
+  pthread_mutex_lock(&p->mags.mutex);
+  for (int c = 0; c < LP_C_COUNT; c++)
+    sums[c] = lp_counters_read(&p->mags.retired, c);
+  for (lp_local *l = p->mags.locals; l != NULL; l = l->next)
+    for (int c = 0; c < LP_C_COUNT; c++)
+      sums[c] += lp_counters_read(&l->counters, c);
+  pthread_mutex_unlock(&p->mags.mutex);
+}
+
+unsigned lp_mag_in_use_of(const uint64_t sums[LP_C_COUNT]) {
+  uint64_t out = sums[LP_C_RELEASES] + sums[LP_C_DISCARDS];
+  /* counters are read one after another while threads work: never report a negative count */
+  return sums[LP_C_ACQUIRES] > out ? (unsigned)(sums[LP_C_ACQUIRES] - out) : 0;
+}
+
+unsigned lp_mag_in_use(luapool *p) {
+  uint64_t sums[LP_C_COUNT];
+  lp_mag_sum(p, sums);
+  return lp_mag_in_use_of(sums);
+}
+
+int lp_mag_init(luapool *p) {
+  p->mags.locals = NULL;
+  lp_counters_init(&p->mags.retired);
+  return pthread_mutex_init(&p->mags.mutex, NULL) == 0 ? LUAPOOL_OK : LUAPOOL_ENOMEM;
+}
+
 /* luapool_create: gives p its serial and enters it in the list of live pools. */
-void lp_local_register_pool(luapool *p) {
-  pthread_mutex_lock(&lp_pools_lock);
-  p->serial = ++lp_pools_serial;
-  p->next_pool = lp_pools;
-  lp_pools = p;
-  pthread_mutex_unlock(&lp_pools_lock);
+void lp_mag_register_pool(luapool *p) {
+  pthread_mutex_lock(&pools_lock);
+  p->serial = ++pools_serial;
+  p->next_pool = pools;
+  pools = p;
+  pthread_mutex_unlock(&pools_lock);
 }
 
 /*
 ** luapool_destroy: frees every lp_local of p (their states were closed already).  Thread tables
 ** that still name p are ignored from now on: p's serial leaves the live list first.
 */
-void lp_local_forget_pool(luapool *p) {
-  pthread_mutex_lock(&lp_pools_lock);
-  for (luapool **it = &lp_pools; *it != NULL; it = &(*it)->next_pool) {
+void lp_mag_forget_pool(luapool *p) {
+  pthread_mutex_lock(&pools_lock);
+  for (luapool **it = &pools; *it != NULL; it = &(*it)->next_pool) {
     if (*it == p) {
       *it = p->next_pool;
       break;
     }
   }
-  pthread_mutex_unlock(&lp_pools_lock);
+  pthread_mutex_unlock(&pools_lock);
   /* The calling thread's own table may name p: clear it so a new pool at p's address with a
      new serial is not confused (the serial check would catch it anyway). */
-  lp_tls *t = lp_tls_self;
+  lp_tls *t = lp_mag_tls;
   for (int i = 0; t != NULL && i < LP_TLS_POOLS; i++)
     if (t->e[i].pool == p)
       memset(&t->e[i], 0, sizeof t->e[i]);
-  pthread_mutex_lock(&p->local_mutex);
-  lp_local *l = p->locals;
-  p->locals = NULL;
-  pthread_mutex_unlock(&p->local_mutex);
+  pthread_mutex_lock(&p->mags.mutex);
+  lp_local *l = p->mags.locals;
+  p->mags.locals = NULL;
+  pthread_mutex_unlock(&p->mags.mutex);
   while (l != NULL) {
     lp_local *next = l->next;
     free(l);
     l = next;
   }
+  pthread_mutex_destroy(&p->mags.mutex);
 }

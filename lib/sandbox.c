@@ -1,8 +1,8 @@
 /*
 ** sandbox.c: what a state's libraries look like.
 **
-** Every profile: luapool's warn function (its on/off switch lives in the state's lp_sx, so the
-** reset can turn it off), and a setmetatable that notes finalizers.
+** Every profile: a setmetatable (and under LUAPOOL_LIB_DEBUG a debug.setmetatable) that notes
+** finalizers, so that the reset can close a state in which a script set one.
 **
 ** LUAPOOL_LIB_SANDBOX (part of LUAPOOL_LIBS_SAFE), after on_create has run:
 **   - the globals table becomes an empty overlay whose __index is the table of builtins: a
@@ -22,47 +22,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "internal.h"
-
-/* ---- warn: lauxlib's semantics, with the switch in lp_sx ------------------------------ */
-
-static void warn_flush(lp_sx *x) {
-  if (x->pool != NULL && x->pool->cfg.log != NULL)
-    lp_log(x->pool, LUAPOOL_LOG_WARN, "Lua warning: %s", x->warn_buf);
-  else
-    fprintf(stderr, "Lua warning: %s\n", x->warn_buf);
-  x->warn_len = 0;
-  x->warn_buf[0] = '\0';
-}
-
-static void lp_warnf(void *ud, const char *msg, int tocont) {
-  lp_sx *x = ud;
-  if (!x->warn_cont && !tocont && msg[0] == '@') { /* a control message */
-    if (strcmp(msg, "@on") == 0)
-      x->warn_on = true;
-    else if (strcmp(msg, "@off") == 0)
-      x->warn_on = false;
-    return;
-  }
-  x->warn_cont = tocont != 0;
-  if (!x->warn_on)
-    return;
-  size_t room = sizeof x->warn_buf - 1 - x->warn_len, n = strlen(msg);
-  if (n > room)
-    n = room; /* a longer warning is cut */
-  memcpy(x->warn_buf + x->warn_len, msg, n);
-  x->warn_len += n;
-  x->warn_buf[x->warn_len] = '\0';
-  if (!tocont)
-    warn_flush(x);
-}
-
-void lp_sandbox_warn_reset(lp_sx *x) {
-  x->warn_on = false;
-  x->warn_cont = false;
-  x->warn_len = 0;
-  x->warn_buf[0] = '\0';
-}
+#include "lptable.h"
+#include "sandbox.h"
+#include "sx.h"
 
 /* ---- setmetatable: notes finalizers (every profile), refuses them (sandbox) ------------- */
 
@@ -84,7 +46,7 @@ static int set_mt(lua_State *L, bool sandbox) {
   if (has_gc(L, 2)) {
     if (sandbox)
       return luaL_error(L, "setmetatable: __gc metamethods are not allowed in the sandbox");
-    lp_sx_of(L)->finalizer = true;
+    lp_sx_of(L)->sandbox.finalizer = true;
   }
   lua_settop(L, 2);
   lua_setmetatable(L, 1);
@@ -105,7 +67,7 @@ static int all_debug_setmetatable(lua_State *L) {
   luaL_argexpected(L, t == LUA_TNIL || t == LUA_TTABLE, 2, "nil or table");
   int target = lua_type(L, 1);
   if ((target == LUA_TTABLE || target == LUA_TUSERDATA) && has_gc(L, 2))
-    lp_sx_of(L)->finalizer = true;
+    lp_sx_of(L)->sandbox.finalizer = true;
   lua_settop(L, 2);
   lua_setmetatable(L, 1);
   return 1;
@@ -251,11 +213,15 @@ static int ro_pairs(lua_State *L) {
   return 3;
 }
 
-/* Indices of the working tables while freezing (see lp_sandbox_freeze). */
+/* Stack indices of the working tables while freezing (see lp_sandbox_freeze). */
 typedef struct freeze_ctx {
-  int memo;    /* real table -> its proxy */
-  int proxies; /* set of proxies (rawset's upvalue) */
-  int frozen;  /* the FROZEN set */
+  int memo;     /* real table -> its proxy */
+  int proxies;  /* set of proxies (rawset's upvalue) */
+  int frozen;   /* the FROZEN set */
+  int builtins; /* the globals table on_create left: the builtins, B */
+  int overlay;  /* the new globals table, O */
+  int loaded;   /* _LOADED */
+  int pristine; /* require's view of the modules: name -> proxy */
 } freeze_ctx;
 
 static void mark_frozen(lua_State *L, const freeze_ctx *c, int i) {
@@ -279,10 +245,11 @@ static void protect_mt(lua_State *L, const freeze_ctx *c, int i) {
   lua_pop(L, 1);
 }
 
+static void freeze_entries(lua_State *L, const freeze_ctx *c, int t);
+
 /*
-** Pushes the proxy of the real table at index t (made once per table), after replacing the
-** table values inside it with their proxies, recursively.  Keys and metatables stay as they are:
-** scripts reach them only to read.
+** Pushes the proxy of the real table at index t (made once per table), after making what it
+** holds read-only, recursively (freeze_entries).
 */
 static void proxy_of(lua_State *L, const freeze_ctx *c, int t) {
   t = lua_absindex(L, t);
@@ -318,6 +285,16 @@ static void proxy_of(lua_State *L, const freeze_ctx *c, int t) {
     mark_frozen(L, c, lua_gettop(L));
     lua_pop(L, 1);
   }
+  freeze_entries(L, c, t);
+}
+
+/*
+** Makes what table t holds read-only: table values become their proxies (an existing field:
+** allowed during the traversal), userdata metatables are protected, C functions are frozen
+** (only C can change their upvalues).  Keys and metatables stay as they are: scripts reach them
+** only to read.
+*/
+static void freeze_entries(lua_State *L, const freeze_ctx *c, int t) {
   lua_pushnil(L);
   while (lua_next(L, t) != 0) {
     int v = lua_gettop(L);
@@ -325,11 +302,11 @@ static void proxy_of(lua_State *L, const freeze_ctx *c, int t) {
       proxy_of(L, c, v);
       lua_pushvalue(L, v - 1);
       lua_insert(L, -2);
-      lua_rawset(L, t); /* an existing field: allowed during the traversal */
+      lua_rawset(L, t);
     } else if (lua_type(L, v) == LUA_TUSERDATA) {
       protect_mt(L, c, v);
     } else if (lua_tocfunction(L, v) != NULL) {
-      mark_frozen(L, c, v); /* only C can change a C function's upvalues */
+      mark_frozen(L, c, v);
     }
     lua_settop(L, v - 1);
   }
@@ -344,26 +321,26 @@ static void set_wrapper(lua_State *L, const freeze_ctx *c, int t, const char *na
   lua_setfield(L, t, name);
 }
 
-/*
-** Protected, after the libraries and before on_create: trims and wraps the base functions.  Under
-** the sandbox also: the registry's _PRELOAD (on_create fills it), and require.
-*/
-int lp_sandbox_open(lua_State *L) {
-  lp_sx *x = lp_sx_of(L);
-  bool sandbox = (x->pool->cfg.libs & LUAPOOL_LIB_SANDBOX) != 0;
-  lua_setwarnf(L, lp_warnf, x);
-  lua_pushglobaltable(L);
-  int g = lua_gettop(L);
+/* Every profile: setmetatable notes finalizers; and under LIBS_ALL so does debug.setmetatable. */
+static void wrap_setmetatable(lua_State *L, int g, bool sandbox) {
   if (lua_getfield(L, g, "setmetatable") != LUA_TNIL) {
     lua_pushcfunction(L, sandbox ? sb_setmetatable : all_setmetatable);
     lua_setfield(L, g, "setmetatable");
   }
   lua_pop(L, 1);
+  if (!sandbox && lua_getfield(L, g, LUA_DBLIBNAME) == LUA_TTABLE) {
+    lua_pushcfunction(L, all_debug_setmetatable);
+    lua_setfield(L, -2, "setmetatable");
+  }
+  lua_settop(L, g);
+}
+
+int lp_sandbox_open(lua_State *L, unsigned libs) {
+  bool sandbox = (libs & LUAPOOL_LIB_SANDBOX) != 0;
+  lua_pushglobaltable(L);
+  int g = lua_gettop(L);
+  wrap_setmetatable(L, g, sandbox);
   if (!sandbox) {
-    if (lua_getfield(L, g, LUA_DBLIBNAME) == LUA_TTABLE) {
-      lua_pushcfunction(L, all_debug_setmetatable);
-      lua_setfield(L, -2, "setmetatable");
-    }
     lua_settop(L, g - 1);
     return 0;
   }
@@ -382,12 +359,17 @@ int lp_sandbox_open(lua_State *L) {
     lua_setfield(L, -2, "dump");
   }
   lua_pop(L, 1);
+  /* require: the registry's _PRELOAD (on_create fills it), and this request's modules */
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-  lua_newtable(L); /* this request's modules */
+  lua_newtable(L);
   set_wrapper(L, NULL, g, "require", sb_require, 3);
   lua_settop(L, g - 1);
   return 0;
+}
+
+void lp_sandbox_settle(lp_sandbox *sb) {
+  sb->finalizer = false;
 }
 
 /* The sandbox's require and its per-request modules table, from _G (before the freeze). */
@@ -398,38 +380,16 @@ static void push_require_modules(lua_State *L, int g) {
   lua_remove(L, -2);
 }
 
-/*
-** Protected, after on_create, under LUAPOOL_LIB_SANDBOX: builds the overlay and the proxies.
-** Pushes nothing; stores the FROZEN set, the proxies set, the per-request modules table and the
-** overlay in the state's luapool table (lp_lptable).
-*/
-int lp_sandbox_freeze(lua_State *L) {
-  int base = lua_gettop(L);
-  freeze_ctx c;
-  lua_newtable(L);
-  c.memo = lua_gettop(L);
-  lua_newtable(L);
-  c.proxies = lua_gettop(L);
-  lp_lptable_push(L);
-  int lp = lua_gettop(L);
-  lua_rawgeti(L, lp, LP_T_FROZEN);
-  c.frozen = lua_gettop(L);
-  lua_pushglobaltable(L); /* becomes the builtins, B */
-  int b = lua_gettop(L);
-  mark_frozen(L, &c, b);
-  mark_frozen(L, &c, lp);
-
-  /* Modules on_create required become pristine: into _LOADED, out of the request's table. */
-  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  int loaded = lua_gettop(L);
-  push_require_modules(L, b);
+/* Modules on_create required become pristine: into _LOADED, out of the request's table. */
+static void keep_required_modules(lua_State *L, const freeze_ctx *c) {
+  push_require_modules(L, c->builtins);
   int mods = lua_gettop(L);
   if (lua_istable(L, mods)) {
     lua_pushnil(L);
     while (lua_next(L, mods) != 0) {
       lua_pushvalue(L, -2);
       lua_insert(L, -2);
-      lua_rawset(L, loaded);
+      lua_rawset(L, c->loaded);
     }
     lua_pushnil(L);
     while (lua_next(L, mods) != 0) {
@@ -439,49 +399,36 @@ int lp_sandbox_freeze(lua_State *L) {
       lua_rawset(L, mods);
     }
     lua_pushvalue(L, mods);
-    lua_rawseti(L, lp, LP_T_MODULES);
+    lp_lptable_set(L, LP_T_MODULES);
   }
+  lua_settop(L, mods - 1);
+}
 
-  /* The overlay O: the new globals table. */
+/* Pushes the overlay O: an empty table that reads through to the builtins. */
+static void push_overlay(lua_State *L, const freeze_ctx *c) {
   lua_newtable(L);
-  int o = lua_gettop(L);
   lua_createtable(L, 0, 2);
-  lua_pushvalue(L, b);
+  lua_pushvalue(L, c->builtins);
   lua_setfield(L, -2, "__index");
   lua_pushboolean(L, 0);
   lua_setfield(L, -2, "__metatable");
-  mark_frozen(L, &c, lua_gettop(L));
-  lua_setmetatable(L, o);
+  mark_frozen(L, c, lua_gettop(L));
+  lua_setmetatable(L, -2);
+}
 
-  /* Proxies for every table reachable from B, B itself aside. */
-  lua_pushvalue(L, b);
-  lua_pushvalue(L, o);
-  lua_rawset(L, c.memo); /* B's own entries that point at B point at O instead */
-  lua_pushnil(L);
-  while (lua_next(L, b) != 0) {
-    int v = lua_gettop(L);
-    if (lua_type(L, v) == LUA_TTABLE) {
-      proxy_of(L, &c, v);
-      lua_pushvalue(L, v - 1);
-      lua_insert(L, -2);
-      lua_rawset(L, b);
-    } else if (lua_type(L, v) == LUA_TUSERDATA) {
-      protect_mt(L, &c, v);
-    } else if (lua_tocfunction(L, v) != NULL) {
-      mark_frozen(L, &c, v);
-    }
-    lua_settop(L, v - 1);
-  }
-  /* require's view of the pristine modules: their proxies.  _LOADED itself, which no script
-     reaches, keeps the real tables, so that Lua names a function in an error message
-     ('string.rep') as it does in stock Lua (luaL_traceback and argument errors search it). */
+/*
+** Pushes require's view of the pristine modules: their proxies.  _LOADED itself, which no script
+** reaches, keeps the real tables, so that Lua names a function in an error message
+** ('string.rep') as it does in stock Lua (luaL_traceback and argument errors search it).
+*/
+static void push_pristine(lua_State *L, const freeze_ctx *c) {
   lua_newtable(L);
   int pristine = lua_gettop(L);
   lua_pushnil(L);
-  while (lua_next(L, loaded) != 0) {
+  while (lua_next(L, c->loaded) != 0) {
     int v = lua_gettop(L);
     if (lua_type(L, v) == LUA_TTABLE)
-      proxy_of(L, &c, v); /* B maps to O through the memo */
+      proxy_of(L, c, v); /* B maps to O through the memo */
     else
       lua_pushvalue(L, v);
     lua_pushvalue(L, v - 1);
@@ -489,35 +436,77 @@ int lp_sandbox_freeze(lua_State *L) {
     lua_rawset(L, pristine);
     lua_settop(L, v - 1);
   }
-  mark_frozen(L, &c, pristine);
-  mark_frozen(L, &c, loaded);
-  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-  mark_frozen(L, &c, lua_gettop(L));
-  lua_pop(L, 1);
+  mark_frozen(L, c, pristine);
+}
 
-  /* rawset, now that the proxies are known; require is frozen (its third upvalue is not). */
+/* rawset, now that the proxies are known; require is frozen (its third upvalue is not). */
+static void wrap_rawset_require(lua_State *L, const freeze_ctx *c) {
+  int b = c->builtins;
   if (lua_getfield(L, b, "rawset") != LUA_TNIL) {
-    lua_pushvalue(L, c.proxies);
-    set_wrapper(L, &c, b, "rawset", sb_rawset, 1);
+    lua_pushvalue(L, c->proxies);
+    set_wrapper(L, c, b, "rawset", sb_rawset, 1);
   }
   lua_pop(L, 1);
   if (lua_getfield(L, b, "require") != LUA_TNIL) {
-    mark_frozen(L, &c, lua_gettop(L));
-    lua_pushvalue(L, pristine);
+    mark_frozen(L, c, lua_gettop(L));
+    lua_pushvalue(L, c->pristine);
     lua_setupvalue(L, -2, 1);
   }
   lua_pop(L, 1);
+}
 
-  /* Type metatables (the string library's, and any on_create set from C): protected. */
-  lp_push_type_samples(L);
+/* Type metatables (the string library's, and any on_create set from C): protected. */
+static void protect_type_metatables(lua_State *L, const freeze_ctx *c) {
+  lp_lptable_push_type_samples(L);
   for (int i = 0; i < LP_TYPE_SAMPLES; i++)
-    protect_mt(L, &c, -LP_TYPE_SAMPLES + i);
+    protect_mt(L, c, -LP_TYPE_SAMPLES + i);
   lua_pop(L, LP_TYPE_SAMPLES);
+}
 
-  lua_pushvalue(L, o);
+/*
+** Stores the FROZEN set, the proxies set and the per-request modules table in the state's luapool
+** table, and makes the overlay the globals table.  Pushes nothing.
+*/
+int lp_sandbox_freeze(lua_State *L) {
+  int base = lua_gettop(L);
+  freeze_ctx c;
+  lua_newtable(L);
+  c.memo = lua_gettop(L);
+  lua_newtable(L);
+  c.proxies = lua_gettop(L);
+  lp_lptable_get(L, LP_T_FROZEN);
+  c.frozen = lua_gettop(L);
+  lp_lptable_push(L);
+  mark_frozen(L, &c, -1);
+  lua_pop(L, 1);
+  lua_pushglobaltable(L);
+  c.builtins = lua_gettop(L);
+  mark_frozen(L, &c, c.builtins);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  c.loaded = lua_gettop(L);
+  mark_frozen(L, &c, c.loaded);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  mark_frozen(L, &c, -1);
+  lua_pop(L, 1);
+
+  keep_required_modules(L, &c);
+  push_overlay(L, &c);
+  c.overlay = lua_gettop(L);
+  /* Proxies for every table reachable from B, B itself aside: B's own entries that point at B
+     point at O instead. */
+  lua_pushvalue(L, c.builtins);
+  lua_pushvalue(L, c.overlay);
+  lua_rawset(L, c.memo);
+  freeze_entries(L, &c, c.builtins);
+  push_pristine(L, &c);
+  c.pristine = lua_gettop(L);
+  wrap_rawset_require(L, &c);
+  protect_type_metatables(L, &c);
+
+  lua_pushvalue(L, c.overlay);
   lua_rawseti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
   lua_pushvalue(L, c.proxies);
-  lua_rawseti(L, lp, LP_T_PROXIES);
+  lp_lptable_set(L, LP_T_PROXIES);
   lua_settop(L, base);
   return 0;
 }

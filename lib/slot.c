@@ -6,33 +6,33 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "slot.h"
 
 #define LP_CHUNK_MIN 16
 
-int lp_slot_init(luapool *p) {
-  atomic_init(&p->chunks, NULL);
-  p->nslots = 0;
-  p->spare = NULL;
-  return pthread_mutex_init(&p->slot_mutex, NULL) == 0 ? LUAPOOL_OK : LUAPOOL_ENOMEM;
+int lp_slot_arena_init(lp_arena *a) {
+  atomic_init(&a->chunks, NULL);
+  a->nslots = 0;
+  a->spare = NULL;
+  return pthread_mutex_init(&a->mutex, NULL) == 0 ? LUAPOOL_OK : LUAPOOL_ENOMEM;
 }
 
-void lp_slot_fini(luapool *p) {
-  lp_chunk *c = atomic_load_explicit(&p->chunks, memory_order_relaxed);
+void lp_slot_arena_fini(lp_arena *a) {
+  lp_slot_chunk *c = atomic_load_explicit(&a->chunks, memory_order_relaxed);
   while (c != NULL) {
-    lp_chunk *next = c->next;
+    lp_slot_chunk *next = c->next;
     free(c);
     c = next;
   }
-  atomic_store_explicit(&p->chunks, NULL, memory_order_relaxed);
-  pthread_mutex_destroy(&p->slot_mutex);
+  atomic_store_explicit(&a->chunks, NULL, memory_order_relaxed);
+  pthread_mutex_destroy(&a->mutex);
 }
 
-/* Grows the arena by a chunk as large as all before it; under slot_mutex. */
-static int slot_grow_locked(luapool *p) {
-  size_t n = p->nslots < LP_CHUNK_MIN ? LP_CHUNK_MIN : p->nslots;
-  size_t bytes = sizeof(lp_chunk) + n * sizeof(lp_slot); /* slots are a cache line each */
-  lp_chunk *c = aligned_alloc(LP_CACHELINE, bytes);
+/* Grows the arena by a chunk as large as all before it; under the mutex. */
+static int grow_locked(lp_arena *a) {
+  size_t n = a->nslots < LP_CHUNK_MIN ? LP_CHUNK_MIN : a->nslots;
+  size_t bytes = sizeof(lp_slot_chunk) + n * sizeof(lp_slot); /* slots are a cache line each */
+  lp_slot_chunk *c = aligned_alloc(LP_CACHELINE, bytes);
   if (c == NULL)
     return LUAPOOL_ENOMEM;
   memset(c, 0, bytes);
@@ -41,59 +41,67 @@ static int slot_grow_locked(luapool *p) {
     lp_slot *s = &c->slots[i];
     atomic_init(&s->L, NULL);
     atomic_init(&s->state, LP_SLOT_EMPTY);
-    s->spare = p->spare;
-    p->spare = s;
+    s->spare = a->spare;
+    a->spare = s;
   }
-  c->next = atomic_load_explicit(&p->chunks, memory_order_relaxed);
+  c->next = atomic_load_explicit(&a->chunks, memory_order_relaxed);
   /* release: lp_slot_check walks the chunk list without the lock */
-  atomic_store_explicit(&p->chunks, c, memory_order_release);
-  p->nslots += n;
+  atomic_store_explicit(&a->chunks, c, memory_order_release);
+  a->nslots += n;
   return LUAPOOL_OK;
 }
 
-lp_slot *lp_slot_alloc(luapool *p) {
+lp_slot *lp_slot_alloc(lp_arena *a) {
   lp_slot *s = NULL;
-  pthread_mutex_lock(&p->slot_mutex);
-  if (p->spare != NULL || slot_grow_locked(p) == LUAPOOL_OK) {
-    s = p->spare;
-    p->spare = s->spare;
+  pthread_mutex_lock(&a->mutex);
+  if (a->spare != NULL || grow_locked(a) == LUAPOOL_OK) {
+    s = a->spare;
+    a->spare = s->spare;
     s->spare = NULL;
   }
-  pthread_mutex_unlock(&p->slot_mutex);
+  pthread_mutex_unlock(&a->mutex);
+  lp_assert(s == NULL || (lp_slot_state(s) == LP_SLOT_EMPTY && s->x == NULL));
   return s;
 }
 
-void lp_slot_free(luapool *p, lp_slot *s) {
+void lp_slot_free(lp_arena *a, lp_slot *s) {
+  lp_assert(lp_slot_state(s) != LP_SLOT_EMPTY || atomic_load(&s->L) == NULL);
   atomic_store_explicit(&s->L, NULL, memory_order_relaxed);
   atomic_store_explicit(&s->state, LP_SLOT_EMPTY, memory_order_relaxed);
-  pthread_mutex_lock(&p->slot_mutex);
-  s->spare = p->spare;
-  p->spare = s;
-  pthread_mutex_unlock(&p->slot_mutex);
-}
-
-/* The slot a pooled state's extra space names (no check: the caller knows L is pooled). */
-static lp_slot *slot_of(lua_State *L) {
-  return *(lp_slot **)lua_getextraspace(L);
+  s->x = NULL;
+  pthread_mutex_lock(&a->mutex);
+  s->spare = a->spare;
+  a->spare = s;
+  pthread_mutex_unlock(&a->mutex);
 }
 
 /*
-** The slot of L if L is a state of this pool, else NULL.  L's extra space is read, never trusted:
-** for a foreign state it holds anything, so the pointer is compared against this pool's chunks
+** The slot of L if L is a state of this arena, else NULL.  L's extra space is read, never trusted:
+** for a foreign state it holds anything, so the pointer is compared against this arena's chunks
 ** before it is dereferenced, and the slot must name L back (a coroutine of a pooled state copies
 ** its main thread's extra space, and fails here).
 */
-lp_slot *lp_slot_check(luapool *p, lua_State *L) {
-  uintptr_t a = (uintptr_t)slot_of(L);
-  for (lp_chunk *c = atomic_load_explicit(&p->chunks, memory_order_acquire); c != NULL;
+lp_slot *lp_slot_check(lp_arena *a, lua_State *L) {
+  uintptr_t addr = (uintptr_t)lp_slot_of(L);
+  for (lp_slot_chunk *c = atomic_load_explicit(&a->chunks, memory_order_acquire); c != NULL;
        c = c->next) {
     uintptr_t base = (uintptr_t)&c->slots[0];
-    if (a >= base && a < base + c->n * sizeof(lp_slot)) {
-      if ((a - base) % sizeof(lp_slot) != 0)
+    if (addr >= base && addr < base + c->n * sizeof(lp_slot)) {
+      if ((addr - base) % sizeof(lp_slot) != 0)
         return NULL;
-      lp_slot *s = (lp_slot *)a;
+      lp_slot *s = (lp_slot *)addr;
       return atomic_load_explicit(&s->L, memory_order_relaxed) == L ? s : NULL;
     }
   }
   return NULL;
 }
+
+void lp_slot_each_state(lp_arena *a, void (*fn)(lp_slot *s, void *ud), void *ud) {
+  for (lp_slot_chunk *c = atomic_load_explicit(&a->chunks, memory_order_acquire); c != NULL;
+       c = c->next)
+    for (size_t i = 0; i < c->n; i++)
+      if (atomic_load_explicit(&c->slots[i].L, memory_order_relaxed) != NULL)
+        fn(&c->slots[i], ud);
+}
+
+_Static_assert(sizeof(lp_slot) == LP_CACHELINE, "a slot is one cache line");

@@ -1,18 +1,47 @@
 /*
-** watchdog.c: the maintenance pass and the thread that runs it every watchdog_interval_ms.
+** watchdog.c: the maintenance pass, the thread that runs it every watchdog_interval_ms, and the
+** close list.
 **
-** The pass runs under pool.maintain_mutex (one at a time) and touches only states nobody holds:
-** those it pops from the close list or the global free list, or takes out of a magazine with an
-** atomic exchange (under pool.local_mutex).  A state a caller holds is in none of those places.
-** The order of a pass, and why, is in doc/design.md ("The watchdog").
+** The pass runs under the pass mutex (one at a time) and touches only states nobody holds: those
+** it pops from the close list or the global free list, or takes out of a magazine with an atomic
+** exchange.  A state a caller holds is in none of those places.  The order of a pass, and why,
+** is in doc/design.md ("The watchdog").
 */
 #include <malloc.h>
-#include <time.h>
 
 #include "internal.h"
+#include "magazine.h"
+#include "state.h"
+#include "sx.h"
+#include "wait.h"
 
 /* A pass gives memory back to the system after its collections freed this much (or a close). */
 #define LP_TRIM_BYTES ((size_t)1 << 20)
+
+int lp_watchdog_init(luapool *p) {
+  lp_watchdog *wd = &p->wd;
+  lp_closelist_init(&wd->closing);
+  wd->kick = false;
+  wd->joinable = false;
+  atomic_init(&wd->passes, 0);
+  atomic_init(&wd->pass_ns_total, 0);
+  atomic_init(&wd->pass_ns_max, 0);
+  atomic_init(&wd->pass_ns_last, 0);
+  atomic_init(&wd->collections, 0);
+  atomic_init(&wd->reclaimed, 0);
+  if (pthread_mutex_init(&wd->pass_mutex, NULL) != 0 || pthread_mutex_init(&wd->mutex, NULL) != 0 ||
+      lp_cond_init(&wd->cond) != 0)
+    return LUAPOOL_ENOMEM; /* on Linux these initializers do not fail */
+  return LUAPOOL_OK;
+}
+
+void lp_watchdog_fini(luapool *p) {
+  pthread_mutex_destroy(&p->wd.pass_mutex);
+  pthread_mutex_destroy(&p->wd.mutex);
+  pthread_cond_destroy(&p->wd.cond);
+}
+
+/* ---- a pass's private chains ---------------------------------------------------------------- */
 
 /* A private chain of slots the pass holds, linked through slot.spare (unused while IDLE). */
 typedef struct chain {
@@ -48,37 +77,44 @@ static chain take_all_global(luapool *p) {
   return c;
 }
 
-/*
-** Closes every state on the close list, each for the reason it was queued with, or for reason
-** when that is nonzero (shutdown).
-*/
-static unsigned close_pending(luapool *p, int reason) {
+/* One idle state from the global list, else a quiet thread's magazine, else any magazine. */
+static lp_slot *take_idle(luapool *p) {
+  lp_slot *s = lp_freelist_pop_mpmc(&p->idle);
+  return s != NULL ? s : lp_mag_steal(p, true);
+}
+
+/* Back on the global list (a waiter is woken by the caller, once per batch). */
+static void put_back(luapool *p, lp_slot *s) {
+  lp_freelist_push_mpmc(&p->idle, s);
+}
+
+/* Idle states now: live minus those held by callers (a snapshot while threads work). */
+static unsigned idle_count(luapool *p) {
+  unsigned live = lp_state_live(p), in_use = lp_mag_in_use(p);
+  return live > in_use ? live - in_use : 0;
+}
+
+/* ---- the steps of a pass ------------------------------------------------------------------- */
+
+/* Closes every state on the close list, each for the reason it was queued with. */
+static unsigned close_pending(luapool *p) {
   unsigned closed = 0;
-  lp_slot *s = lp_freelist_pop_all_spmc(&p->closing);
+  lp_slot *s = lp_closelist_pop_all_mpsc(&p->wd.closing);
   while (s != NULL) {
-    lp_slot *next = s->entry.next != NULL ? LP_SLOT_OF_ENTRY(s->entry.next) : NULL;
-    lp_state_close(p, s, reason != 0 ? reason : s->close_reason);
+    lp_slot *next = lp_closelist_next(s);
+    lp_state_close(p, s, s->close_reason);
     closed++;
     s = next;
   }
   return closed;
 }
 
-/* Idle states now: live minus those held by callers (a snapshot while threads work). */
-static unsigned idle_count(luapool *p) {
-  uint64_t created = atomic_load_explicit(&p->created, memory_order_relaxed);
-  uint64_t closed = atomic_load_explicit(&p->closed_count, memory_order_relaxed);
-  unsigned live = (unsigned)(created - closed);
-  unsigned in_use = lp_stats_in_use(p);
-  return live > in_use ? live - in_use : 0;
-}
-
-/* Remember each thread's acquire count: a thread whose count is unchanged next time is quiet. */
-static void mark_quiet_threads(luapool *p) {
-  pthread_mutex_lock(&p->local_mutex);
-  for (lp_local *l = p->locals; l != NULL; l = l->next)
-    l->last_acquires = lp_counter_read(&l->counters.c[LP_C_ACQUIRES]);
-  pthread_mutex_unlock(&p->local_mutex);
+static unsigned reclaim_quiet(luapool *p) {
+  unsigned moved = lp_mag_reclaim_quiet(p);
+  atomic_fetch_add_explicit(&p->wd.reclaimed, moved, memory_order_relaxed);
+  if (moved != 0)
+    lp_wait_wake_after_push(&p->wait);
+  return moved;
 }
 
 /*
@@ -92,37 +128,19 @@ static unsigned expire_idle(luapool *p, uint64_t now, unsigned *idle) {
   chain all = take_all_global(p);
   lp_slot *s;
   while ((s = chain_pop(&all)) != NULL) { /* the oldest first: they go first */
-    int reason = 0;
-    if (s->expires_ms <= now)
-      reason = LUAPOOL_CLOSE_LIFETIME;
-    else if (p->cfg.idle_timeout_ms != 0 && now - s->last_used_ms >= p->cfg.idle_timeout_ms &&
-             *idle > p->cfg.min_idle)
-      reason = LUAPOOL_CLOSE_IDLE_TIMEOUT;
+    int reason = lp_upkeep_on_idle(&s->upkeep, &p->cfg, now, *idle > p->cfg.min_idle);
     if (reason != 0) {
       lp_state_close(p, s, reason);
       closed++;
       (*idle)--;
     } else {
-      lp_freelist_push_mpmc(&p->idle, s); /* back at once, in the old order */
+      put_back(p, s); /* back at once, in the old order */
       kept++;
     }
   }
   if (kept != 0)
-    lp_wake_after_push(p);
+    lp_wait_wake_after_push(&p->wait);
   return closed;
-}
-
-/* One idle state from the global list, else a quiet thread's magazine, else any magazine. */
-static lp_slot *take_idle(luapool *p) {
-  lp_slot *s = lp_freelist_pop_mpmc(&p->idle);
-  if (s == NULL) {
-    pthread_mutex_lock(&p->local_mutex);
-    s = lp_mag_steal_locked(p, true);
-    if (s == NULL)
-      s = lp_mag_steal_locked(p, false);
-    pthread_mutex_unlock(&p->local_mutex);
-  }
-  return s;
 }
 
 static unsigned trim(luapool *p, unsigned *idle) {
@@ -138,99 +156,108 @@ static unsigned trim(luapool *p, unsigned *idle) {
   return closed;
 }
 
-/* What one background collection found. */
+/* What the background collection found. */
 typedef struct collected {
   unsigned closed;   /* states closed: bloated or recycled */
   unsigned recycled; /* of those, the recycled: each gets a fresh state in its place */
   size_t freed;      /* bytes of Lua heap the collections freed */
 } collected;
 
+/* The states of the global list used since their last collection, at most gc_per_pass of them;
+   the others go back at once, in the old order. */
+static chain take_dirty(luapool *p) {
+  unsigned clean = 0;
+  chain all = take_all_global(p), dirty = {NULL, 0};
+  lp_slot *s;
+  while ((s = chain_pop(&all)) != NULL) {
+    if (lp_upkeep_needs_gc(&s->upkeep) && dirty.n < p->cfg.gc_per_pass) {
+      chain_push(&dirty, s);
+    } else {
+      put_back(p, s);
+      clean++;
+    }
+  }
+  if (clean != 0)
+    lp_wait_wake_after_push(&p->wait);
+  return dirty;
+}
+
 /*
-** Background collection: a full collection for up to gc_per_pass states of the global list that
-** were used since their last one.  After it, a state whose heap stays above bloat_kb is closed;
-** one whose heap once grew recycle_kb above what it keeps now is closed too, to be replaced:
-** its live objects lie spread over the pages its peak used, and keep them resident (malloc
-** gives memory back by the whole page).  The list is held only while it is scanned: the clean
-** states go back at once, and each collected state as soon as its collection ends.
+** A full collection of one idle state the pass holds; the reason to close it after, or 0.  A heap
+** that stays above bloat_kb closes it; so does one that once grew recycle_kb above what it keeps
+** now, to be replaced: its live objects lie spread over the pages its peak used, and keep them
+** resident (malloc gives memory back by the whole page).  The pass reads the allocator's figures
+** only while it holds the state: the list's push (release) and pop (acquire) order them.
+*/
+static int collect_one(luapool *p, lp_slot *s, collected *c) {
+  lua_State *L = atomic_load_explicit(&s->L, memory_order_relaxed);
+  const lp_alloc *a = &s->x->alloc;
+  size_t before = lp_alloc_bytes(a);
+  lua_gc(L, LUA_GCCOLLECT);
+  atomic_fetch_add_explicit(&p->wd.collections, 1, memory_order_relaxed);
+  lp_upkeep_collected(&s->upkeep);
+  size_t after = lp_alloc_bytes(a);
+  c->freed += before > after ? before - after : 0;
+  if (p->cfg.bloat_kb != 0 && lp_alloc_above_kb(a, p->cfg.bloat_kb))
+    return LUAPOOL_CLOSE_BLOAT;
+  if (p->cfg.recycle_kb != 0 && lp_alloc_peak_excess(a) > (size_t)p->cfg.recycle_kb * 1024)
+    return LUAPOOL_CLOSE_RECYCLED;
+  return 0;
+}
+
+/*
+** Background collection: up to gc_per_pass idle states of the global list that were used since
+** their last collection.  The list is held only while it is scanned: each collected state goes
+** back as soon as its collection ends.
 */
 static collected collect(luapool *p, unsigned *idle) {
   collected c = {0, 0, 0};
   if (p->cfg.gc_per_pass == 0)
     return c;
-  size_t recycle = (size_t)p->cfg.recycle_kb * 1024;
-  unsigned clean = 0;
-  chain all = take_all_global(p), dirty = {NULL, 0};
+  chain dirty = take_dirty(p);
   lp_slot *s;
-  while ((s = chain_pop(&all)) != NULL) {
-    if (s->uses != s->gc_uses && dirty.n < p->cfg.gc_per_pass) {
-      chain_push(&dirty, s);
-    } else {
-      lp_freelist_push_mpmc(&p->idle, s); /* back at once, in the old order */
-      clean++;
-    }
-  }
-  if (clean != 0)
-    lp_wake_after_push(p);
   while ((s = chain_pop(&dirty)) != NULL) {
-    lua_State *L = atomic_load_explicit(&s->L, memory_order_relaxed);
-    lp_sx *x = s->x;
-    size_t before = x->bytes;
-    lua_gc(L, LUA_GCCOLLECT);
-    atomic_fetch_add_explicit(&p->collections, 1, memory_order_relaxed);
-    s->gc_uses = s->uses;
-    c.freed += before > x->bytes ? before - x->bytes : 0;
-    int reason = 0;
-    if (p->cfg.bloat_kb != 0 && (unsigned)lua_gc(L, LUA_GCCOUNT) > p->cfg.bloat_kb)
-      reason = LUAPOOL_CLOSE_BLOAT;
-    else if (recycle != 0 && x->peak - x->bytes > recycle)
-      reason = LUAPOOL_CLOSE_RECYCLED;
+    int reason = collect_one(p, s, &c);
     if (reason != 0) {
       lp_state_close(p, s, reason);
       c.closed++;
       c.recycled += reason == LUAPOOL_CLOSE_RECYCLED;
       (*idle)--;
     } else {
-      lp_freelist_push_mpmc(&p->idle, s);
-      lp_wake_after_push(p);
+      put_back(p, s);
+      lp_wait_wake_after_push(&p->wait);
     }
   }
   return c;
 }
 
-/* Creates idle states until there are target (min_idle, plus the recycled ones' places). */
-static void prewarm(luapool *p, unsigned idle, unsigned target) {
-  while (idle < target && !atomic_load_explicit(&p->closed, memory_order_acquire)) {
+int lp_watchdog_prewarm(luapool *p, unsigned idle, unsigned target) {
+  int rc = LUAPOOL_OK;
+  for (; idle < target && !lp_pool_closed(p) && lp_state_reserve(p); idle++) {
     lp_slot *s;
-    if (!lp_live_reserve(p))
-      break;
-    if (lp_state_new(p, &s) != LUAPOOL_OK) {
-      lp_live_unreserve(p);
+    rc = lp_state_new(p, &s);
+    if (rc != LUAPOOL_OK) {
+      lp_state_unreserve(p);
       break;
     }
-    atomic_store_explicit(&s->state, LP_SLOT_IDLE, memory_order_relaxed);
-    lp_freelist_push_mpmc(&p->idle, s);
-    idle++;
-    lp_wake_after_push(p);
+    lp_slot_move(s, LP_SLOT_EMPTY, LP_SLOT_IDLE);
+    put_back(p, s);
+    lp_wait_wake_after_push(&p->wait);
   }
-}
-
-static uint64_t elapsed_ns(const struct timespec *t0) {
-  struct timespec t1;
-  clock_gettime(CLOCK_MONOTONIC, &t1);
-  return (uint64_t)(t1.tv_sec - t0->tv_sec) * 1000000000u + (uint64_t)t1.tv_nsec -
-         (uint64_t)t0->tv_nsec;
+  return rc;
 }
 
 static void record_pass(luapool *p, uint64_t ns) {
-  atomic_fetch_add_explicit(&p->passes, 1, memory_order_relaxed);
-  atomic_fetch_add_explicit(&p->pass_ns_total, ns, memory_order_relaxed);
-  atomic_store_explicit(&p->pass_ns_last, ns, memory_order_relaxed);
-  if (ns > atomic_load_explicit(&p->pass_ns_max, memory_order_relaxed))
-    atomic_store_explicit(&p->pass_ns_max, ns, memory_order_relaxed); /* passes are serialized */
+  lp_watchdog *wd = &p->wd;
+  atomic_fetch_add_explicit(&wd->passes, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&wd->pass_ns_total, ns, memory_order_relaxed);
+  atomic_store_explicit(&wd->pass_ns_last, ns, memory_order_relaxed);
+  if (ns > atomic_load_explicit(&wd->pass_ns_max, memory_order_relaxed))
+    atomic_store_explicit(&wd->pass_ns_max, ns, memory_order_relaxed); /* passes are serialized */
 }
 
 /*
-** One pass, under maintain_mutex:
+** One pass, under the pass mutex:
 **  1. advance the coarse clock that releases stamp states with;
 **  2. close what waits to be closed (discarded, tainted, expired on release);
 **  3. move quiet threads' magazines to the global list;
@@ -242,95 +269,124 @@ static void record_pass(luapool *p, uint64_t ns) {
 **  9. give freed memory back to the system if states were closed or the collections freed
 **     at least LP_TRIM_BYTES.
 */
-static void maintain_locked(luapool *p) {
-  struct timespec t0;
-  clock_gettime(CLOCK_MONOTONIC, &t0);
-  uint64_t now = lp_clock_ms(p);
-  atomic_store_explicit(&p->now_ms, now, memory_order_relaxed);
+static void pass_locked(luapool *p) {
+  uint64_t t0 = lp_time_ns();
+  uint64_t now = lp_time_upkeep_ms(&p->cfg);
+  lp_upkeep_tick(&p->clock, now);
 
-  unsigned closed = close_pending(p, 0);
-  unsigned reclaimed = lp_mag_reclaim_quiet(p);
-  atomic_fetch_add_explicit(&p->reclaimed, reclaimed, memory_order_relaxed);
-  if (reclaimed != 0)
-    lp_wake_after_push(p);
+  unsigned closed = close_pending(p);
+  reclaim_quiet(p);
   unsigned idle = idle_count(p);
   closed += expire_idle(p, now, &idle);
   closed += trim(p, &idle);
   collected c = collect(p, &idle);
   closed += c.closed;
-  mark_quiet_threads(p);
+  lp_mag_mark_quiet(p);
   unsigned target = idle + c.recycled; /* at most max_idle: trim ran before */
-  prewarm(p, idle, target > p->cfg.min_idle ? target : p->cfg.min_idle);
+  (void)lp_watchdog_prewarm(p, idle, target > p->cfg.min_idle ? target : p->cfg.min_idle);
 #ifdef __GLIBC__
   if (closed != 0 || c.freed >= LP_TRIM_BYTES)
     malloc_trim(0); /* glibc keeps freed heap otherwise: a burst's memory would stay */
 #endif
-  record_pass(p, elapsed_ns(&t0));
+  record_pass(p, lp_time_ns() - t0);
 }
 
-void lp_maintain_pass(luapool *p) {
-  pthread_mutex_lock(&p->maintain_mutex);
-  maintain_locked(p);
-  pthread_mutex_unlock(&p->maintain_mutex);
+void lp_watchdog_pass(luapool *p) {
+  pthread_mutex_lock(&p->wd.pass_mutex);
+  pass_locked(p);
+  pthread_mutex_unlock(&p->wd.pass_mutex);
 }
 
-/* Shutdown and destroy: close every state nobody holds.  Under maintain_mutex. */
-void lp_close_all_idle(luapool *p, int reason) {
-  close_pending(p, reason);
+void lp_watchdog_close_all(luapool *p) {
+  pthread_mutex_lock(&p->wd.pass_mutex);
+  close_pending(p);
   lp_slot *s;
   while ((s = take_idle(p)) != NULL)
-    lp_state_close(p, s, reason);
+    lp_state_close(p, s, LUAPOOL_CLOSE_SHUTDOWN);
 #ifdef __GLIBC__
   malloc_trim(0);
 #endif
+  pthread_mutex_unlock(&p->wd.pass_mutex);
 }
 
+/* ---- the close list and the thread ---------------------------------------------------------- */
+
+/* Asks the thread for a pass now.  Any thread. */
+static void kick(luapool *p) {
+  pthread_mutex_lock(&p->wd.mutex);
+  p->wd.kick = true;
+  pthread_cond_signal(&p->wd.cond);
+  pthread_mutex_unlock(&p->wd.mutex);
+}
+
+/*
+** A state on the close list after the pool closed is still closed: luapool_shutdown's drain
+** waits for its discard or release to be counted, which comes after the push, then empties the
+** list; past the drain's timeout, luapool_destroy closes whatever is left in any slot.
+*/
+void lp_watchdog_close_later(luapool *p, lp_slot *s, int reason) {
+  lp_assert(lp_slot_state(s) == LP_SLOT_CLOSING);
+  if (p->cfg.watchdog_interval_ms != 0 && !lp_pool_closed(p)) {
+    s->close_reason = reason;
+    lp_closelist_push_mpsc(&p->wd.closing, s);
+    kick(p);
+  } else {
+    lp_state_close(p, s, reason);
+  }
+}
+
+/*
+** The thread sleeps under wd.mutex until the interval passes or a kick; it ends once the pool is
+** closed.  luapool_shutdown sets closed (seq_cst) before lp_watchdog_stop takes wd.mutex to
+** signal, so the thread either sees closed before it sleeps or is asleep and gets the signal.
+*/
 static void *watchdog_main(void *arg) {
   luapool *p = arg;
-  pthread_mutex_lock(&p->wd_mutex);
-  while (!p->wd_stop) {
-    if (!p->wd_kick) {
+  lp_watchdog *wd = &p->wd;
+  pthread_mutex_lock(&wd->mutex);
+  while (!lp_pool_closed(p)) {
+    if (!wd->kick) {
       struct timespec deadline;
-      lp_deadline(&deadline, (long)p->cfg.watchdog_interval_ms);
-      lp_timed_wait(&p->wd_cond, &p->wd_mutex, &deadline);
+      lp_time_deadline(&deadline, (long)p->cfg.watchdog_interval_ms);
+      lp_cond_wait(&wd->cond, &wd->mutex, &deadline);
     }
-    if (p->wd_stop)
+    if (lp_pool_closed(p))
       break;
-    p->wd_kick = false;
-    pthread_mutex_unlock(&p->wd_mutex);
-    lp_maintain_pass(p);
-    pthread_mutex_lock(&p->wd_mutex);
+    wd->kick = false;
+    pthread_mutex_unlock(&wd->mutex);
+    lp_watchdog_pass(p);
+    pthread_mutex_lock(&wd->mutex);
   }
-  pthread_mutex_unlock(&p->wd_mutex);
+  pthread_mutex_unlock(&wd->mutex);
   return NULL;
 }
 
 int lp_watchdog_start(luapool *p) {
   if (p->cfg.watchdog_interval_ms == 0)
     return LUAPOOL_OK;
-  p->wd_stop = false;
-  p->wd_kick = false;
-  if (pthread_create(&p->wd_thread, NULL, watchdog_main, p) != 0)
+  if (pthread_create(&p->wd.thread, NULL, watchdog_main, p) != 0)
     return LUAPOOL_ENOMEM;
-  p->wd_running = true;
+  p->wd.joinable = true;
   return LUAPOOL_OK;
 }
 
-/* Stops and joins the thread; the caller that sets wd_stop first joins, later ones return. */
 void lp_watchdog_stop(luapool *p) {
-  pthread_mutex_lock(&p->wd_mutex);
-  bool join = p->wd_running && !p->wd_stop;
-  p->wd_stop = true;
-  pthread_cond_signal(&p->wd_cond);
-  pthread_mutex_unlock(&p->wd_mutex);
+  lp_assert(lp_pool_closed(p));
+  pthread_mutex_lock(&p->wd.mutex);
+  bool join = p->wd.joinable;
+  p->wd.joinable = false;
+  pthread_cond_signal(&p->wd.cond);
+  pthread_mutex_unlock(&p->wd.mutex);
   if (join)
-    pthread_join(p->wd_thread, NULL);
+    pthread_join(p->wd.thread, NULL);
 }
 
-/* Asks for a pass now (a discard left a state to close).  Any thread. */
-void lp_watchdog_kick(luapool *p) {
-  pthread_mutex_lock(&p->wd_mutex);
-  p->wd_kick = true;
-  pthread_cond_signal(&p->wd_cond);
-  pthread_mutex_unlock(&p->wd_mutex);
+void lp_watchdog_stats(luapool *p, luapool_stats *out) {
+  lp_watchdog *wd = &p->wd;
+  out->collections = atomic_load_explicit(&wd->collections, memory_order_relaxed);
+  out->reclaimed = atomic_load_explicit(&wd->reclaimed, memory_order_relaxed);
+  out->passes = atomic_load_explicit(&wd->passes, memory_order_relaxed);
+  out->pass_ns_total = atomic_load_explicit(&wd->pass_ns_total, memory_order_relaxed);
+  out->pass_ns_max = atomic_load_explicit(&wd->pass_ns_max, memory_order_relaxed);
+  out->pass_ns_last = atomic_load_explicit(&wd->pass_ns_last, memory_order_relaxed);
 }

@@ -5,11 +5,12 @@
 */
 #include "internal.h"
 #include "util.h"
+#include "wait.h"
 
 unsigned util_waiters(luapool *p) {
-  return atomic_load_explicit(&p->waiters, memory_order_seq_cst);
+  return atomic_load_explicit(&p->wait.waiters, memory_order_seq_cst);
 }
 
 bool util_pool_closed(luapool *p) {
-  return atomic_load_explicit(&p->closed, memory_order_acquire) != 0;
+  return lp_pool_closed(p);
 }

@@ -1,6 +1,7 @@
 /* The public API on one thread: config, create, acquire/release, misuse, reset, shutdown. */
 #include <lauxlib.h>
 #include <lualib.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -364,6 +365,46 @@ START_TEST(release_refuses_a_state_from_elsewhere) {
 }
 END_TEST
 
+/*
+** luapool_load and luapool_set_budget take no pool: they must tell a pooled state (or one of its
+** coroutines) from any other lua_State, whatever its extra space holds, and refuse the others
+** with an error instead of following the pointer.
+*/
+START_TEST(load_and_set_budget_refuse_a_state_that_is_not_pooled) {
+  luapool_config cfg;
+  util_config(&cfg);
+  luapool *p = util_pool(&cfg);
+  lua_State *mine = util_acquire(p);
+  ck_assert_int_eq(luapool_load(mine, "=c", "return 6 * 7", 12), LUA_OK); /* cached in mine */
+  lua_pop(mine, 1);
+  void *forged[] = {NULL, (void *)(uintptr_t)0xdeadbeef, *(void **)lua_getextraspace(mine)};
+  for (size_t i = 0; i < sizeof forged / sizeof forged[0]; i++) {
+    lua_State *bare = luaL_newstate();
+    *(void **)lua_getextraspace(bare) = forged[i]; /* the last one names mine's slot */
+    ck_assert_int_eq(luapool_set_budget(bare, 1000, 10), LUAPOOL_EINVAL);
+    ck_assert(lua_gethook(bare) == NULL);
+    ck_assert_int_eq(luapool_load(bare, "=c", "return 6 * 7", 12), LUA_ERRERR);
+    ck_assert_str_eq(lua_tostring(bare, -1), "luapool_load: not a state of a luapool pool");
+    lua_close(bare);
+  }
+  ck_assert_int_eq(luapool_set_budget(NULL, 1, 1), LUAPOOL_EINVAL);
+  ck_assert_int_eq(luapool_load(NULL, "=c", "return 1", 8), LUA_ERRERR);
+
+  /* A coroutine of a pooled state is that state: both work there, on mine's cache. */
+  lua_State *co = lua_newthread(mine);
+  ck_assert_int_eq(luapool_set_budget(co, 1000000, 0), LUAPOOL_OK);
+  ck_assert_int_eq(luapool_load(co, "=c", "return 6 * 7", 12), LUA_OK);
+  ck_assert_int_eq(lua_pcall(co, 0, 1, 0), LUA_OK);
+  ck_assert_int_eq(lua_tointeger(co, -1), 42);
+  lua_pop(mine, 1);
+  luapool_release(p, mine);
+  luapool_stats st = util_stats(p);
+  ck_assert_uint_eq(st.cache_misses, 1);
+  ck_assert_uint_eq(st.cache_hits, 1);
+  luapool_destroy(p);
+}
+END_TEST
+
 START_TEST(double_release_and_discard_after_release_are_refused) {
   luapool_config cfg;
   util_config(&cfg);
@@ -573,6 +614,7 @@ int main(void) {
 
   tc = tcase_create("misuse");
   tcase_add_test(tc, release_refuses_a_state_from_elsewhere);
+  tcase_add_test(tc, load_and_set_budget_refuse_a_state_that_is_not_pooled);
   tcase_add_test(tc, double_release_and_discard_after_release_are_refused);
   tcase_add_test(tc, discard_closes_the_state);
   tcase_add_test(tc, discard_with_a_watchdog_closes_on_the_watchdog);

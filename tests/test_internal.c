@@ -1,7 +1,12 @@
-/* Internals the public API cannot show: the free list's alignment and its Treiber stack. */
+/*
+** Internals the public API cannot show: the free list's alignment and its Treiber stacks, the
+** slot check, and the moves a slot may make (checked by assertions in --enable-debug builds).
+*/
 #include <lauxlib.h>
+#include <signal.h>
 #include <stdint.h>
 
+#include "freelist.h"
 #include "internal.h"
 #include "util.h"
 
@@ -11,7 +16,7 @@ START_TEST(the_free_list_is_aligned_for_the_double_width_cas) {
   for (int i = 0; i < 8; i++) {
     luapool *p = util_pool(&cfg);
     ck_assert_uint_eq((uintptr_t)&p->idle.stack % 16, 0);
-    ck_assert_uint_eq((uintptr_t)&p->closing.stack % 16, 0);
+    ck_assert_uint_eq((uintptr_t)&p->wd.closing.stack % 16, 0);
     luapool_destroy(p);
   }
 }
@@ -19,17 +24,30 @@ END_TEST
 
 START_TEST(the_free_list_is_last_in_first_out_and_pop_all_takes_every_entry) {
   static lp_freelist f; /* static storage honours _Alignas */
-  lp_slot s[3];
+  static lp_closelist c;
+  static lp_slot s[3];
   lp_freelist_init(&f);
+  lp_closelist_init(&c);
   ck_assert_ptr_null(lp_freelist_pop_mpmc(&f));
-  for (int i = 0; i < 3; i++)
+  for (int i = 0; i < 3; i++) {
+    atomic_init(&s[i].state, LP_SLOT_IDLE);
     lp_freelist_push_mpmc(&f, &s[i]);
+  }
   ck_assert_ptr_eq(lp_freelist_pop_mpmc(&f), &s[2]);
-  lp_slot *all = lp_freelist_pop_all_spmc(&f);
-  ck_assert_ptr_eq(all, &s[1]);
-  ck_assert_ptr_eq(LP_SLOT_OF_ENTRY(all->entry.next), &s[0]);
-  ck_assert_ptr_null(s[0].entry.next);
+  ck_assert_ptr_eq(lp_freelist_pop_mpmc(&f), &s[1]);
+  ck_assert_ptr_eq(lp_freelist_pop_mpmc(&f), &s[0]);
   ck_assert_ptr_null(lp_freelist_pop_mpmc(&f));
+  /* the close list: pop_all takes every entry, most recent first */
+  for (int i = 0; i < 3; i++) {
+    atomic_store(&s[i].state, LP_SLOT_CLOSING);
+    lp_closelist_push_mpsc(&c, &s[i]);
+  }
+  lp_slot *all = lp_closelist_pop_all_mpsc(&c);
+  ck_assert_ptr_eq(all, &s[2]);
+  ck_assert_ptr_eq(lp_closelist_next(all), &s[1]);
+  ck_assert_ptr_eq(LP_SLOT_OF_ENTRY(s[1].entry.next), &s[0]);
+  ck_assert_ptr_null(lp_closelist_next(&s[0]));
+  ck_assert_ptr_null(lp_closelist_pop_all_mpsc(&c));
 }
 END_TEST
 
@@ -39,22 +57,55 @@ START_TEST(slot_check_never_trusts_the_extra_space) {
   luapool *p = util_pool(&cfg);
   lua_State *L;
   ck_assert_int_eq(luapool_acquire(p, 0, &L), LUAPOOL_OK);
-  lp_slot *s = lp_slot_check(p, L);
+  lp_slot *s = lp_slot_check(&p->arena, L);
   ck_assert_ptr_nonnull(s);
   /* A foreign state whose extra space points into the arena, misaligned, or anywhere. */
   lua_State *bare = luaL_newstate();
   void **extra = lua_getextraspace(bare);
   *extra = s;
-  ck_assert_ptr_null(lp_slot_check(p, bare)); /* the slot does not name it back */
+  ck_assert_ptr_null(lp_slot_check(&p->arena, bare)); /* the slot does not name it back */
   *extra = (char *)s + 1;
-  ck_assert_ptr_null(lp_slot_check(p, bare));
+  ck_assert_ptr_null(lp_slot_check(&p->arena, bare));
   *extra = (void *)(uintptr_t)0xdeadbeef;
-  ck_assert_ptr_null(lp_slot_check(p, bare));
+  ck_assert_ptr_null(lp_slot_check(&p->arena, bare));
   lua_close(bare);
   luapool_release(p, L);
   luapool_destroy(p);
 }
 END_TEST
+
+START_TEST(a_slot_makes_only_the_documented_moves) {
+  enum { E = LP_SLOT_EMPTY, I = LP_SLOT_IDLE, O = LP_SLOT_OUT, C = LP_SLOT_CLOSING };
+  /* from (row) -> to (column): EMPTY IDLE OUT CLOSING */
+  static const bool ok[4][4] = {
+      [E] = {false, true, true, false}, /* made for the free list, or for an acquire */
+      [I] = {true, false, true, true},  /* closed; acquired; retired by its releaser */
+      [O] = {true, true, false, true},  /* closed by destroy; released; discarded */
+      [C] = {true, false, false, false} /* closed */
+  };
+  for (int from = 0; from < 4; from++)
+    for (int to = 0; to < 4; to++)
+      ck_assert_msg(lp_slot_move_ok(from, to) == ok[from][to], "move %d -> %d", from, to);
+  ck_assert(!lp_slot_move_ok(LP_SLOT_IDLE, 17));
+}
+END_TEST
+
+#ifdef LP_DEBUG
+/* A move from a state the slot is not in is a bug in luapool: the debug build aborts. */
+START_TEST(a_wrong_slot_move_aborts_in_a_debug_build) {
+  static lp_slot s;
+  atomic_init(&s.state, LP_SLOT_IDLE);
+  lp_slot_move(&s, LP_SLOT_OUT, LP_SLOT_IDLE); /* not OUT: a second release's path */
+}
+END_TEST
+
+START_TEST(a_forbidden_slot_move_aborts_in_a_debug_build) {
+  static lp_slot s;
+  atomic_init(&s.state, LP_SLOT_CLOSING);
+  lp_slot_move(&s, LP_SLOT_CLOSING, LP_SLOT_IDLE); /* a closing state back into use */
+}
+END_TEST
+#endif
 
 int main(void) {
   Suite *s = suite_create("internal");
@@ -62,6 +113,11 @@ int main(void) {
   tcase_add_test(tc, the_free_list_is_aligned_for_the_double_width_cas);
   tcase_add_test(tc, the_free_list_is_last_in_first_out_and_pop_all_takes_every_entry);
   tcase_add_test(tc, slot_check_never_trusts_the_extra_space);
+  tcase_add_test(tc, a_slot_makes_only_the_documented_moves);
+#ifdef LP_DEBUG
+  tcase_add_test_raise_signal(tc, a_wrong_slot_move_aborts_in_a_debug_build, SIGABRT);
+  tcase_add_test_raise_signal(tc, a_forbidden_slot_move_aborts_in_a_debug_build, SIGABRT);
+#endif
   suite_add_tcase(s, tc);
   return util_run_suite(s);
 }

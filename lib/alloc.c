@@ -1,0 +1,68 @@
+/*
+** alloc.c: every pooled state's allocator (alloc.h).
+*/
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "alloc.h"
+
+void lp_alloc_init(lp_alloc *a, size_t mem_limit) {
+  a->bytes = 0;
+  a->peak = 0;
+  a->limit = mem_limit != 0 ? mem_limit : SIZE_MAX;
+  a->hit = false;
+}
+
+/*
+** A refused allocation makes Lua collect and retry, then raise a memory error in the script.
+** Lua counts every block as the size it asked for, and names that size back on the next call, so
+** the count follows Lua's even when a shrink that realloc refused leaves the block larger.
+*/
+static void *alloc_f(void *ud, void *ptr, size_t osize, size_t nsize) {
+  lp_alloc *a = ud;
+  if (ptr == NULL)
+    osize = 0; /* osize is then the object's type */
+  if (nsize == 0) {
+    free(ptr);
+    a->bytes -= osize;
+    return NULL;
+  }
+  if (nsize > osize && nsize - osize > a->limit - a->bytes) {
+    a->hit = true;
+    return NULL;
+  }
+  void *q = realloc(ptr, nsize);
+  if (q == NULL) {
+    if (nsize > osize)
+      return NULL;
+    q = ptr; /* Lua expects shrinking to succeed */
+  }
+  a->bytes = a->bytes - osize + nsize;
+  if (a->bytes > a->peak)
+    a->peak = a->bytes;
+  return q;
+}
+
+lua_State *lp_alloc_newstate(lp_alloc *a) {
+  return lua_newstate(alloc_f, a);
+}
+
+lp_alloc *lp_alloc_of(lua_State *L) {
+  void *ud;
+  return L != NULL && lua_getallocf(L, &ud) == alloc_f ? ud : NULL;
+}
+
+void lp_alloc_settle(lp_alloc *a) {
+  a->peak = a->bytes;
+  a->hit = false;
+}
+
+size_t lp_alloc_lift_limit(lp_alloc *a) {
+  size_t limit = a->limit;
+  a->limit = SIZE_MAX;
+  return limit;
+}
+
+void lp_alloc_restore_limit(lp_alloc *a, size_t limit) {
+  a->limit = limit;
+}

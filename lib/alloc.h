@@ -1,0 +1,59 @@
+/*
+** alloc.h: every pooled state's allocator.  malloc, with the state's Lua heap counted against
+** mem_limit and its high-water mark kept for recycle_kb.  The one measure of a state's heap:
+** the reset and the watchdog judge bloat by it.
+**
+** The fields are written by the allocator, on whichever thread runs the state; everyone else
+** reads them only while holding the state.
+*/
+#ifndef LUAPOOL_ALLOC_H
+#define LUAPOOL_ALLOC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <lua.h>
+
+typedef struct lp_alloc {
+  size_t bytes; /* the Lua heap */
+  size_t peak;  /* its high-water mark since lp_alloc_settle (recycle_kb) */
+  size_t limit; /* mem_limit; SIZE_MAX for none, and while lifted */
+  bool hit;     /* an allocation was refused since lp_alloc_take_hit */
+} lp_alloc;
+
+void lp_alloc_init(lp_alloc *a, size_t mem_limit); /* mem_limit 0: none */
+/* A new Lua state that allocates through a (lua_newstate); NULL when out of memory. */
+lua_State *lp_alloc_newstate(lp_alloc *a);
+/* The allocator of L if L (or the state L is a thread of) was made by lp_alloc_newstate, else
+   NULL: the one sure test that a lua_State is luapool's, whatever its extra space holds. */
+lp_alloc *lp_alloc_of(lua_State *L);
+/* Creation is over: what it used and let go is not a request's peak. */
+void lp_alloc_settle(lp_alloc *a);
+/* Lifts the limit (the reset's restore must not fail for it); returns what to pass back to
+   lp_alloc_restore_limit. */
+size_t lp_alloc_lift_limit(lp_alloc *a);
+void lp_alloc_restore_limit(lp_alloc *a, size_t limit);
+
+/* Was an allocation refused since the last call?  Clears the flag (every release asks). */
+static inline bool lp_alloc_take_hit(lp_alloc *a) {
+  if (!a->hit)
+    return false;
+  a->hit = false;
+  return true;
+}
+
+static inline size_t lp_alloc_bytes(const lp_alloc *a) {
+  return a->bytes;
+}
+
+/* The heap above kb KiB (bloat_kb)? */
+static inline bool lp_alloc_above_kb(const lp_alloc *a, unsigned kb) {
+  return a->bytes / 1024 > kb;
+}
+
+/* How far the heap once grew above what it holds now (recycle_kb). */
+static inline size_t lp_alloc_peak_excess(const lp_alloc *a) {
+  return a->peak - a->bytes;
+}
+
+#endif /* LUAPOOL_ALLOC_H */

@@ -1,0 +1,31 @@
+/*
+** entropy.h: math.random's seeds, from the kernel.  A per-thread buffer of getrandom(2) bytes
+** (one getrandom per reset would cost ~450 ns), refilled after fork; and each state's seed
+** record, which tells whether anybody drew from math.random since the last seed.
+*/
+#ifndef LUAPOOL_ENTROPY_H
+#define LUAPOOL_ENTROPY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <lua.h>
+
+#define LP_SEED_BYTES 32 /* lmathlib's xoshiro256** state */
+
+typedef struct lp_seed {
+  unsigned char *ranstate;           /* math.random's state (a userdata upvalue), or NULL */
+  unsigned char last[LP_SEED_BYTES]; /* what the last seed wrote there: unchanged means unused */
+} lp_seed;
+
+/* n <= 1024 bytes from the kernel (through the calling thread's buffer); false if it gives none. */
+bool lp_entropy_bytes(void *out, size_t n);
+
+/* Protected, once the libraries are open: finds math.random's state and seeds it from the
+   kernel (Lua seeds from the time and addresses: a guess away); raises an error if it cannot. */
+int lp_entropy_seed_open(lua_State *L, lp_seed *s);
+
+/* A new seed, unless nobody drew since the last one; false if the kernel gave no bytes. */
+bool lp_entropy_reseed(lp_seed *s);
+
+#endif /* LUAPOOL_ENTROPY_H */

@@ -1,0 +1,38 @@
+/*
+** lptable.h: each state's luapool table, an array in the registry (under a light userdata key)
+** whose slots hold what luapool keeps on the Lua side.  Each slot has one owner:
+*/
+#ifndef LUAPOOL_LPTABLE_H
+#define LUAPOOL_LPTABLE_H
+
+#include <lua.h>
+
+enum {
+  LP_T_SNAP = 1, /* snapshot.c: table, copy, metatable-or-false triples of the checked tables */
+  LP_T_FSNAP,    /* snapshot.c: function, upvalues pairs of the checked functions */
+  LP_T_FROZEN,   /* sandbox.c fills, snapshot.c reads: what no script can write (walked, not
+                    checked) */
+  LP_T_CACHE,    /* chunk.c: the chunk cache's functions */
+  LP_T_TYPEMT,   /* snapshot.c: the types' metatables (or false), by sample index */
+  LP_T_PROXIES,  /* sandbox.c: the set of the read-only proxies */
+  LP_T_MODULES,  /* sandbox.c: the modules this request required */
+  LP_T_CHECK,    /* snapshot.c: the reset's check thread */
+  LP_T_COUNT = LP_T_CHECK
+};
+
+/* Protected: makes L's luapool table, with an empty table in every slot. */
+void lp_lptable_create(lua_State *L);
+/* Pushes L's luapool table. */
+void lp_lptable_push(lua_State *L);
+/* Pushes slot i of L's luapool table; returns its type. */
+int lp_lptable_get(lua_State *L, int i);
+/* Protected: pops a value into slot i of L's luapool table. */
+void lp_lptable_set(lua_State *L, int i);
+
+/* One value of each type that has a per-type metatable: nil, boolean, light userdata, number,
+   string, function, thread. */
+#define LP_TYPE_SAMPLES 7
+/* Pushes the LP_TYPE_SAMPLES samples, allocating nothing. */
+void lp_lptable_push_type_samples(lua_State *L);
+
+#endif /* LUAPOOL_LPTABLE_H */

@@ -1,0 +1,67 @@
+/*
+** magazine.h: per-thread magazines and counters (lp_local), found through thread-local storage.
+** The types and the out-of-line half; the fast path is in magazine_inline.h.
+*/
+#ifndef LUAPOOL_MAGAZINE_H
+#define LUAPOOL_MAGAZINE_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "counters.h"
+#include "slot.h"
+
+#define LP_MAGAZINE_MAX 64 /* largest magazine_size accepted */
+#define LP_TLS_POOLS 8     /* pools a thread keeps magazines for at once */
+
+/*
+** One thread's cache for one pool: its magazine and its counters.  Only the owner thread fills
+** magazine entries and writes the counters; any thread holding the pool's magazine mutex may
+** empty an entry with an atomic exchange (stealing, trimming), and read the counters.
+*/
+typedef struct lp_local {
+  lp_counters counters;
+  struct lp_local *next, *prev; /* the pool's list, under its magazine mutex */
+  uint64_t last_acquires;       /* the maintenance pass's view, to spot quiet threads */
+  unsigned size;                /* magazine entries */
+  unsigned top;                 /* owner only: entries at index >= top are empty */
+  _Atomic(lp_slot *) mag[];     /* size entries */
+} lp_local;
+
+/* A pool's part: every thread's lp_local, and the counters of threads that have none. */
+typedef struct lp_mags {
+  pthread_mutex_t mutex; /* the list; stealing */
+  lp_local *locals;
+  lp_counters retired; /* counters of exited threads and of threads with no lp_local */
+} lp_mags;
+
+/* The calling thread's table of (pool, serial, lp_local). */
+typedef struct lp_tls_entry {
+  luapool *pool;
+  uint64_t serial;
+  lp_local *local;
+} lp_tls_entry;
+
+typedef struct lp_tls {
+  lp_tls_entry e[LP_TLS_POOLS]; /* e[0] is the pool used last */
+} lp_tls;
+
+/* luapool_create and luapool_destroy: the pool's part, its serial, the live pools' list. */
+int lp_mag_init(luapool *p);
+void lp_mag_register_pool(luapool *p);
+void lp_mag_forget_pool(luapool *p); /* frees every lp_local; their states are closed */
+
+lp_local *lp_mag_local_get_slow(luapool *p);
+/* One idle state out of any thread's magazine (quiet threads' first, if prefer_quiet), or NULL. */
+lp_slot *lp_mag_steal(luapool *p, bool prefer_quiet);
+/* Moves the states of quiet threads' magazines to the global list; returns how many. */
+unsigned lp_mag_reclaim_quiet(luapool *p);
+/* Notes each thread's acquire count: a thread whose count is unchanged next time is quiet. */
+void lp_mag_mark_quiet(luapool *p);
+/* Every thread's counters summed, with those of exited threads. */
+void lp_mag_sum(luapool *p, uint64_t sums[LP_C_COUNT]);
+/* States held by callers: acquired and neither released nor discarded (a snapshot). */
+unsigned lp_mag_in_use(luapool *p);
+unsigned lp_mag_in_use_of(const uint64_t sums[LP_C_COUNT]);
+
+#endif /* LUAPOOL_MAGAZINE_H */

@@ -1,0 +1,112 @@
+/*
+** slot.h: the slot arena.  A slot is the pool's record of one Lua state.  Slots live in chunks
+** that only luapool_destroy frees, so a ck_stack pop may read entry.next of a slot another thread
+** already took (freelist.c), and a slot whose state was closed carries the next state.
+*/
+#ifndef LUAPOOL_SLOT_H
+#define LUAPOOL_SLOT_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+
+#include <ck_stack.h>
+#include <lua.h>
+
+#include "base.h"
+#include "upkeep.h"
+
+/* Slot states (lp_slot.state), and the moves between them (lp_slot_move). */
+enum {
+  LP_SLOT_EMPTY = 0, /* no Lua state; on the spare list or being filled */
+  LP_SLOT_IDLE,      /* in a magazine or on the global free list, or being reset by its releaser */
+  LP_SLOT_OUT,       /* held by a caller */
+  LP_SLOT_CLOSING    /* on the close list, waiting for the watchdog */
+};
+
+struct lp_sx; /* sx.h: the state's per-module parts */
+
+/*
+** The state's extra space (lua_getextraspace) points back to its slot.  One cache line per slot:
+** release writes state, and neighbours belong to other threads.
+*/
+typedef struct lp_slot {
+  _Alignas(LP_CACHELINE) ck_stack_entry_t entry; /* first member: the lists' link */
+  _Atomic(lua_State *) L; /* atomic: read by luapool_release's check on any thread */
+  _Atomic int state;      /* LP_SLOT_* */
+  int close_reason;       /* LUAPOOL_CLOSE_*, while on the close list (watchdog.c) */
+  lp_upkeep upkeep;       /* upkeep.h; the holder's */
+  struct lp_slot *spare;  /* the spare list's link (under the arena's mutex); a maintenance
+                             pass's private chain while it holds the slot */
+  struct lp_sx *x;        /* the state's parts, while it has a state (state.c) */
+} lp_slot;
+
+typedef struct lp_slot_chunk {
+  struct lp_slot_chunk *next;
+  size_t n;
+  lp_slot slots[];
+} lp_slot_chunk;
+
+typedef struct lp_arena {
+  pthread_mutex_t mutex;           /* growth and the spare list */
+  _Atomic(lp_slot_chunk *) chunks; /* read without the lock by lp_slot_check */
+  size_t nslots;
+  lp_slot *spare;
+} lp_arena;
+
+int lp_slot_arena_init(lp_arena *a);
+void lp_slot_arena_fini(lp_arena *a);
+lp_slot *lp_slot_alloc(lp_arena *a);
+void lp_slot_free(lp_arena *a, lp_slot *s);
+lp_slot *lp_slot_check(lp_arena *a, lua_State *L);
+/* Calls fn for every slot that has a state.  Only when nothing else touches the pool (destroy). */
+void lp_slot_each_state(lp_arena *a, void (*fn)(lp_slot *s, void *ud), void *ud);
+
+#define LP_SLOT_OF_ENTRY(e) ((lp_slot *)(void *)(e))
+
+/* The slot of a state luapool made (any of its threads); no check: the caller knows. */
+static inline lp_slot *lp_slot_of(lua_State *L) {
+  return *(lp_slot **)lua_getextraspace(L);
+}
+
+static inline int lp_slot_state(const lp_slot *s) {
+  return atomic_load_explicit(&s->state, memory_order_relaxed);
+}
+
+/* The moves a slot may make: every one luapool makes is checked in debug builds. */
+static inline bool lp_slot_move_ok(int from, int to) {
+  switch (to) {
+  case LP_SLOT_EMPTY: /* closed (slot_free) */
+    return from != LP_SLOT_EMPTY;
+  case LP_SLOT_IDLE: /* made for the free list; released */
+    return from == LP_SLOT_EMPTY || from == LP_SLOT_OUT;
+  case LP_SLOT_OUT: /* made for an acquire; acquired */
+    return from == LP_SLOT_EMPTY || from == LP_SLOT_IDLE;
+  case LP_SLOT_CLOSING: /* discarded; released and retired */
+    return from == LP_SLOT_OUT || from == LP_SLOT_IDLE;
+  default:
+    return false;
+  }
+}
+
+/*
+** Moves a slot its caller owns from one state to the next (relaxed: the hand-off that gave the
+** caller the slot orders it).
+*/
+static inline void lp_slot_move(lp_slot *s, int from, int to) {
+  lp_assert(lp_slot_state(s) == from);
+  lp_assert(lp_slot_move_ok(from, to));
+  (void)from;
+  atomic_store_explicit(&s->state, to, memory_order_relaxed);
+}
+
+/*
+** Moves a slot that other threads may be moving too (a caller's double release): only one mover
+** succeeds.  acq_rel: the winner sees what the previous holder wrote to the state.
+*/
+static inline bool lp_slot_try_move(lp_slot *s, int from, int to) {
+  lp_assert(lp_slot_move_ok(from, to));
+  return atomic_compare_exchange_strong_explicit(&s->state, &from, to, memory_order_acq_rel,
+                                                 memory_order_relaxed);
+}
+
+#endif /* LUAPOOL_SLOT_H */

@@ -1,0 +1,513 @@
+/*
+** snapshot.c: recording a state, finding what changed, restoring it (snapshot.h).
+**
+** What the FROZEN set holds (the sandbox's read-only tables, C functions) is walked through but
+** not recorded.  A reset traverses each recorded table and compares fingerprints in order: no
+** hashing, no allocation, nothing that can raise an error.  Only when something differs does it
+** restore, in protected mode: remove the keys the copy lacks, put back the copy's entries and
+** metatable, then fingerprint again (the order may have changed).  Functions: the same with
+** upvalues.  The argument for each channel is in doc/design.md, "What reset guarantees".
+*/
+#include <lauxlib.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base.h"
+#include "snapshot.h"
+
+_Static_assert(sizeof(lua_Number) == sizeof(uint64_t), "lua_Number is a double");
+
+/* ---- fingerprints ----------------------------------------------------------------------- */
+
+static void fp_make(lua_State *L, int i, lp_fp *f) {
+  f->type = lua_type(L, i);
+  switch (f->type) {
+  case LUA_TNIL:
+    f->bits = 0;
+    break;
+  case LUA_TBOOLEAN:
+    f->bits = (uint64_t)lua_toboolean(L, i);
+    break;
+  case LUA_TNUMBER:
+    if (lua_isinteger(L, i)) {
+      f->type = LP_TINTEGER; /* 1 and 1.0 are equal to Lua, not to math.type */
+      f->bits = (uint64_t)lua_tointeger(L, i);
+    } else {
+      lua_Number n = lua_tonumber(L, i); /* bits: tells -0.0 from 0.0, and NaN from itself */
+      memcpy(&f->bits, &n, sizeof n);
+    }
+    break;
+  default: /* the object's address; equal short strings are one object */
+    f->bits = (uint64_t)(uintptr_t)lua_topointer(L, i);
+    break;
+  }
+}
+
+static bool fp_same(lua_State *L, int i, const lp_fp *f) {
+  lp_fp g;
+  fp_make(L, i, &g);
+  return g.type == f->type && g.bits == f->bits;
+}
+
+/*
+** Pushes the metatable of the value at i, or false for none (the snapshot's tables cannot hold
+** nil), and fingerprints it into f (as nil for none, which is what the checks compare with).
+*/
+static void push_metatable_fp(lua_State *L, int i, lp_fp *f) {
+  if (lua_getmetatable(L, i)) {
+    fp_make(L, -1, f);
+  } else {
+    f->type = LUA_TNIL;
+    f->bits = 0;
+    lua_pushboolean(L, 0);
+  }
+}
+
+/* Pops a recorded metatable (false: none) and makes it the metatable of the value at i. */
+static void set_recorded_metatable(lua_State *L, int i) {
+  if (!lua_toboolean(L, -1)) {
+    lua_pop(L, 1);
+    lua_pushnil(L);
+  }
+  lua_setmetatable(L, i);
+}
+
+/* Fingerprints table t's entries in traversal order into r (which may hold an older list). */
+static void fingerprint_table(lua_State *L, int t, lp_rec *r) {
+  int n = 0;
+  lua_pushnil(L);
+  while (lua_next(L, t) != 0) {
+    lua_pop(L, 1);
+    n++;
+  }
+  lp_fp *fp = realloc(r->fp, (size_t)(n > 0 ? 2 * n : 1) * sizeof *fp);
+  if (fp == NULL) {
+    luaL_error(L, "not enough memory");
+    return; /* not reached: luaL_error does not return */
+  }
+  r->fp = fp;
+  r->n = n;
+  int k = 0;
+  lua_pushnil(L);
+  while (lua_next(L, t) != 0) {
+    fp_make(L, -2, &fp[k++]);
+    fp_make(L, -1, &fp[k++]);
+    lua_pop(L, 1);
+  }
+}
+
+/* ---- recording -------------------------------------------------------------------------- */
+
+/* The walk's working tables (stack indices) and the records' capacities. */
+typedef struct walk {
+  lp_snapshot *s;
+  int seen, todo, frozen, snap, fsnap;
+  lua_Integer ntodo;
+  int tcap, fcap;
+} walk;
+
+static void *grow(lua_State *L, void *p, int *cap, int need, size_t size) {
+  if (need <= *cap)
+    return p;
+  int n = *cap < 16 ? 16 : *cap * 2;
+  void *q = realloc(p, (size_t)n * size);
+  if (q == NULL)
+    luaL_error(L, "not enough memory");
+  *cap = n;
+  return q;
+}
+
+/* Queues the value at i if the walk has not seen it. */
+static void visit(lua_State *L, walk *w, int i) {
+  int t = lua_type(L, i);
+  if (t != LUA_TTABLE && t != LUA_TFUNCTION && t != LUA_TUSERDATA)
+    return;
+  i = lua_absindex(L, i);
+  lua_pushvalue(L, i);
+  bool seen = lua_rawget(L, w->seen) != LUA_TNIL;
+  lua_pop(L, 1);
+  if (seen)
+    return;
+  lua_pushvalue(L, i);
+  lua_pushboolean(L, 1);
+  lua_rawset(L, w->seen);
+  lua_pushvalue(L, i);
+  lua_rawseti(L, w->todo, ++w->ntodo);
+}
+
+static bool frozen(lua_State *L, walk *w, int i) {
+  lua_pushvalue(L, i);
+  bool f = lua_rawget(L, w->frozen) != LUA_TNIL;
+  lua_pop(L, 1);
+  return f;
+}
+
+/* A new table record; its snap triple (object, copy, metatable) is at 3 * index. */
+static lp_rec *new_table_rec(lua_State *L, walk *w, lua_Integer *at) {
+  lp_snapshot *s = w->s;
+  s->tab = grow(L, s->tab, &w->tcap, s->ntab + 1, sizeof *s->tab);
+  lp_rec *r = &s->tab[s->ntab];
+  r->fp = NULL;
+  r->n = 0;
+  *at = 3 * (lua_Integer)s->ntab++;
+  return r;
+}
+
+static void record_table(lua_State *L, walk *w, int t) {
+  lua_Integer at;
+  lp_rec *r = new_table_rec(L, w, &at);
+  fingerprint_table(L, t, r);
+  lua_pushvalue(L, t);
+  lua_rawseti(L, w->snap, at + 1);
+  lua_createtable(L, 0, r->n);
+  lua_pushnil(L);
+  while (lua_next(L, t) != 0) {
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, -4);
+  }
+  lua_rawseti(L, w->snap, at + 2);
+  push_metatable_fp(L, t, &r->mt);
+  lua_rawseti(L, w->snap, at + 3);
+}
+
+/* A full userdata: only its metatable is recorded (n = -1); its contents are the host's. */
+static void record_userdata(lua_State *L, walk *w, int u) {
+  lua_Integer at;
+  lp_rec *r = new_table_rec(L, w, &at);
+  r->n = -1;
+  push_metatable_fp(L, u, &r->mt);
+  lua_rawseti(L, w->snap, at + 3);
+  lua_pushvalue(L, u);
+  lua_rawseti(L, w->snap, at + 1);
+  lua_pushboolean(L, 0);
+  lua_rawseti(L, w->snap, at + 2);
+}
+
+static void record_function(lua_State *L, walk *w, int f, int nup) {
+  lp_snapshot *s = w->s;
+  s->fn = grow(L, s->fn, &w->fcap, s->nfn + 1, sizeof *s->fn);
+  lp_rec *r = &s->fn[s->nfn];
+  r->n = nup;
+  r->mt.type = LUA_TNIL;
+  r->mt.bits = 0;
+  r->fp = malloc((size_t)nup * sizeof *r->fp);
+  if (r->fp == NULL) {
+    luaL_error(L, "not enough memory");
+    return; /* not reached */
+  }
+  lua_Integer at = 2 * (lua_Integer)s->nfn++;
+  lua_pushvalue(L, f);
+  lua_rawseti(L, w->fsnap, at + 1);
+  lua_createtable(L, nup, 0);
+  for (int u = 1; u <= nup; u++) {
+    lua_getupvalue(L, f, u);
+    fp_make(L, -1, &r->fp[u - 1]);
+    lua_rawseti(L, -2, u);
+  }
+  lua_rawseti(L, w->fsnap, at + 2);
+}
+
+/* Records the object at o unless frozen, and queues what it reaches. */
+static void walk_one(lua_State *L, walk *w, int o) {
+  switch (lua_type(L, o)) {
+  case LUA_TTABLE:
+    if (!frozen(L, w, o))
+      record_table(L, w, o);
+    lua_pushnil(L);
+    while (lua_next(L, o) != 0) {
+      visit(L, w, -2);
+      visit(L, w, -1);
+      lua_pop(L, 1);
+    }
+    if (lua_getmetatable(L, o)) {
+      visit(L, w, -1);
+      lua_pop(L, 1);
+    }
+    break;
+  case LUA_TFUNCTION: {
+    int nup = 0;
+    while (lua_getupvalue(L, o, nup + 1) != NULL) {
+      visit(L, w, -1);
+      lua_pop(L, 1);
+      nup++;
+    }
+    if (nup > 0 && !frozen(L, w, o))
+      record_function(L, w, o, nup);
+    break;
+  }
+  case LUA_TUSERDATA:
+    if (!frozen(L, w, o))
+      record_userdata(L, w, o);
+    if (lua_getmetatable(L, o)) {
+      visit(L, w, -1);
+      lua_pop(L, 1);
+    }
+    for (int n = 1; lua_getiuservalue(L, o, n) != LUA_TNONE; n++) {
+      visit(L, w, -1);
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    break;
+  }
+}
+
+/* Pushes the walk's working tables and marks luapool's bookkeeping as seen (never recorded). */
+static void walk_begin(lua_State *L, walk *w, int lp) {
+  lua_newtable(L);
+  w->seen = lua_gettop(L);
+  lua_newtable(L);
+  w->todo = lua_gettop(L);
+  lua_rawgeti(L, lp, LP_T_FROZEN);
+  w->frozen = lua_gettop(L);
+  lua_rawgeti(L, lp, LP_T_SNAP);
+  w->snap = lua_gettop(L);
+  lua_rawgeti(L, lp, LP_T_FSNAP);
+  w->fsnap = lua_gettop(L);
+  /* the bookkeeping itself, and the cache (it changes by design); the request's modules table
+     is recorded (empty under the sandbox), so the reset empties it */
+  static const int skip[] = {LP_T_SNAP,   LP_T_FSNAP,   LP_T_FROZEN, LP_T_CACHE,
+                             LP_T_TYPEMT, LP_T_PROXIES, LP_T_CHECK};
+  for (size_t i = 0; i < sizeof skip / sizeof skip[0]; i++) {
+    lua_rawgeti(L, lp, skip[i]);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, w->seen);
+  }
+}
+
+/* The roots: the registry, and the types' metatables (recorded in typemt and LP_T_TYPEMT). */
+static void walk_roots(lua_State *L, walk *w, int lp) {
+  lua_pushvalue(L, LUA_REGISTRYINDEX);
+  visit(L, w, -1);
+  lua_pop(L, 1);
+  lua_rawgeti(L, lp, LP_T_TYPEMT);
+  int typemt = lua_gettop(L);
+  lp_lptable_push_type_samples(L);
+  for (int i = 0; i < LP_TYPE_SAMPLES; i++) {
+    push_metatable_fp(L, typemt + 1 + i, &w->s->typemt[i]);
+    visit(L, w, -1);
+    lua_rawseti(L, typemt, i + 1);
+  }
+  lua_settop(L, typemt - 1);
+}
+
+/* Puts on the check thread, for good, what the reset reads: no push per reset. */
+static void fill_check_thread(lua_State *L, lp_snapshot *s) {
+  lua_State *K = s->check;
+  if (!lua_checkstack(K, LP_TYPE_SAMPLES + s->ntab + s->nfn + 8))
+    luaL_error(L, "not enough memory");
+  lp_lptable_push_type_samples(K);
+  lp_lptable_push(L);
+  lua_rawgeti(L, -1, LP_T_SNAP); /* LP, SNAP */
+  for (int i = 0; i < s->ntab; i++)
+    lua_rawgeti(L, -1 - i, 3 * (lua_Integer)i + 1);
+  lua_xmove(L, K, s->ntab);
+  lua_rawgeti(L, -2, LP_T_FSNAP); /* LP, SNAP, FSNAP */
+  for (int i = 0; i < s->nfn; i++)
+    lua_rawgeti(L, -1 - i, 2 * (lua_Integer)i + 1);
+  lua_xmove(L, K, s->nfn);
+  lua_pop(L, 3);
+  lp_assert(lua_gettop(K) == LP_TYPE_SAMPLES + s->ntab + s->nfn);
+}
+
+int lp_snapshot_record(lua_State *L, lp_snapshot *s) {
+  walk w = {s, 0, 0, 0, 0, 0, 0, 0, 0};
+  int base = lua_gettop(L);
+  lp_lptable_push(L);
+  int lp = lua_gettop(L);
+  s->check = lua_newthread(L); /* before the walk: under LIBS_ALL the luapool table is recorded */
+  lua_rawseti(L, lp, LP_T_CHECK);
+  walk_begin(L, &w, lp);
+  walk_roots(L, &w, lp);
+  while (w.ntodo > 0) {
+    lua_rawgeti(L, w.todo, w.ntodo);
+    lua_pushnil(L);
+    lua_rawseti(L, w.todo, w.ntodo--);
+    walk_one(L, &w, lua_gettop(L));
+    lua_pop(L, 1);
+  }
+  lua_settop(L, base);
+  s->dirty = malloc((size_t)(s->ntab + s->nfn + 1) * sizeof *s->dirty);
+  if (s->dirty == NULL)
+    luaL_error(L, "not enough memory");
+  fill_check_thread(L, s);
+  return 0;
+}
+
+void lp_snapshot_free(lp_snapshot *s) {
+  for (int i = 0; i < s->ntab; i++)
+    free(s->tab[i].fp);
+  for (int i = 0; i < s->nfn; i++)
+    free(s->fn[i].fp);
+  free(s->tab);
+  free(s->fn);
+  free(s->dirty);
+  memset(s, 0, sizeof *s);
+}
+
+/* ---- checking ------------------------------------------------------------------------------ */
+
+/* Stack indices on the check thread. */
+#define LP_K_TABLE(i) (LP_TYPE_SAMPLES + 1 + (i))
+#define LP_K_FUNC(s, i) (LP_TYPE_SAMPLES + 1 + (s)->ntab + (i))
+
+/* Does table t still have exactly the recorded entries, in the recorded order? */
+static bool table_clean(lua_State *L, int t, const lp_rec *r) {
+  int k = 0, end = 2 * r->n;
+  lua_pushnil(L);
+  while (lua_next(L, t) != 0) {
+    if (k == end || !fp_same(L, -2, &r->fp[k]) || !fp_same(L, -1, &r->fp[k + 1])) {
+      lua_pop(L, 2);
+      return false;
+    }
+    k += 2;
+    lua_pop(L, 1);
+  }
+  return k == end;
+}
+
+/* A recorded table (or userdata) with the same entries and metatable as recorded?  Leaves
+   K's stack at base. */
+static bool tab_clean(lua_State *K, int base, int t, const lp_rec *r) {
+  bool clean = r->n < 0 || table_clean(K, t, r);
+  if (!lua_getmetatable(K, t))
+    clean = clean && r->mt.type == LUA_TNIL;
+  else if (!fp_same(K, -1, &r->mt))
+    clean = false;
+  lua_settop(K, base);
+  return clean;
+}
+
+/* A recorded function with the same upvalues as recorded?  Leaves K's stack at base. */
+static bool fn_clean(lua_State *K, int base, int f, const lp_rec *r) {
+  for (int u = 1; u <= r->n; u++) {
+    lua_getupvalue(K, f, u);
+    bool same = fp_same(K, -1, &r->fp[u - 1]);
+    lua_settop(K, base);
+    if (!same)
+      return false;
+  }
+  return true;
+}
+
+int lp_snapshot_find_dirty(lp_snapshot *s) {
+  lua_State *K = s->check;
+  int base = LP_TYPE_SAMPLES + s->ntab + s->nfn; /* what the check thread holds for good */
+  lp_assert(lua_gettop(K) == base);
+  s->ndirty = 0;
+  for (int i = 0; i < s->ntab; i++)
+    if (!tab_clean(K, base, LP_K_TABLE(i), &s->tab[i]))
+      s->dirty[s->ndirty++] = i;
+  for (int i = 0; i < s->nfn; i++)
+    if (!fn_clean(K, base, LP_K_FUNC(s, i), &s->fn[i]))
+      s->dirty[s->ndirty++] = -1 - i;
+  return s->ndirty;
+}
+
+/* ---- restoring ----------------------------------------------------------------------------- */
+
+typedef struct restore_args {
+  lp_snapshot *s;
+  int removed;
+} restore_args;
+
+/* Puts back function i's upvalues (which also restores every closure sharing them). */
+static void restore_function(lua_State *L, const lp_rec *r, int fsnap, int i) {
+  lua_rawgeti(L, fsnap, 2 * (lua_Integer)i + 1);
+  lua_rawgeti(L, fsnap, 2 * (lua_Integer)i + 2);
+  for (int u = 1; u <= r->n; u++) {
+    lua_rawgeti(L, -1, u);
+    if (lua_setupvalue(L, -3, u) == NULL)
+      lua_pop(L, 1);
+  }
+  lua_pop(L, 2);
+}
+
+/* Puts back table i's entries and metatable (a userdata's metatable); returns keys removed. */
+static int restore_table(lua_State *L, lp_rec *r, int snap, int i) {
+  int removed = 0, base = lua_gettop(L);
+  lua_Integer at = 3 * (lua_Integer)i;
+  lua_rawgeti(L, snap, at + 1);
+  int t = lua_gettop(L);
+  if (r->n >= 0) {
+    lua_rawgeti(L, snap, at + 2);
+    int copy = t + 1;
+    lua_pushnil(L);
+    while (lua_next(L, t) != 0) { /* clearing existing fields during next() is allowed */
+      lua_pop(L, 1);
+      lua_pushvalue(L, -1);
+      if (lua_rawget(L, copy) == LUA_TNIL) {
+        lua_pushvalue(L, -2);
+        lua_pushnil(L);
+        lua_rawset(L, t);
+        removed++;
+      }
+      lua_pop(L, 1);
+    }
+    lua_pushnil(L);
+    while (lua_next(L, copy) != 0) {
+      lua_pushvalue(L, -2);
+      lua_insert(L, -2);
+      lua_rawset(L, t);
+    }
+  }
+  lua_rawgeti(L, snap, at + 3);
+  set_recorded_metatable(L, t);
+  if (r->n >= 0)
+    fingerprint_table(L, t, r);
+  lua_settop(L, base);
+  return removed;
+}
+
+/* Protected: puts back the dirty tables and functions (a rawset may allocate). */
+static int restore(lua_State *L) {
+  restore_args *a = lua_touserdata(L, 1);
+  lp_snapshot *s = a->s;
+  lp_lptable_get(L, LP_T_SNAP);
+  int snap = lua_gettop(L);
+  lp_lptable_get(L, LP_T_FSNAP);
+  int fsnap = lua_gettop(L);
+  for (int d = 0; d < s->ndirty; d++) {
+    int i = s->dirty[d];
+    if (i < 0)
+      restore_function(L, &s->fn[-1 - i], fsnap, -1 - i);
+    else
+      a->removed += restore_table(L, &s->tab[i], snap, i);
+  }
+  return 0;
+}
+
+int lp_snapshot_restore(lua_State *L, lp_snapshot *s, int *removed) {
+  restore_args a = {s, 0};
+  lua_pushcfunction(L, restore);
+  lua_pushlightuserdata(L, &a);
+  int status = lua_pcall(L, 1, 0, 0);
+  lua_settop(L, 0);
+  *removed = a.removed;
+  return status;
+}
+
+bool lp_snapshot_restore_type_metatables(lp_snapshot *s) {
+  lua_State *K = s->check;
+  bool changed = false;
+  int base = LP_TYPE_SAMPLES + s->ntab + s->nfn;
+  lp_assert(lua_gettop(K) == base);
+  for (int i = 0; i < LP_TYPE_SAMPLES; i++) {
+    int v = 1 + i;
+    bool same;
+    if (!lua_getmetatable(K, v)) {
+      same = s->typemt[i].type == LUA_TNIL; /* the usual case, without a push */
+    } else {
+      same = fp_same(K, -1, &s->typemt[i]);
+      lua_settop(K, base);
+    }
+    if (same)
+      continue;
+    changed = true;
+    lp_lptable_get(K, LP_T_TYPEMT);
+    lua_rawgeti(K, -1, i + 1);
+    set_recorded_metatable(K, v); /* lua_setmetatable raises nothing */
+    lua_settop(K, base);
+  }
+  return changed;
+}

@@ -1,0 +1,56 @@
+/*
+** snapshot.h: what a state looked like when it was made, and whether a request changed it.
+**
+** lp_snapshot_record walks everything reachable from the registry and the types' metatables
+** once, after on_create (and the sandbox's freeze), and records each table, function and full
+** userdata a script could change: a copy of its entries (anchored in the state, for restoring)
+** and, C side, the fingerprints of its entries in traversal order.  The reset compares those
+** fingerprints (lp_snapshot_find_dirty: no allocation, no error) and restores only what differs.
+*/
+#ifndef LUAPOOL_SNAPSHOT_H
+#define LUAPOOL_SNAPSHOT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <lua.h>
+
+#include "lptable.h"
+
+/* A value's fingerprint: its type and its identity (collectable) or bits (the others). */
+typedef struct lp_fp {
+  uint64_t bits;
+  int type; /* lua_type, or LP_TINTEGER */
+} lp_fp;
+
+#define LP_TINTEGER (LUA_NUMTYPES + 1)
+
+/* A table, userdata (n = -1: only its metatable) or function (its upvalues) the reset checks. */
+typedef struct lp_rec {
+  int n;     /* entries (key, value) or upvalues */
+  lp_fp *fp; /* 2n for a table (key, value, ...), n for a function */
+  lp_fp mt;  /* a table's or userdata's metatable (nil for none) */
+} lp_rec;
+
+typedef struct lp_snapshot {
+  int ntab, nfn;
+  lp_rec *tab, *fn;
+  int ndirty;
+  int *dirty;       /* ntab + nfn: what find_dirty found (>= 0 a table, < 0 function -1-i) */
+  lua_State *check; /* a thread whose stack holds, for good, the type samples (1..7), then the
+                       recorded tables, then the recorded functions: what the reset checks */
+  lp_fp typemt[LP_TYPE_SAMPLES];
+} lp_snapshot;
+
+/* Protected, after on_create and the freeze: records what the reset checks. */
+int lp_snapshot_record(lua_State *L, lp_snapshot *s);
+/* How many recorded tables and functions changed.  Raises no error, allocates nothing. */
+int lp_snapshot_find_dirty(lp_snapshot *s);
+/* Puts back what lp_snapshot_find_dirty found, in a protected call on L: LUA_OK or its error
+   status (memory).  *removed: the keys it had to remove. */
+int lp_snapshot_restore(lua_State *L, lp_snapshot *s, int *removed);
+/* Puts back the types' metatables that changed; returns whether any had.  Raises nothing. */
+bool lp_snapshot_restore_type_metatables(lp_snapshot *s);
+void lp_snapshot_free(lp_snapshot *s);
+
+#endif /* LUAPOOL_SNAPSHOT_H */

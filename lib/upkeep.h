@@ -1,0 +1,102 @@
+/*
+** upkeep.h: the rules that retire a state (max_uses, max_lifetime_ms, idle_timeout_ms) and the
+** coarse clock they are judged by.  Header only: the release path applies them inline.
+**
+** A state's lp_upkeep is written by whoever holds the state (the caller between acquire and
+** release, the maintenance pass while it holds an idle state); the hand-offs between holders
+** order those writes (doc/design.md, "Memory ordering").
+*/
+#ifndef LUAPOOL_UPKEEP_H
+#define LUAPOOL_UPKEEP_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "luapool.h"
+
+typedef struct lp_upkeep {
+  unsigned uses;         /* acquires served */
+  unsigned gc_uses;      /* uses at the last background collection */
+  uint64_t last_used_ms; /* the coarse clock at the last release (or at creation) */
+  uint64_t expires_ms;   /* max_lifetime_ms, jittered; UINT64_MAX when none */
+} lp_upkeep;
+
+/*
+** The coarse clock: set by each maintenance pass (lp_upkeep_tick), read by every release with a
+** relaxed load of a line written once per interval, so the release path never reads a clock.
+*/
+typedef struct lp_upkeep_clock {
+  _Atomic uint64_t now_ms;
+} lp_upkeep_clock;
+
+static inline void lp_upkeep_clock_init(lp_upkeep_clock *c, uint64_t now) {
+  atomic_init(&c->now_ms, now);
+}
+
+static inline void lp_upkeep_tick(lp_upkeep_clock *c, uint64_t now) {
+  atomic_store_explicit(&c->now_ms, now, memory_order_relaxed);
+}
+
+static inline uint64_t lp_upkeep_now(lp_upkeep_clock *c) {
+  return atomic_load_explicit(&c->now_ms, memory_order_relaxed);
+}
+
+/* splitmix64: a well-mixed value from a counter, for the lifetime jitter. */
+static inline uint64_t lp_upkeep_mix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15u;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9u;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebu;
+  return x ^ (x >> 31);
+}
+
+/*
+** A new state's upkeep, the nth the pool made.  Its lifetime loses up to 10% at random (a hash of
+** the pool's serial and n: no shared random state), so that states made together (a prewarm, a
+** burst) do not all expire in the same pass.
+*/
+static inline void lp_upkeep_init(lp_upkeep *u, const luapool_config *cfg, uint64_t now,
+                                  uint64_t serial, uint64_t nth) {
+  u->uses = 0;
+  u->gc_uses = 0;
+  u->last_used_ms = now;
+  u->expires_ms = UINT64_MAX;
+  uint64_t life = cfg->max_lifetime_ms;
+  if (life != 0)
+    u->expires_ms = now + life - lp_upkeep_mix64(serial * 0x100000001b3u + nth) % (life / 10 + 1);
+}
+
+static inline void lp_upkeep_acquired(lp_upkeep *u) {
+  u->uses++;
+}
+
+/* max_uses and max_lifetime_ms, as a state comes back: the reason to close it, or 0. */
+static inline int lp_upkeep_on_release(lp_upkeep *u, const luapool_config *cfg, uint64_t now) {
+  u->last_used_ms = now;
+  if (cfg->max_uses != 0 && u->uses >= cfg->max_uses)
+    return LUAPOOL_CLOSE_MAX_USES;
+  if (u->expires_ms <= now)
+    return LUAPOOL_CLOSE_LIFETIME;
+  return 0;
+}
+
+/* Lifetime and idle timeout, for an idle state (above_min: idle states exceed min_idle). */
+static inline int lp_upkeep_on_idle(const lp_upkeep *u, const luapool_config *cfg, uint64_t now,
+                                    bool above_min) {
+  if (u->expires_ms <= now)
+    return LUAPOOL_CLOSE_LIFETIME;
+  if (cfg->idle_timeout_ms != 0 && now - u->last_used_ms >= cfg->idle_timeout_ms && above_min)
+    return LUAPOOL_CLOSE_IDLE_TIMEOUT;
+  return 0;
+}
+
+/* Used since its last background collection? */
+static inline bool lp_upkeep_needs_gc(const lp_upkeep *u) {
+  return u->uses != u->gc_uses;
+}
+
+static inline void lp_upkeep_collected(lp_upkeep *u) {
+  u->gc_uses = u->uses;
+}
+
+#endif /* LUAPOOL_UPKEEP_H */

@@ -1,0 +1,27 @@
+/*
+** warn.h: luapool's warn function (Lua's warn): lauxlib's semantics, with the on/off switch and
+** the pending message kept per state, so that the reset can turn warnings off again.
+*/
+#ifndef LUAPOOL_WARN_H
+#define LUAPOOL_WARN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <lua.h>
+
+#include "luapool.h"
+
+typedef struct lp_warn {
+  const luapool_config *cfg; /* its log function, if any */
+  bool on, cont;
+  size_t len;
+  char buf[256];
+} lp_warn;
+
+/* Makes w the warn function of L (any time after lua_newstate). */
+void lp_warn_open(lua_State *L, lp_warn *w, const luapool_config *cfg);
+/* Off, as in a new state, with nothing pending. */
+void lp_warn_reset(lp_warn *w);
+
+#endif /* LUAPOOL_WARN_H */

@@ -1,0 +1,45 @@
+/*
+** watchdog.h: the maintenance pass, the thread that runs it every watchdog_interval_ms, and the
+** close list it empties.
+*/
+#ifndef LUAPOOL_WATCHDOG_H
+#define LUAPOOL_WATCHDOG_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "freelist.h"
+
+/* A pool's part. */
+typedef struct lp_watchdog {
+  lp_closelist closing;       /* states waiting for a pass to close them */
+  pthread_mutex_t pass_mutex; /* one pass at a time */
+  pthread_mutex_t mutex;      /* with cond: the thread's sleep, kick and joined */
+  pthread_cond_t cond;
+  bool kick;     /* a pass is wanted now */
+  bool joinable; /* the thread runs and nobody has joined it */
+  pthread_t thread;
+  /* figures for the stats, written by passes (serialized) */
+  _Atomic uint64_t passes, pass_ns_total, pass_ns_max, pass_ns_last, collections, reclaimed;
+} lp_watchdog;
+
+int lp_watchdog_init(luapool *p);
+void lp_watchdog_fini(luapool *p);
+int lp_watchdog_start(luapool *p);
+/* Stops and joins the thread (the first caller joins); it ends once the pool is closed. */
+void lp_watchdog_stop(luapool *p);
+
+/* One pass now, on the calling thread. */
+void lp_watchdog_pass(luapool *p);
+/* Creates idle states until target are idle (within max_states): LUAPOOL_OK, or the error of the
+   creation that failed (it stops there).  luapool_create's min_idle and each pass. */
+int lp_watchdog_prewarm(luapool *p, unsigned idle, unsigned target);
+/* A state nobody will use again (CLOSING): closed by the watchdog thread (woken now), or here
+   when the pool has none or is shut down. */
+void lp_watchdog_close_later(luapool *p, lp_slot *s, int reason);
+/* Shutdown: closes every state nobody holds. */
+void lp_watchdog_close_all(luapool *p);
+/* The pass figures of luapool_stats. */
+void lp_watchdog_stats(luapool *p, luapool_stats *out);
+
+#endif /* LUAPOOL_WATCHDOG_H */
