@@ -6,13 +6,15 @@
 ** from the public API down (doc/design.md has the module map; tests/callgraph.sh checks that the
 ** calls between files have no cycle):
 **
-**   pool.c config.c            luapool_* (the public API)              lp_config_
+**   pool.c                     luapool_* (the public API)             (statics only)
+**   internal.h                 struct luapool                         lp_pool_
 **   stats.c                    merging the counters on read           lp_stats_
 **   watchdog.c                 the pass, its thread, the close list   lp_watchdog_
 **   state.c                    creating and closing states            lp_state_
 **   magazine.c magazine_inline.h  per-thread magazines and counters   lp_mag_
 **   reset.c                    the reset sequence                     lp_reset
-**   the parts of a state (sx.h): snapshot.c sandbox.c chunk.c budget.c warn.c entropy.c
+**   sx.h                       a state's parts                        lp_sx_
+**   the parts of a state: snapshot.c sandbox.c chunk.c budget.c warn.c entropy.c
 **     alloc.c lptable.c         lp_snapshot_ lp_sandbox_ lp_chunk_ lp_budget_ lp_warn_
 **                               lp_entropy_ lp_alloc_ lp_lptable_
 **   freelist.c                 the Treiber stacks                     lp_freelist_ lp_closelist_
