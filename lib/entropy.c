@@ -30,7 +30,9 @@ static void install_atfork(void) {
   pthread_atfork(NULL, NULL, after_fork);
 }
 
-bool lp_entropy_bytes(void *out, size_t n) {
+/* n <= LP_RNG_BUF bytes from the kernel, through the calling thread's buffer; false if it gives
+   none. */
+static bool entropy_bytes(void *out, size_t n) {
   pthread_once(&atfork_once, install_atfork);
   unsigned gen = atomic_load_explicit(&fork_gen, memory_order_relaxed);
   if (rng.gen != gen || LP_RNG_BUF - rng.pos < n) {
@@ -85,7 +87,7 @@ int lp_entropy_seed_open(lua_State *L, lp_seed *s) {
 bool lp_entropy_reseed(lp_seed *s) {
   if (s->ranstate == NULL || memcmp(s->ranstate, s->last, sizeof s->last) == 0)
     return true;
-  if (!lp_entropy_bytes(s->last, sizeof s->last))
+  if (!entropy_bytes(s->last, sizeof s->last))
     return false;
   s->last[0] |= 1; /* xoshiro's state must not be all zero */
   memcpy(s->ranstate, s->last, sizeof s->last);

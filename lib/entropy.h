@@ -18,9 +18,6 @@ typedef struct lp_seed {
   unsigned char last[LP_SEED_BYTES]; /* what the last seed wrote there: unchanged means unused */
 } lp_seed;
 
-/* n <= 1024 bytes from the kernel (through the calling thread's buffer); false if it gives none. */
-bool lp_entropy_bytes(void *out, size_t n);
-
 /* Protected, once the libraries are open: finds math.random's state and seeds it from the
    kernel (Lua seeds from the time and addresses: a guess away); raises an error if it cannot. */
 int lp_entropy_seed_open(lua_State *L, lp_seed *s);
