@@ -83,11 +83,6 @@ static lp_slot *take_idle(luapool *p) {
   return s != NULL ? s : lp_mag_steal(p, true);
 }
 
-/* Back on the global list (a waiter is woken by the caller, once per batch). */
-static void put_back(luapool *p, lp_slot *s) {
-  lp_freelist_push_mpmc(&p->idle, s);
-}
-
 /* Idle states now: live minus those held by callers (a snapshot while threads work). */
 static unsigned idle_count(luapool *p) {
   unsigned live = lp_state_live(p), in_use = lp_mag_in_use(p);
@@ -109,12 +104,11 @@ static unsigned close_pending(luapool *p) {
   return closed;
 }
 
-static unsigned reclaim_quiet(luapool *p) {
+static void reclaim_quiet(luapool *p) {
   unsigned moved = lp_mag_reclaim_quiet(p);
   atomic_fetch_add_explicit(&p->wd.reclaimed, moved, memory_order_relaxed);
   if (moved != 0)
     lp_wait_wake_after_push(&p->wait);
-  return moved;
 }
 
 /*
@@ -134,7 +128,7 @@ static unsigned expire_idle(luapool *p, uint64_t now, unsigned *idle) {
       closed++;
       (*idle)--;
     } else {
-      put_back(p, s); /* back at once, in the old order */
+      lp_freelist_push_mpmc(&p->idle, s); /* back at once, in the old order */
       kept++;
     }
   }
@@ -173,7 +167,7 @@ static chain take_dirty(luapool *p) {
     if (lp_upkeep_needs_gc(&s->upkeep) && dirty.n < p->cfg.gc_per_pass) {
       chain_push(&dirty, s);
     } else {
-      put_back(p, s);
+      lp_freelist_push_mpmc(&p->idle, s);
       clean++;
     }
   }
@@ -224,7 +218,7 @@ static collected collect(luapool *p, unsigned *idle) {
       c.recycled += reason == LUAPOOL_CLOSE_RECYCLED;
       (*idle)--;
     } else {
-      put_back(p, s);
+      lp_freelist_push_mpmc(&p->idle, s);
       lp_wait_wake_after_push(&p->wait);
     }
   }
@@ -241,7 +235,7 @@ int lp_watchdog_prewarm(luapool *p, unsigned idle, unsigned target) {
       break;
     }
     lp_slot_move(s, LP_SLOT_EMPTY, LP_SLOT_IDLE);
-    put_back(p, s);
+    lp_freelist_push_mpmc(&p->idle, s);
     lp_wait_wake_after_push(&p->wait);
   }
   return rc;
