@@ -75,6 +75,15 @@ enum {
                                  fresh state takes its place (luapool_maintain(3)) */
 };
 
+/* Why a request stopped, or which limit it ran into (luapool_status). */
+enum {
+  LUAPOOL_STATUS_OK = 0,           /* none */
+  LUAPOOL_STATUS_INSTRUCTIONS = 1, /* the instruction budget ran out */
+  LUAPOOL_STATUS_TIME = 2,         /* the time budget ran out */
+  LUAPOOL_STATUS_MEMORY = 3,       /* an allocation was refused for mem_limit */
+  LUAPOOL_STATUS_INTERRUPTED = 4   /* luapool_interrupt */
+};
+
 /* luapool_config.on_state's event. */
 enum { LUAPOOL_STATE_CREATED = 1, LUAPOOL_STATE_CLOSED = 2 };
 
@@ -166,7 +175,8 @@ typedef struct luapool_stats {
   uint64_t cache_hits;       /* luapool_load calls served by the chunk cache */
   uint64_t cache_misses;     /* luapool_load calls that compiled */
   uint64_t recycled;         /* replaced for recycle_kb */
-  uint64_t reserved[10];     /* room for the counters of later versions */
+  uint64_t interrupted;      /* acquires luapool_interrupt stopped */
+  uint64_t reserved[9];      /* room for the counters of later versions */
 } luapool_stats;
 
 void luapool_config_init(luapool_config *cfg);
@@ -184,6 +194,9 @@ const char *luapool_strerror(int err);
 int luapool_set_budget(lua_State *L, uint64_t instructions, unsigned ms); /* from now; 0 = none */
 int luapool_load(lua_State *L, const char *name, const char *src, size_t len); /* as
                  luaL_loadbufferx(L, src, len, name, "t"), compiled once per state */
+int luapool_status(lua_State *L); /* LUAPOOL_STATUS_*: why this acquire's request stopped */
+/* Any thread, while L is checked out: stops its request at the next check, uncatchably. */
+int luapool_interrupt(lua_State *L);
 
 #ifdef __cplusplus
 }

@@ -10,13 +10,19 @@ void lp_alloc_init(lp_alloc *a, size_t mem_limit) {
   a->bytes = 0;
   a->peak = 0;
   a->limit = mem_limit != 0 ? mem_limit : SIZE_MAX;
+  a->grown = 0;
   a->hit = false;
+  a->gate = NULL;
+  a->gate_ud = NULL;
 }
 
 /*
 ** A refused allocation makes Lua collect and retry, then raise a memory error in the script.
 ** Lua counts every block as the size it asked for, and names that size back on the next call, so
 ** the count follows Lua's even when a shrink that realloc refused leaves the block larger.
+**
+** The limit test cannot wrap: a heap already above the limit (a restore lifts it, alloc.h)
+** refuses every growth, and grow > limit - bytes is computed only when bytes <= limit.
 */
 static void *alloc_f(void *ud, void *ptr, size_t osize, size_t nsize) {
   lp_alloc *a = ud;
@@ -27,9 +33,17 @@ static void *alloc_f(void *ud, void *ptr, size_t osize, size_t nsize) {
     a->bytes -= osize;
     return NULL;
   }
-  if (nsize > osize && nsize - osize > a->limit - a->bytes) {
-    a->hit = true;
-    return NULL;
+  if (nsize > osize) {
+    size_t grow = nsize - osize;
+    if (a->bytes > a->limit || grow > a->limit - a->bytes) {
+      a->hit = true;
+      if (a->gate != NULL)
+        (void)a->gate(a->gate_ud, grow, true);
+      return NULL;
+    }
+    if (grow >= LP_ALLOC_GATE_BYTES && a->gate != NULL && !a->gate(a->gate_ud, grow, false))
+      return NULL;
+    a->grown += grow;
   }
   void *q = realloc(ptr, nsize);
   if (q == NULL) {

@@ -14,11 +14,22 @@
 
 #include <lua.h>
 
+/*
+** The gate: called on every growth of LP_ALLOC_GATE_BYTES or more (refused false: return false
+** to refuse it) and on every growth mem_limit refuses (refused true).  It must allocate nothing
+** and raise nothing.  budget.c installs it: the budget sees big allocations as they happen.
+*/
+typedef bool (*lp_alloc_gate_f)(void *ud, size_t grow, bool refused);
+#define LP_ALLOC_GATE_BYTES ((size_t)16 << 10)
+
 typedef struct lp_alloc {
   size_t bytes; /* the Lua heap */
   size_t peak;  /* its high-water mark since lp_alloc_settle (recycle_kb) */
   size_t limit; /* mem_limit; SIZE_MAX for none, and while lifted */
+  size_t grown; /* bytes the heap grew by since lp_alloc_take_grown (the budget charges them) */
   bool hit;     /* an allocation was refused since lp_alloc_take_hit */
+  lp_alloc_gate_f gate;
+  void *gate_ud;
 } lp_alloc;
 
 void lp_alloc_init(lp_alloc *a, size_t mem_limit); /* mem_limit 0: none */
@@ -33,6 +44,28 @@ void lp_alloc_settle(lp_alloc *a);
    lp_alloc_restore_limit. */
 size_t lp_alloc_lift_limit(lp_alloc *a);
 void lp_alloc_restore_limit(lp_alloc *a, size_t limit);
+
+static inline void lp_alloc_set_gate(lp_alloc *a, lp_alloc_gate_f gate, void *ud) {
+  a->gate = gate;
+  a->gate_ud = ud;
+}
+
+/* The growth since the last call (the budget's charge). */
+static inline size_t lp_alloc_take_grown(lp_alloc *a) {
+  size_t g = a->grown;
+  a->grown = 0;
+  return g;
+}
+
+/* Was an allocation refused for mem_limit since lp_alloc_take_hit? */
+static inline bool lp_alloc_was_refused(const lp_alloc *a) {
+  return a->hit;
+}
+
+/* Within mem_limit?  The reset's invariant: after it, yes, or the state is closed. */
+static inline bool lp_alloc_within_limit(const lp_alloc *a) {
+  return a->bytes <= a->limit;
+}
 
 /* Was an allocation refused since the last call?  Clears the flag (every release asks). */
 static inline bool lp_alloc_take_hit(lp_alloc *a) {

@@ -1,13 +1,25 @@
 /*
-** budget.c: the per-acquire budget, an instruction count and a wall-clock deadline, enforced by
-** a count hook.  The hook runs every LP_BUDGET_PERIOD instructions (fewer when less is left);
-** when the budget runs out it raises "budget exceeded" and re-arms itself at every instruction,
-** so a script that catches the error with pcall fails again at once.  Coroutines inherit the
-** hook when they are created and share the budget: it lives in the state's lp_sx.
+** budget.c: the per-acquire budget, the interrupt, and why a request stopped (budget.h).
 **
-** Blind spots (documented in luapool_set_budget(3)): a count hook cannot interrupt one long C
-** call (string.rep, a pattern that backtracks, table.sort of a huge table) nor run inside a
-** finalizer; mem_limit bounds the memory such a call can take, not its time.
+** Three checks share one state (lp_budget) and one rule, check():
+**   - the count hook, on every thread of the state (installed at creation on the main thread;
+**     Lua gives a new coroutine its creator's hook), every LP_BUDGET_PERIOD instructions: it
+**     charges what the thread ran plus the heap growth since the last look;
+**   - the allocator's gate (alloc.h), on every allocation of LP_ALLOC_GATE_BYTES or more and on
+**     every allocation mem_limit refuses: it refuses the growth once the request is stopped or
+**     would be, and makes the running thread's hook look at its next instruction, so that a C
+**     function that allocates in a loop is stopped within one allocation;
+**   - the charges of the library wrappers (guard.c), before a call whose work the count cannot
+**     see (a coroutine's first instructions, a collection, a walk over a long string or table).
+**
+** Stopping: the hook raises "budget exceeded (...)" (or "request interrupted") and sets its
+** thread's count to 1, so a script that catches the error fails again at its next instruction.
+** An error raised inside a hook runs with Lua's hooks off (allowhook) until a pcall catches it,
+** and Lua calls the innermost xpcall's message handler before that: so each raise first replaces
+** the handler of every xpcall frame on the thread with one that returns the error untouched
+** (disarm_handlers).  The __close handlers the unwinding runs run after the pcall restored the
+** hooks, and fail at their first instruction.  The coroutine wrappers raise in the resumer too,
+** and never close a coroutine of a stopped request (its hooks may be off for good).
 */
 #include <lauxlib.h>
 
@@ -15,64 +27,237 @@
 #include "budget.h"
 #include "sx.h"
 
-#define LP_BUDGET_PERIOD 1000 /* instructions between two looks at the clock */
-
 void lp_budget_init(lp_budget *b) {
   b->armed = false;
-  b->tripped = false;
-  b->why = NULL;
+  b->why = 0;
   b->left = UINT64_MAX;
   b->deadline = 0;
+  b->pending = 0;
+  atomic_init(&b->interrupt, false);
+  b->main = NULL;
+  b->current = NULL;
+  b->xpcall = NULL;
 }
 
 static int period(const lp_budget *b) {
   return b->left < LP_BUDGET_PERIOD ? (int)b->left : LP_BUDGET_PERIOD;
 }
 
+/*
+** Charges ran instructions; the reason to stop, or 0.  The interrupt is a relaxed load: it
+** carries no data, and the next look after the store sees it (C11's coherence order).
+*/
+static int check(lp_budget *b, uint64_t ran) {
+  if (atomic_load_explicit(&b->interrupt, memory_order_relaxed))
+    return LUAPOOL_STATUS_INTERRUPTED;
+  ran += b->pending;
+  b->pending = 0;
+  if (b->left != UINT64_MAX) {
+    if (ran >= b->left) {
+      b->left = 0;
+      return LUAPOOL_STATUS_INSTRUCTIONS;
+    }
+    b->left -= ran;
+  }
+  if (b->deadline != 0 && lp_time_ns() >= b->deadline)
+    return LUAPOOL_STATUS_TIME;
+  return 0;
+}
+
+static const char *message(int why) {
+  switch (why) {
+  case LUAPOOL_STATUS_INSTRUCTIONS:
+    return "budget exceeded (instructions)";
+  case LUAPOOL_STATUS_TIME:
+    return "budget exceeded (time)";
+  default:
+    return "request interrupted (luapool_interrupt)";
+  }
+}
+
+/* The message handler a stop leaves in every xpcall frame: the error goes through as it is. */
+static int inert_handler(lua_State *L) {
+  lua_settop(L, 1);
+  return 1;
+}
+
+/*
+** Replaces the message handler (stack slot 2 of the base library's xpcall, where Lua's
+** lua_pcallk reads it) of every xpcall frame on L's stack.  Pushes at most 2 values: a hook and a
+** C function have LUA_MINSTACK free slots.
+*/
+static void disarm_handlers(lua_State *L, const lp_budget *b) {
+  if (b->xpcall == NULL)
+    return;
+  lua_Debug ar;
+  for (int level = 0; lua_getstack(L, level, &ar); level++) {
+    if (!lua_getinfo(L, "f", &ar))
+      continue;
+    bool is_xpcall = lua_tocfunction(L, -1) == b->xpcall;
+    lua_pop(L, 1);
+    if (!is_xpcall || lua_getlocal(L, &ar, 2) == NULL)
+      continue;
+    lua_pop(L, 1);
+    lua_pushcfunction(L, inert_handler);
+    if (lua_setlocal(L, &ar, 2) == NULL)
+      lua_pop(L, 1);
+  }
+}
+
+static void budget_hook(lua_State *L, lua_Debug *ar);
+
+int lp_budget_raise(lua_State *L) {
+  lp_budget *b = &lp_sx_of(L)->budget;
+  lp_assert(b->why != 0);
+  disarm_handlers(L, b);
+  lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
+  return luaL_error(L, "%s", message(b->why));
+}
+
 static void budget_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
-  lp_budget *b = &lp_sx_of(L)->budget;
-  if (!b->tripped) {
-    uint64_t ran = (uint64_t)lua_gethookcount(L); /* since this thread's last count event */
-    const char *why = NULL;
-    if (b->left != UINT64_MAX) {
-      if (ran >= b->left)
-        why = "instructions";
-      else
-        b->left -= ran;
-    }
-    if (why == NULL && b->deadline != 0 && lp_time_ns() >= b->deadline)
-      why = "time";
-    if (why == NULL) {
+  lp_sx *x = lp_sx_of(L);
+  lp_budget *b = &x->budget;
+  if (b->why == 0) {
+    uint64_t ran = (uint64_t)lua_gethookcount(L) + lp_alloc_take_grown(&x->alloc) / LP_BUDGET_BYTES;
+    b->why = check(b, ran);
+    if (b->why == 0) {
       if (period(b) != lua_gethookcount(L))
         lua_sethook(L, budget_hook, LUA_MASKCOUNT, period(b));
       return;
     }
-    b->tripped = true;
-    b->why = why;
   }
-  lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
-  luaL_error(L, "budget exceeded (%s)", b->why);
+  lp_budget_raise(L);
 }
 
-static lua_State *main_thread(lua_State *L) {
-  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
-  lua_State *M = lua_tothread(L, -1);
+bool lp_budget_hook_is_ours(lua_State *L) {
+  return lua_gethook(L) == budget_hook && lua_gethookmask(L) == LUA_MASKCOUNT;
+}
+
+/* Makes the running thread's hook look at its next instruction. */
+static void poke(lp_budget *b) {
+  if (b->current != NULL)
+    lua_sethook(b->current, budget_hook, LUA_MASKCOUNT, 1);
+}
+
+/*
+** The allocator's gate (alloc.h), inside an allocation: allocates nothing and raises nothing.
+** A refused allocation costs Lua a full collection before it gives up: charged as one.
+*/
+static bool gate(void *ud, size_t grow, bool refused) {
+  lp_sx *x = ud;
+  lp_budget *b = &x->budget;
+  if (refused) {
+    b->pending += lp_alloc_bytes(&x->alloc) / LP_BUDGET_GC_BYTES;
+    poke(b);
+    return false;
+  }
+  if (b->why == 0) {
+    if (atomic_load_explicit(&b->interrupt, memory_order_relaxed))
+      b->why = LUAPOOL_STATUS_INTERRUPTED;
+    else if (!b->armed)
+      return true;
+    else if (b->left != UINT64_MAX &&
+             (x->alloc.grown + grow) / LP_BUDGET_BYTES + b->pending >= b->left)
+      b->why = LUAPOOL_STATUS_INSTRUCTIONS;
+    else if (b->deadline != 0 && lp_time_ns() >= b->deadline)
+      b->why = LUAPOOL_STATUS_TIME;
+    else
+      return true;
+  }
+  poke(b);
+  return false;
+}
+
+void lp_budget_open(lua_State *L, lp_sx *x) {
+  lp_budget *b = &x->budget;
+  b->main = L;
+  b->current = L;
+  if (lua_getglobal(L, "xpcall") == LUA_TFUNCTION)
+    b->xpcall = lua_tocfunction(L, -1);
   lua_pop(L, 1);
-  return M;
+  lua_sethook(L, budget_hook, LUA_MASKCOUNT, LP_BUDGET_PERIOD);
+  lp_alloc_set_gate(&x->alloc, gate, x);
 }
 
 void lp_budget_arm(lua_State *L, lp_budget *b, uint64_t instructions, unsigned ms) {
-  b->tripped = false;
+  b->why = 0;
+  b->pending = 0;
   b->left = instructions != 0 ? instructions : UINT64_MAX;
   b->deadline = ms != 0 ? lp_time_ns() + (uint64_t)ms * 1000000u : 0;
   b->armed = instructions != 0 || ms != 0;
-  lua_Hook hook = b->armed ? budget_hook : NULL;
-  int mask = b->armed ? LUA_MASKCOUNT : 0;
-  lua_sethook(L, hook, mask, b->armed ? period(b) : 0);
-  lua_State *M = main_thread(L);
-  if (M != NULL && M != L)
-    lua_sethook(M, hook, mask, b->armed ? period(b) : 0);
+  lua_sethook(L, budget_hook, LUA_MASKCOUNT, period(b));
+  if (b->main != L)
+    lua_sethook(b->main, budget_hook, LUA_MASKCOUNT, period(b));
+}
+
+void lp_budget_clear(lp_budget *b) {
+  lp_budget_arm(b->main, b, 0, 0);
+  atomic_store_explicit(&b->interrupt, false, memory_order_relaxed);
+  b->current = b->main;
+}
+
+void lp_budget_charge(lua_State *L, uint64_t n) {
+  lp_sx *x = lp_sx_of(L);
+  lp_budget *b = &x->budget;
+  if (b->why == 0) {
+    if (!b->armed && !atomic_load_explicit(&b->interrupt, memory_order_relaxed))
+      return;
+    b->why = check(b, n + lp_alloc_take_grown(&x->alloc) / LP_BUDGET_BYTES);
+    if (b->why == 0)
+      return;
+  }
+  lp_budget_raise(L);
+}
+
+lua_State *lp_budget_enter_thread(lua_State *L, lua_State *co) {
+  lp_budget *b = &lp_sx_of(L)->budget;
+  if (b->why != 0)
+    lp_budget_raise(L);
+  if ((b->armed || atomic_load_explicit(&b->interrupt, memory_order_relaxed)) &&
+      !lp_budget_hook_is_ours(co)) {
+    /* a thread without the hook (a script's own hook, set before the budget): it gets it, and
+       what its count may miss is charged now */
+    lua_sethook(co, budget_hook, LUA_MASKCOUNT, period(b));
+    lp_budget_charge(L, LP_BUDGET_PERIOD);
+  }
+  lua_State *prev = b->current;
+  b->current = co;
+  return prev;
+}
+
+void lp_budget_left_thread(lua_State *L, lua_State *prev) {
+  lp_budget *b = &lp_sx_of(L)->budget;
+  b->current = prev;
+  if (b->why != 0)
+    lp_budget_raise(L); /* stopped in the coroutine: not one more instruction here */
+}
+
+bool lp_budget_request_stopped(lua_State *L) {
+  return lp_sx_of(L)->budget.why != 0;
+}
+
+bool lp_budget_engaged(lua_State *L) {
+  lp_budget *b = &lp_sx_of(L)->budget;
+  return b->armed || b->why != 0;
+}
+
+void lp_budget_rehook(lua_State *co) {
+  if (lua_gethook(co) == NULL)
+    lua_sethook(co, budget_hook, LUA_MASKCOUNT, LP_BUDGET_PERIOD);
+}
+
+void lp_budget_interrupt(lp_budget *b) {
+  atomic_store_explicit(&b->interrupt, true, memory_order_relaxed);
+}
+
+int lp_budget_status(lp_sx *x) {
+  lp_budget *b = &x->budget;
+  if (b->why != 0)
+    return b->why;
+  if (atomic_load_explicit(&b->interrupt, memory_order_relaxed))
+    return LUAPOOL_STATUS_INTERRUPTED;
+  return lp_alloc_was_refused(&x->alloc) ? LUAPOOL_STATUS_MEMORY : LUAPOOL_STATUS_OK;
 }
 
 int luapool_set_budget(lua_State *L, uint64_t instructions, unsigned ms) {
@@ -81,4 +266,17 @@ int luapool_set_budget(lua_State *L, uint64_t instructions, unsigned ms) {
     return LUAPOOL_EINVAL; /* no state, or not one of a pool's */
   lp_budget_arm(L, &x->budget, instructions, ms);
   return LUAPOOL_OK;
+}
+
+int luapool_interrupt(lua_State *L) {
+  lp_sx *x = lp_sx_check(L);
+  if (x == NULL)
+    return LUAPOOL_EINVAL;
+  lp_budget_interrupt(&x->budget);
+  return LUAPOOL_OK;
+}
+
+int luapool_status(lua_State *L) {
+  lp_sx *x = lp_sx_check(L);
+  return x != NULL ? lp_budget_status(x) : LUAPOOL_EINVAL;
 }

@@ -1,35 +1,95 @@
 /*
-** budget.h: the per-acquire budget, an instruction count and a wall-clock deadline, enforced by
-** a count hook; it owns the hooks of a pooled state's main thread.
+** budget.h: the per-acquire budget (an instruction count and a wall-clock deadline), the
+** interrupt, and why a request stopped.  Enforced by a count hook that every thread of a pooled
+** state carries from its creation (coroutines inherit it), by the allocator's gate on big
+** allocations (alloc.h), and by the charges of the library wrappers (guard.c).
+**
+** Once the budget runs out (or an interrupt arrives) the request is "stopped": every later check
+** raises again at once, so no more of the request's code runs (doc/security.md has the argument).
 */
 #ifndef LUAPOOL_BUDGET_H
 #define LUAPOOL_BUDGET_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include <lua.h>
 
+#include "luapool.h"
+
+/* Instructions between two looks of the hook on each thread (fewer when less is left). */
+#define LP_BUDGET_PERIOD 1000
+/* What the instruction budget charges: one instruction per this many bytes of heap growth or
+   of data a wrapped library function walks, and per this many bytes of heap a collection walks
+   (doc/security.md, "What each budget bounds"). */
+#define LP_BUDGET_BYTES 16
+#define LP_BUDGET_GC_BYTES 16
+
+struct lp_sx;
+
 typedef struct lp_budget {
-  bool armed, tripped;
-  const char *why;   /* "instructions" or "time", once tripped */
-  uint64_t left;     /* instructions; UINT64_MAX: no count */
-  uint64_t deadline; /* CLOCK_MONOTONIC ns; 0: none */
+  bool armed;          /* an instruction count or a deadline is set */
+  int why;             /* LUAPOOL_STATUS_INSTRUCTIONS, _TIME or _INTERRUPTED once stopped; 0 */
+  uint64_t left;       /* instructions; UINT64_MAX: no count */
+  uint64_t deadline;   /* CLOCK_MONOTONIC ns; 0: none */
+  uint64_t pending;    /* instructions charged since the last look (refused allocations) */
+  _Atomic bool interrupt; /* luapool_interrupt, from any thread: a signal, it carries no data */
+  lua_State *main;     /* the state's main thread */
+  lua_State *current;  /* the thread running the request's code, as far as the wrappers know */
+  lua_CFunction xpcall; /* the base library's xpcall, whose message handlers a stop disarms */
 } lp_budget;
 
 void lp_budget_init(lp_budget *b);
+/* At creation, after the libraries: installs the hook on the main thread and the allocator's
+   gate.  Raises nothing. */
+void lp_budget_open(lua_State *L, struct lp_sx *x);
 /* Arms (or, with both 0, removes) the budget of the state L belongs to, from now. */
 void lp_budget_arm(lua_State *L, lp_budget *b, uint64_t instructions, unsigned ms);
+/* The slow part of lp_budget_end. */
+void lp_budget_clear(lp_budget *b);
+bool lp_budget_hook_is_ours(lua_State *L);
+
 /*
-** The request on L (a main thread) is over: the budget and every hook of L are removed (every
-** release asks, so the common case, no budget and no hook, is inline).  Returns whether the
-** budget ran out.
+** The request on the state is over: the budget and the interrupt go, and the main thread gets
+** back its hook as creation left it.  Returns why the request stopped (0: it did not).  Every
+** release asks, so the common case is inline.
 */
-static inline bool lp_budget_end(lua_State *L, lp_budget *b) {
-  bool tripped = b->tripped;
-  if (b->armed || tripped || lua_gethook(L) != NULL)
-    lp_budget_arm(L, b, 0, 0);
-  return tripped;
+static inline int lp_budget_end(lp_budget *b) {
+  int why = b->why;
+  if (b->armed || why != 0 || atomic_load_explicit(&b->interrupt, memory_order_relaxed) ||
+      lua_gethookcount(b->main) != LP_BUDGET_PERIOD || !lp_budget_hook_is_ours(b->main))
+    lp_budget_clear(b);
+  return why;
 }
+
+/* An acquire begins: an interrupt meant for an earlier holder (a late call) is dropped. */
+static inline void lp_budget_begin(lp_budget *b) {
+  if (atomic_load_explicit(&b->interrupt, memory_order_relaxed))
+    atomic_store_explicit(&b->interrupt, false, memory_order_relaxed);
+}
+
+static inline bool lp_budget_stopped(const lp_budget *b) {
+  return b->why != 0;
+}
+
+/* The library wrappers (guard.c), on the thread L that calls them. */
+/* Charges n instructions; raises the budget's error if the request is or gets stopped. */
+void lp_budget_charge(lua_State *L, uint64_t n);
+/* Raises the budget's error on L (the request must be stopped), disarming what could run. */
+int lp_budget_raise(lua_State *L);
+/* Before L resumes co (or closes it): co carries the hook if a budget or interrupt needs it.
+   Returns the thread to restore with lp_budget_left_thread. */
+lua_State *lp_budget_enter_thread(lua_State *L, lua_State *co);
+void lp_budget_left_thread(lua_State *L, lua_State *prev);
+bool lp_budget_request_stopped(lua_State *L);
+/* Whether a budget is set or the request stopped (debug.sethook is refused then). */
+bool lp_budget_engaged(lua_State *L);
+/* Puts the hook back on co if it has none (after a script removed its own). */
+void lp_budget_rehook(lua_State *co);
+
+/* luapool_interrupt and luapool_status. */
+void lp_budget_interrupt(lp_budget *b);
+int lp_budget_status(struct lp_sx *x);
 
 #endif /* LUAPOOL_BUDGET_H */

@@ -26,9 +26,10 @@ enum {
   LP_C_TIMEOUTS,
   LP_C_CACHE_HITS,
   LP_C_CACHE_MISSES,
-  LP_C_MEM_ERRORS,      /* releases after a request in which an allocation hit mem_limit */
-  LP_C_BUDGET_EXCEEDED, /* releases after a request whose budget ran out */
+  LP_C_MEM_ERRORS,      /* requests in which an allocation hit mem_limit */
+  LP_C_BUDGET_EXCEEDED, /* requests whose budget ran out */
   LP_C_RESTORED,        /* releases whose reset found and undid a change */
+  LP_C_INTERRUPTED,     /* requests luapool_interrupt stopped */
   LP_C_COUNT
 };
 

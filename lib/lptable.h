@@ -17,7 +17,8 @@ enum {
   LP_T_PROXIES,  /* sandbox.c: the set of the read-only proxies */
   LP_T_MODULES,  /* sandbox.c: the modules this request required */
   LP_T_CHECK,    /* snapshot.c: the reset's check thread */
-  LP_T_COUNT = LP_T_CHECK
+  LP_T_FINALIZERS, /* sandbox.c: the objects scripts gave a __gc metatable (weak keys) */
+  LP_T_COUNT = LP_T_FINALIZERS
 };
 
 /* Protected: makes L's luapool table, with an empty table in every slot. */

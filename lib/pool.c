@@ -157,6 +157,7 @@ static int acquired(luapool *p, lp_local *l, lp_slot *s, int from, int source, l
   lp_mag_count(p, l, source);
   lp_mag_count(p, l, LP_C_ACQUIRES);
   lua_State *L = atomic_load_explicit(&s->L, memory_order_relaxed);
+  lp_budget_begin(&s->x->budget);
   if (p->cfg.budget_instructions != 0 || p->cfg.budget_ms != 0)
     lp_budget_arm(L, &s->x->budget, p->cfg.budget_instructions, p->cfg.budget_ms);
   *out = L;
@@ -282,22 +283,29 @@ static lp_slot *check_in(luapool *p, lua_State *L, int next, const char *fn) {
 }
 
 /*
-** The end of a request: what each part counted (memory errors, the budget, the chunk cache) is
-** handed back and counted, the budget and the hooks go, then the reset.  Returns the reason to
-** close the state, or 0 to keep it.
+** The end of a request, however it ends (released, expired at release, discarded): what each
+** part counted (memory errors, the budget, the chunk cache) is handed back and counted, and the
+** budget and the hooks go.  Returns why the request stopped (budget.h), 0 if it did not.
 */
-static int request_end(luapool *p, lp_local *l, lp_slot *s, lua_State *L) {
-  lp_sx *x = s->x;
+static int request_end(luapool *p, lp_local *l, lp_sx *x) {
   if (lp_alloc_take_hit(&x->alloc))
     lp_mag_count(p, l, LP_C_MEM_ERRORS);
-  if (lp_budget_end(L, &x->budget))
+  int why = lp_budget_end(&x->budget);
+  if (why == LUAPOOL_STATUS_INTERRUPTED)
+    lp_mag_count(p, l, LP_C_INTERRUPTED);
+  else if (why != 0)
     lp_mag_count(p, l, LP_C_BUDGET_EXCEEDED);
   uint64_t hits, misses;
   if (lp_chunk_take_counts(&x->chunks, &hits, &misses)) {
     lp_mag_add(p, l, LP_C_CACHE_HITS, hits);
     lp_mag_add(p, l, LP_C_CACHE_MISSES, misses);
   }
-  switch (lp_reset(&p->cfg, x, L)) {
+  return why;
+}
+
+/* The reset; returns the reason to close the state, or 0 to keep it. */
+static int reset(luapool *p, lp_local *l, lp_sx *x, lua_State *L, bool stopped) {
+  switch (lp_reset(&p->cfg, x, L, stopped)) {
   case LP_RESET_RESTORED:
     lp_mag_count(p, l, LP_C_RESTORED);
     return 0;
@@ -325,9 +333,10 @@ void luapool_release(luapool *p, lua_State *L) {
   if (s == NULL)
     return;
   lp_local *l = lp_mag_local(p);
+  int why = request_end(p, l, s->x);
   int reason = lp_upkeep_on_release(&s->upkeep, &p->cfg, lp_upkeep_now(&p->clock));
   if (reason == 0)
-    reason = request_end(p, l, s, L);
+    reason = reset(p, l, s->x, L, why != 0);
   bool waiters = false;
   if (reason != 0) {
     lp_slot_move(s, LP_SLOT_IDLE, LP_SLOT_CLOSING);
@@ -349,6 +358,7 @@ void luapool_discard(luapool *p, lua_State *L) {
   if (s == NULL)
     return;
   lp_local *l = lp_mag_local(p);
+  (void)request_end(p, l, s->x);
   lp_watchdog_close_later(p, s, LUAPOOL_CLOSE_DISCARDED);
   lp_mag_count(p, l, LP_C_DISCARDS);
   if (lp_pool_closed(p))

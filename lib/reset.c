@@ -25,20 +25,38 @@
 #define LP_RESET_MAX_REMOVED 128
 
 /*
-** Closes pending to-be-closed variables, unwinds and shrinks the stack.  Only when something is
-** left: a to-be-closed value lives on the stack, and an empty stack at the base level with
-** status LUA_OK has nothing to unwind (5.4.4's lua_resetthread reallocates the stack each
-** time; the collector shrinks a stack that grew).
+** The bound on the Lua code a reset runs: the __close handlers a request left pending (a host
+** that ran it with lua_resume, or a to-be-closed slot it left on the stack).
 */
-static void reset_stack(lua_State *L) {
-  if (lua_gettop(L) == 0 && lua_status(L) == LUA_OK)
-    return;
+#define LP_CLEANUP_INSTRUCTIONS 1000000u
+
+/*
+** Closes pending to-be-closed variables, unwinds and empties the stack, under the cleanup bound;
+** false if it ran out or cannot run (the state is then closed, defused: lp_reset_defuse).  Only
+** when something is left: an empty stack at the base level with status LUA_OK has nothing to
+** unwind (5.4.4's lua_resetthread reallocates the stack each time).  A main thread that died of
+** the budget's error inside lua_resume may have its hooks off for good (Lua's allowhook is
+** restored only by a pcall that catches the error): its handlers are never run.
+*/
+int lp_reset_stack(lp_sx *x, lua_State *L, bool stopped) {
+  int status = lua_status(L);
+  if (lua_gettop(L) == 0 && status == LUA_OK)
+    return LP_RESET_CLEAN;
+  if (stopped && status != LUA_OK && status != LUA_YIELD)
+    return LP_RESET_TAINTED;
+  lp_budget_arm(L, &x->budget, LP_CLEANUP_INSTRUCTIONS, 0);
+  if (status == LUA_OK) {
+    lua_settop(L, 0); /* closes what the host marked to-be-closed */
+  } else {
 #if defined(HAVE_LUA_CLOSETHREAD)
-  (void)lua_closethread(L, L);
+    (void)lua_closethread(L, L);
 #else
-  (void)lua_resetthread(L);
+    (void)lua_resetthread(L);
 #endif
+  }
+  bool ran_out = lp_budget_end(&x->budget) != 0;
   lua_settop(L, 0); /* an error from a __close handler is left on the stack */
+  return ran_out ? LP_RESET_TAINTED : LP_RESET_CLEAN;
 }
 
 /* Restores what a request changed; false if it cannot (memory, or too many keys removed). */
@@ -74,20 +92,72 @@ static void reset_collector(lua_State *L) {
   }
 }
 
-int lp_reset_full(const luapool_config *cfg, lp_sx *x, lua_State *L) {
+/* The invariant after every reset: the heap within mem_limit (a restore lifts it), or closed. */
+static bool within_limit(lua_State *L, const lp_alloc *a) {
+  if (lp_alloc_within_limit(a))
+    return true;
+  lua_gc(L, LUA_GCCOLLECT);
+  return lp_alloc_within_limit(a);
+}
+
+int lp_reset_full(const luapool_config *cfg, lp_sx *x, lua_State *L, bool stopped) {
   if (lp_sandbox_has_finalizer(&x->sandbox))
     return LP_RESET_TAINTED; /* a user finalizer could run in the next user's turn */
-  reset_stack(L);
+  if (lp_reset_stack(x, L, stopped) != LP_RESET_CLEAN)
+    return LP_RESET_TAINTED;
   bool changed = lp_snapshot_find_dirty(&x->snapshot) > 0;
   if (changed && !restore_changes(L, x))
     return LP_RESET_TAINTED;
   changed |= lp_snapshot_restore_type_metatables(&x->snapshot);
   if (bloated(cfg, L, &x->alloc))
     return LP_RESET_BLOAT;
+  if (!within_limit(L, &x->alloc))
+    return LP_RESET_TAINTED;
   reset_collector(L);
   lp_warn_reset(&x->warn);
   if (!lp_entropy_reseed(&x->seed))
     return LP_RESET_TAINTED; /* never hand out a sequence someone may know */
   lp_assert(lua_gettop(L) == 0);
   return changed ? LP_RESET_RESTORED : LP_RESET_CLEAN;
+}
+
+/* Removes the raw __close of the metatable of the value at i (the state is being closed). */
+static void strip_close(lua_State *L, int i) {
+  if (!lua_getmetatable(L, i))
+    return;
+  lua_pushliteral(L, "__close"); /* a metamethod name: pushing it allocates nothing */
+  if (lua_rawget(L, -2) != LUA_TNIL) {
+    lua_pushliteral(L, "__close");
+    lua_pushnil(L);
+    lua_rawset(L, -4); /* an existing key: allocates nothing */
+  }
+  lua_pop(L, 2);
+}
+
+/*
+** lua_close runs the main thread's pending __close handlers with no hook: every value on the
+** stack and in a local of a live frame loses its metatable's __close first.  The pushes fit in
+** the LUA_MINSTACK slots any thread has free.
+*/
+static void defuse_stack(lua_State *L) {
+  if (!lua_checkstack(L, 4))
+    return; /* only after out of memory; nothing better is possible */
+  int top = lua_gettop(L);
+  for (int i = 1; i <= top; i++)
+    strip_close(L, i);
+  lua_Debug ar;
+  for (int level = 0; lua_getstack(L, level, &ar); level++) {
+    for (int n = 1; lua_getlocal(L, &ar, n) != NULL; n++) {
+      strip_close(L, -1);
+      lua_pop(L, 1);
+    }
+  }
+}
+
+void lp_reset_defuse(lp_sx *x, lua_State *L) {
+  if (lua_status(L) != LUA_OK || lua_gettop(L) != 0)
+    defuse_stack(L);
+  if (lp_sandbox_has_finalizer(&x->sandbox))
+    lp_sandbox_defuse_finalizers(L);
+  (void)lp_snapshot_restore_type_metatables(&x->snapshot); /* a nil with __call, and the like */
 }

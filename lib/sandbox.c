@@ -37,6 +37,20 @@ static bool has_gc(lua_State *L, int mt) {
   return gc;
 }
 
+/* Notes that a script gave the object at 1 a finalizer: the reset closes the state, and the close
+   defuses it (lp_sandbox_defuse_finalizers). */
+static void note_finalizer(lua_State *L) {
+  lp_sandbox *sb = &lp_sx_of(L)->sandbox;
+  if (!sb->settled)
+    return; /* on_create's: the host's own */
+  sb->finalizer = true;
+  lp_lptable_get(L, LP_T_FINALIZERS);
+  lua_pushvalue(L, 1);
+  lua_pushboolean(L, 1);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+}
+
 static int set_mt(lua_State *L, bool sandbox) {
   int t = lua_type(L, 2);
   luaL_checktype(L, 1, LUA_TTABLE);
@@ -46,7 +60,7 @@ static int set_mt(lua_State *L, bool sandbox) {
   if (has_gc(L, 2)) {
     if (sandbox)
       return luaL_error(L, "setmetatable: __gc metamethods are not allowed in the sandbox");
-    lp_sx_of(L)->sandbox.finalizer = true;
+    note_finalizer(L);
   }
   lua_settop(L, 2);
   lua_setmetatable(L, 1);
@@ -67,7 +81,7 @@ static int all_debug_setmetatable(lua_State *L) {
   luaL_argexpected(L, t == LUA_TNIL || t == LUA_TTABLE, 2, "nil or table");
   int target = lua_type(L, 1);
   if ((target == LUA_TTABLE || target == LUA_TUSERDATA) && has_gc(L, 2))
-    lp_sx_of(L)->sandbox.finalizer = true;
+    note_finalizer(L);
   lua_settop(L, 2);
   lua_setmetatable(L, 1);
   return 1;
@@ -337,6 +351,14 @@ static void wrap_setmetatable(lua_State *L, int g, bool sandbox) {
 
 int lp_sandbox_open(lua_State *L, unsigned libs) {
   bool sandbox = (libs & LUAPOOL_LIB_SANDBOX) != 0;
+  if (!sandbox) {
+    lp_lptable_get(L, LP_T_FINALIZERS); /* weak keys: a finalized object leaves it */
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_pop(L, 1);
+  }
   lua_pushglobaltable(L);
   int g = lua_gettop(L);
   wrap_setmetatable(L, g, sandbox);
@@ -370,6 +392,29 @@ int lp_sandbox_open(lua_State *L, unsigned libs) {
 
 void lp_sandbox_settle(lp_sandbox *sb) {
   sb->finalizer = false;
+  sb->settled = true;
+}
+
+void lp_sandbox_defuse_finalizers(lua_State *L) {
+  if (!lua_checkstack(L, 6))
+    return; /* only after out of memory */
+  int base = lua_gettop(L);
+  lp_lptable_get(L, LP_T_FINALIZERS);
+  int set = base + 1;
+  lua_pushnil(L);
+  while (lua_next(L, set) != 0) {
+    lua_pop(L, 1);
+    if (lua_getmetatable(L, -1)) {
+      lua_pushliteral(L, "__gc"); /* a metamethod name: pushing it allocates nothing */
+      if (lua_rawget(L, -2) != LUA_TNIL) {
+        lua_pushliteral(L, "__gc");
+        lua_pushnil(L);
+        lua_rawset(L, -4); /* an existing key: allocates nothing */
+      }
+      lua_pop(L, 2);
+    }
+  }
+  lua_settop(L, base);
 }
 
 /* The sandbox's require and its per-request modules table, from _G (before the freeze). */

@@ -267,7 +267,7 @@ static void walk_begin(lua_State *L, walk *w, int lp) {
   /* the bookkeeping itself, and the cache (it changes by design); the request's modules table
      is recorded (empty under the sandbox), so the reset empties it */
   static const int skip[] = {LP_T_SNAP,   LP_T_FSNAP,   LP_T_FROZEN, LP_T_CACHE,
-                             LP_T_TYPEMT, LP_T_PROXIES, LP_T_CHECK};
+                             LP_T_TYPEMT, LP_T_PROXIES, LP_T_CHECK, LP_T_FINALIZERS};
   for (size_t i = 0; i < sizeof skip / sizeof skip[0]; i++) {
     lua_rawgeti(L, lp, skip[i]);
     lua_pushboolean(L, 1);

@@ -12,7 +12,9 @@
 #include <stdlib.h>
 
 #include "internal.h"
+#include "guard.h"
 #include "lptable.h"
+#include "reset.h"
 #include "sx.h"
 #include "wait.h"
 
@@ -115,6 +117,8 @@ static int state_init(lua_State *L) {
   lua_settop(L, 0);
   lp_lptable_create(L);
   open_libraries(L, a->cfg->libs);
+  lp_budget_open(L, x);
+  lp_guard_open(L);
   lp_sandbox_open(L, a->cfg->libs);
   lp_warn_open(L, &x->warn, a->cfg);
   lp_chunk_open(L, &x->chunks);
@@ -216,6 +220,7 @@ void lp_state_close(luapool *p, lp_slot *s, int reason) {
   lua_State *L = atomic_load_explicit(&s->L, memory_order_relaxed);
   if (p->cfg.on_state != NULL)
     p->cfg.on_state(p->cfg.on_state_ud, LUAPOOL_STATE_CLOSED, reason, L);
+  lp_reset_defuse(s->x, L); /* lua_close runs no code a request left behind */
   lua_close(L);
   sx_free(s->x);
   lp_slot_free(&p->arena, s);

@@ -26,6 +26,7 @@ void lp_stats_fill(luapool *p, luapool_stats *out) {
   out->mem_errors = sums[LP_C_MEM_ERRORS];
   out->budget_exceeded = sums[LP_C_BUDGET_EXCEEDED];
   out->restored = sums[LP_C_RESTORED];
+  out->interrupted = sums[LP_C_INTERRUPTED];
   out->cache_hits = sums[LP_C_CACHE_HITS];
   out->cache_misses = sums[LP_C_CACHE_MISSES];
   out->trimmed = by[LUAPOOL_CLOSE_TRIMMED];

@@ -1,0 +1,442 @@
+/*
+** Hostile requests against the budget, the interrupt and the cleanup: for each class of escape
+** (doc/security.md), several shapes, under both profiles where they apply.  Each shape must be
+** stopped with the right reason (luapool_status), uncatchably, and then the pool and that very
+** state must serve the next request cleanly.  Nothing here times anything: a shape that escapes
+** runs forever, and Check's timeout fails the test.  Where a shape could be "stopped late", the
+** script counts its turns through a host function and the test bounds the count, which the
+** budget's charges determine exactly.
+*/
+#include <lauxlib.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#include "util.h"
+
+enum { SAFE = 1, ALL = 2, BOTH = 3 };
+
+typedef struct hostile {
+  const char *name;
+  int profiles;
+  uint64_t instructions;
+  unsigned ms;
+  size_t mem_limit; /* 0: the default */
+  int status;       /* what luapool_status must say */
+  long max_ticks;   /* tick() calls allowed before the stop; 0: not checked */
+  const char *chunk;
+} hostile;
+
+#define LOOP "while true do end"
+#define CLOSING(body) "setmetatable({}, {__close = function() " body " end})"
+
+static const hostile cases[] = {
+    /* 1. Code that runs while the budget's error is raised or unwound. */
+    {"xpcall handler that loops", BOTH, 1000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 0,
+     "xpcall(function() " LOOP " end, function() " LOOP " end)"},
+    {"xpcall handler that loops, time", BOTH, 0, 50, 0, LUAPOOL_STATUS_TIME, 0,
+     "xpcall(function() " LOOP " end, function() " LOOP " end)"},
+    {"nested xpcall handlers", BOTH, 1000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 0,
+     "xpcall(function() xpcall(function() " LOOP " end, function(e) " LOOP " end) " LOOP " end,"
+     " function() " LOOP " end)"},
+    {"handler that raises again", BOTH, 1000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 0,
+     "xpcall(function() " LOOP " end, function(e) error(e) end) " LOOP},
+    {"handler that catches and loops", BOTH, 1000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 0,
+     "xpcall(function() " LOOP " end, function(e) pcall(function() " LOOP " end) " LOOP " end)"},
+    {"pcall(xpcall) with a looping handler", BOTH, 1000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 0,
+     "while true do pcall(xpcall, function() " LOOP " end, function() " LOOP " end) end"},
+    {"__close that loops while unwinding", BOTH, 1000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 0,
+     "local x <close> = " CLOSING(LOOP) " " LOOP},
+    {"__close under pcall that loops", BOTH, 0, 50, 0, LUAPOOL_STATUS_TIME, 0,
+     "while true do pcall(function() local x <close> = " CLOSING(LOOP) " " LOOP " end) end"},
+    {"error object with looping metamethods", BOTH, 1000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 0,
+     "local e = setmetatable({}, {__tostring = function() " LOOP " end,"
+     " __index = function() " LOOP " end, __concat = function() " LOOP " end})"
+     " while true do pcall(error, e) local _ = tostring(e) end"},
+    {"catch-all loop", BOTH, 1000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 0,
+     "while true do pcall(function() " LOOP " end) end"},
+    {"gsub callback that loops", BOTH, 1000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 0,
+     "while true do pcall(string.gsub, ('x'):rep(100), '.', function() " LOOP " end) end"},
+    {"sort comparator that loops", BOTH, 1000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 0,
+     "while true do pcall(table.sort, {3, 2, 1}, function() " LOOP " end) end"},
+    {"tostring metamethod that loops", BOTH, 0, 50, 0, LUAPOOL_STATUS_TIME, 0,
+     "local o = setmetatable({}, {__tostring = function() " LOOP " end})"
+     " while true do pcall(tostring, o) end"},
+    {"debug.sethook removes the budget", ALL, 1000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 0,
+     "pcall(debug.sethook) pcall(debug.sethook, function() end, '', 1 << 30) " LOOP},
+
+    /* 2. Coroutines: each thread has its own count. */
+    {"tree of short coroutines", BOTH, 1000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 0,
+     "local function t(d) if d == 0 then return 1 end local s = 0"
+     " for i = 1, 2 do s = s + coroutine.wrap(function() return t(d - 1) end)() end return s end"
+     " while true do t(12) end"},
+    {"tree of short coroutines, time", BOTH, 0, 50, 0, LUAPOOL_STATUS_TIME, 0,
+     "local function t(d) if d == 0 then return 1 end local s = 0"
+     " for i = 1, 2 do local co = coroutine.create(function() return t(d - 1) end)"
+     " local ok, v = coroutine.resume(co) s = s + v end return s end"
+     " while true do t(12) end"},
+    {"coroutines that run 900 instructions", BOTH, 1000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 1001,
+     "while true do tick() coroutine.wrap(function() for i = 1, 300 do end end)() end"},
+    {"empty coroutines", BOTH, 1000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 1001,
+     "while true do tick() coroutine.resume(coroutine.create(function() end)) end"},
+    {"ping-pong coroutine", BOTH, 1000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 0,
+     "local co = coroutine.wrap(function() while true do coroutine.yield() end end)"
+     " while true do co() end"},
+    {"catching the stop in a coroutine", BOTH, 1000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 0,
+     "while true do local ok = coroutine.resume(coroutine.create(function() " LOOP " end)) end"},
+    {"closing a stopped coroutine", BOTH, 1000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 0,
+     "local co = coroutine.create(function() local x <close> = " CLOSING(LOOP) " " LOOP " end)"
+     " coroutine.resume(co) pcall(coroutine.close, co) " LOOP},
+    {"wrap of a coroutine with a looping __close", BOTH, 1000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS,
+     0,
+     "pcall(coroutine.wrap(function() local x <close> = " CLOSING(LOOP) " " LOOP " end)) " LOOP},
+    {"xpcall in a coroutine", BOTH, 1000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 0,
+     "pcall(coroutine.wrap(function() xpcall(function() " LOOP " end, function() " LOOP " end)"
+     " end)) " LOOP},
+    {"coroutine.close of an errored coroutine with a looping __close", BOTH, 0, 50, 0,
+     LUAPOOL_STATUS_TIME, 0,
+     "local co = coroutine.create(function() local x <close> = " CLOSING(LOOP) " error('e') end)"
+     " coroutine.resume(co) coroutine.close(co)"},
+
+    /* 3. Heavy C calls in a loop: charged by what they walk and allocate. */
+    {"string.rep of 1 MiB under pcall", BOTH, 50000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 800,
+     "while true do tick() pcall(string.rep, 'x', 1 << 20) end"},
+    {"string.rep of nothing", BOTH, 1000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 0,
+     "for i = 1, 10 do assert(string.rep('', 1 << 62) == '' and ('').rep('', 1 << 62, '') == '')"
+     " end " LOOP},
+    {"table.move of nothing", BOTH, 50000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 2,
+     "while true do tick() pcall(table.move, {}, 1, 1 << 40, 2) end"},
+    {"table.insert at the front", BOTH, 50000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 200,
+     "local t = {} for i = 1, 1 << 18 do t[i] = i end"
+     " while true do tick() table.insert(t, 1, 0) table.remove(t, 1) end"},
+    {"table.sort of a long table", BOTH, 50000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 25,
+     "local t = {} for i = 1, 1 << 17 do t[i] = i end while true do tick() table.sort(t) end"},
+    {"table.concat and unpack", BOTH, 50000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 400,
+     "local t = {} for i = 1, 1 << 16 do t[i] = 'x' end"
+     " while true do tick() table.concat(t) pcall(table.unpack, t) end"},
+    {"utf8.len of a long string", BOTH, 50000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 60,
+     "local s = ('x'):rep(1 << 24) while true do tick() utf8.len(s) end"},
+    {"string.find over a long string", BOTH, 50000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 60,
+     "local s = ('a'):rep(1 << 24) while true do tick() s:find('b', 1, true) s:match('b') end"},
+    {"string.byte of everything", BOTH, 50000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 200,
+     "local s = ('a'):rep(1 << 18) while true do tick() pcall(string.byte, s, 1, -1) end"},
+    {"collectgarbage over a large heap", BOTH, 50000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 100,
+     "local t = {} for i = 1, 1 << 17 do t[i] = {} end"
+     " while true do tick() collectgarbage() collectgarbage('step', 1 << 20) end"},
+    {"refused allocations over a large heap", BOTH, 50000000, 0, (size_t)48 << 20,
+     LUAPOOL_STATUS_INSTRUCTIONS, 200,
+     "local t = {} for i = 1, 40 do t[i] = ('x'):rep(1024):rep(1024) .. i end"
+     " while true do tick() pcall(string.rep, ('y'):rep(1024), 1 << 13) end"},
+    {"refused allocations, time", BOTH, 0, 100, (size_t)48 << 20, LUAPOOL_STATUS_TIME, 0,
+     "local t = {} for i = 1, 40 do t[i] = ('x'):rep(1024):rep(1024) .. i end"
+     " while true do pcall(string.rep, ('y'):rep(1024), 1 << 13) end"},
+    {"big allocations past the deadline", BOTH, 0, 50, 0, LUAPOOL_STATUS_TIME, 0,
+     "while true do pcall(string.rep, 'x', 1 << 22) end"},
+
+    /* 5. Memory: the status says so, the error stays catchable. */
+    {"memory bomb", BOTH, 0, 0, (size_t)8 << 20, LUAPOOL_STATUS_MEMORY, 0,
+     "local t = {} while true do t[#t + 1] = ('x'):rep(1 << 16) .. #t end"},
+};
+#define NCASES ((int)(sizeof cases / sizeof cases[0]))
+
+static _Atomic long ticks;
+
+static int tick(lua_State *L) {
+  (void)L;
+  atomic_fetch_add(&ticks, 1);
+  return 0;
+}
+
+static luapool *pool_for(int profile, const hostile *h) {
+  luapool_config cfg;
+  util_config_libs(&cfg, util_profiles[profile]);
+  cfg.budget_instructions = h->instructions;
+  cfg.budget_ms = h->ms;
+  if (h->mem_limit != 0)
+    cfg.mem_limit = h->mem_limit;
+  return util_pool(&cfg);
+}
+
+/* The next request on the same state: clean, unlimited by what came before, status OK. */
+static void next_is_clean(luapool *p, lua_State *was) {
+  lua_State *L = util_acquire(p);
+  ck_assert_ptr_eq(L, was);
+  ck_assert_int_eq(luapool_status(L), LUAPOOL_STATUS_OK);
+  ck_assert_int_eq(util_eval_int(L, "local n = 0 for i = 1, 100000 do n = n + 1 end"
+                                    " return (tick == nil and x == nil) and n or -1"),
+                   100000);
+  luapool_release(p, L);
+}
+
+static void run_case(int k, int profile) {
+  const hostile *h = &cases[k];
+  if ((h->profiles & (1 << profile)) == 0)
+    return;
+  luapool *p = pool_for(profile, h);
+  lua_State *L = util_acquire(p);
+  lua_pushcfunction(L, tick);
+  lua_setglobal(L, "tick");
+  atomic_store(&ticks, 0);
+  const char *msg = util_error_of(L, "=hostile", h->chunk);
+  ck_assert_msg(msg[0] != '\0', "%s (%s): the script finished", h->name,
+                util_profile_names[profile]);
+  ck_assert_msg(luapool_status(L) == h->status, "%s (%s): status %d, not %d; error: %s", h->name,
+                util_profile_names[profile], luapool_status(L), h->status, msg);
+  if (h->status == LUAPOOL_STATUS_INSTRUCTIONS || h->status == LUAPOOL_STATUS_TIME)
+    ck_assert_msg(strstr(msg, "budget exceeded") != NULL, "%s: error %s", h->name, msg);
+  /* uncatchable: any later call during the same acquire fails at once */
+  if (h->status != LUAPOOL_STATUS_MEMORY)
+    ck_assert_str_ne(util_error_of(L, "=again", "return 1"), "");
+  long n = atomic_load(&ticks);
+  ck_assert_msg(h->max_ticks == 0 || n <= h->max_ticks, "%s (%s): %ld turns, more than %ld",
+                h->name, util_profile_names[profile], n, h->max_ticks);
+  luapool_release(p, L);
+  next_is_clean(p, L);
+  luapool_stats st = util_stats(p);
+  ck_assert_uint_eq(st.created - st.closed, st.live);
+  if (h->status == LUAPOOL_STATUS_MEMORY)
+    ck_assert_uint_ge(st.mem_errors, 1);
+  else
+    ck_assert_uint_eq(st.budget_exceeded, 1);
+  luapool_destroy(p);
+}
+
+START_TEST(each_shape) {
+  for (int profile = 0; profile < 2; profile++)
+    run_case(_i, profile);
+}
+END_TEST
+
+/* ---- the interrupt ------------------------------------------------------------------------- */
+
+typedef struct interrupter {
+  lua_State *L;
+  atomic_int started;
+} interrupter;
+
+static interrupter *the_interrupter;
+
+static int started(lua_State *L) {
+  (void)L;
+  atomic_store(&the_interrupter->started, 1);
+  return 0;
+}
+
+static void *interrupt_main(void *arg) {
+  interrupter *in = arg;
+  while (atomic_load(&in->started) == 0)
+    util_sleep_ms(1);
+  ck_assert_int_eq(luapool_interrupt(in->L), LUAPOOL_OK);
+  return NULL;
+}
+
+static const char *const interrupted_shapes[] = {
+    "started() " LOOP,
+    "started() while true do pcall(function() " LOOP " end) end",
+    "started() xpcall(function() " LOOP " end, function() " LOOP " end)",
+    "started() coroutine.wrap(function() " LOOP " end)()",
+    "started() while true do pcall(string.rep, 'x', 1 << 20) end",
+    "started() local x <close> = " CLOSING(LOOP) " " LOOP,
+};
+
+START_TEST(interrupt_from_another_thread) {
+  for (int profile = 0; profile < 2; profile++) {
+    luapool_config cfg;
+    util_config_libs(&cfg, util_profiles[profile]);
+    luapool *p = util_pool(&cfg);
+    lua_State *L = util_acquire(p);
+    interrupter in = {L, 0};
+    the_interrupter = &in;
+    lua_pushcfunction(L, started);
+    lua_setglobal(L, "started");
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, interrupt_main, &in), 0);
+    const char *msg = util_error_of(L, "=hostile", interrupted_shapes[_i]);
+    pthread_join(t, NULL);
+    ck_assert_ptr_nonnull(strstr(msg, "interrupted"));
+    ck_assert_int_eq(luapool_status(L), LUAPOOL_STATUS_INTERRUPTED);
+    ck_assert_str_ne(util_error_of(L, "=again", "return 1"), "");
+    luapool_release(p, L);
+    next_is_clean(p, L);
+    ck_assert_uint_eq(util_stats(p).interrupted, 1);
+    luapool_destroy(p);
+  }
+}
+END_TEST
+
+START_TEST(interrupt_of_an_idle_state_is_dropped) {
+  luapool_config cfg;
+  util_config_libs(&cfg, LUAPOOL_LIBS_SAFE);
+  luapool *p = util_pool(&cfg);
+  lua_State *L = util_acquire(p);
+  luapool_release(p, L);
+  ck_assert_int_eq(luapool_interrupt(L), LUAPOOL_OK); /* late: after the release */
+  lua_State *L2 = util_acquire(p);
+  ck_assert_ptr_eq(L2, L);
+  ck_assert_int_eq(luapool_status(L), LUAPOOL_STATUS_OK);
+  ck_assert_int_eq(util_eval_int(L, "local n = 0 for i = 1, 10000 do n = n + 1 end return n"),
+                   10000);
+  luapool_release(p, L);
+  ck_assert_int_eq(luapool_interrupt(NULL), LUAPOOL_EINVAL);
+  ck_assert_int_eq(luapool_status(NULL), LUAPOOL_EINVAL);
+  lua_State *foreign = luaL_newstate();
+  ck_assert_int_eq(luapool_interrupt(foreign), LUAPOOL_EINVAL);
+  ck_assert_int_eq(luapool_status(foreign), LUAPOOL_EINVAL);
+  lua_close(foreign);
+  luapool_destroy(p);
+}
+END_TEST
+
+/* ---- Lua code that release, discard, shutdown and destroy run ------------------------------- */
+
+/* Runs chunk on L's main thread with lua_resume, as a host may: returns the resume status. */
+static int resume_main(lua_State *L, const char *chunk) {
+  ck_assert_int_eq(luaL_loadstring(L, chunk), LUA_OK);
+  int nres;
+  return lua_resume(L, NULL, 0, &nres);
+}
+
+static const char *const pending_close[] = {
+    /* yielded with a pending __close that loops */
+    "local x <close> = " CLOSING(LOOP) " coroutine.yield()",
+    /* two of them, one raising */
+    "local x <close> = " CLOSING(LOOP) " local y <close> = " CLOSING("error('y')")
+    " coroutine.yield()",
+    /* died of an error with one pending (lua_resume leaves it) */
+    "local x <close> = " CLOSING(LOOP) " error('boom')",
+    /* died of the budget's error (its hooks may be off for good) */
+    "local x <close> = " CLOSING(LOOP) " " LOOP,
+    /* a __close that yields, then loops */
+    "local x <close> = " CLOSING("coroutine.yield() " LOOP) " coroutine.yield()",
+};
+
+START_TEST(pending_close_is_bounded) {
+  for (int profile = 0; profile < 2; profile++) {
+    for (int way = 0; way < 3; way++) {
+      luapool_config cfg;
+      util_config_libs(&cfg, util_profiles[profile]);
+      cfg.budget_instructions = 1000000;
+      luapool *p = util_pool(&cfg);
+      lua_State *L = util_acquire(p);
+      int st = resume_main(L, pending_close[_i]);
+      ck_assert_int_ne(st, LUA_OK);
+      if (way == 0) {
+        luapool_release(p, L); /* must return; a handler that loops closes the state */
+        luapool_stats s = util_stats(p);
+        ck_assert_uint_eq(s.created - s.closed, s.live);
+        ck_assert_uint_le(s.tainted, 1);
+        lua_State *L2 = util_acquire(p);
+        ck_assert_int_eq(util_eval_int(L2, "return x == nil and 1 or 0"), 1);
+        luapool_release(p, L2);
+      } else if (way == 1) {
+        luapool_discard(p, L);
+      }
+      luapool_destroy(p); /* way 2: destroy closes the state still checked out */
+    }
+  }
+}
+END_TEST
+
+/* Under LIBS_ALL a script may set a finalizer: the state is closed, and the close does not run
+   a finalizer that loops. */
+START_TEST(finalizers_do_not_hold_the_close) {
+  static const char *const shapes[] = {
+      "setmetatable({}, {__gc = function() " LOOP " end})",
+      "local mt = {__gc = true} local o = setmetatable({}, mt) mt.__gc = function() " LOOP " end"
+      " keep = o",
+      "for i = 1, 100 do setmetatable({}, {__gc = function() " LOOP " end}) end",
+  };
+  for (int way = 0; way < 3; way++) {
+    luapool_config cfg;
+    util_config_libs(&cfg, LUAPOOL_LIBS_ALL);
+    luapool *p = util_pool(&cfg);
+    lua_State *L = util_acquire(p);
+    (void)util_error_of(L, "=hostile", shapes[_i]);
+    if (way == 0)
+      luapool_release(p, L);
+    else if (way == 1)
+      luapool_discard(p, L);
+    luapool_destroy(p);
+  }
+}
+END_TEST
+
+/* ---- memory after a restore ------------------------------------------------------------------ */
+
+/* A request empties a library table, lets the collector shrink it, and fills memory to the limit:
+   the restore must not leave the state above its limit (the next request would be unlimited). */
+START_TEST(heap_within_limit_after_reset) {
+  static const char *const fill =
+      "for _, lib in ipairs({string, table, math, utf8, coroutine, os or {}, io or {}, debug or {}}) do"
+      " for k in pairs(lib) do lib[k] = nil end end "
+      "collectgarbage() collectgarbage() "
+      "local t = {} for i = 1, 1e9 do local ok = pcall(function() t[#t + 1] = ('x'):rep(256) .. i end)"
+      " if not ok then break end end "
+      "for i = 1, 1e6 do if not pcall(function() t[#t + 1] = {} end) then break end end";
+  size_t limit = (size_t)2 << 20;
+  luapool_config cfg;
+  util_config_libs(&cfg, LUAPOOL_LIBS_ALL);
+  cfg.mem_limit = limit;
+  luapool *p = util_pool(&cfg);
+  for (int round = 0; round < 3; round++) {
+    lua_State *L = util_acquire(p);
+    (void)util_error_of(L, "=fill", fill);
+    luapool_release(p, L);
+    L = util_acquire(p);
+    ck_assert_int_le(util_eval_int(L, "return math.floor(collectgarbage('count') * 1024)"),
+                     (long long)limit);
+    ck_assert_str_ne(util_error_of(L, "=big", "local s = ('x'):rep(100 * 2^20)"), "");
+    luapool_release(p, L);
+  }
+  luapool_destroy(p);
+}
+END_TEST
+
+/* ---- counts however a request ends ------------------------------------------------------------ */
+
+START_TEST(counts_on_every_ending) {
+  for (int way = 0; way < 3; way++) {
+    luapool_config cfg;
+    util_config_libs(&cfg, LUAPOOL_LIBS_SAFE);
+    cfg.budget_instructions = 1000000;
+    cfg.mem_limit = (size_t)4 << 20;
+    if (way == 2)
+      cfg.max_uses = 1; /* expires at release */
+    luapool *p = util_pool(&cfg);
+    lua_State *L = util_acquire(p);
+    ck_assert_int_eq(luapool_load(L, "=c", "return 1", 8), LUA_OK);
+    lua_pop(L, 1);
+    (void)util_error_of(L, "=m", "local s = ('x'):rep(1024):rep(8192)");
+    (void)util_error_of(L, "=b", LOOP);
+    if (way == 1)
+      luapool_discard(p, L);
+    else
+      luapool_release(p, L);
+    luapool_stats st = util_stats(p);
+    ck_assert_uint_eq(st.budget_exceeded, 1);
+    ck_assert_uint_eq(st.mem_errors, 1);
+    ck_assert_uint_eq(st.cache_misses, 1);
+    luapool_destroy(p);
+  }
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("hostile");
+  TCase *tc = tcase_create("budget");
+  tcase_set_timeout(tc, 120);
+  tcase_add_loop_test(tc, each_shape, 0, NCASES);
+  tcase_add_loop_test(tc, interrupt_from_another_thread, 0,
+                      (int)(sizeof interrupted_shapes / sizeof interrupted_shapes[0]));
+  tcase_add_test(tc, interrupt_of_an_idle_state_is_dropped);
+  suite_add_tcase(s, tc);
+  tc = tcase_create("cleanup");
+  tcase_set_timeout(tc, 120);
+  tcase_add_loop_test(tc, pending_close_is_bounded, 0,
+                      (int)(sizeof pending_close / sizeof pending_close[0]));
+  tcase_add_loop_test(tc, finalizers_do_not_hold_the_close, 0, 3);
+  tcase_add_test(tc, heap_within_limit_after_reset);
+  tcase_add_test(tc, counts_on_every_ending);
+  suite_add_tcase(s, tc);
+  return util_run_suite(s);
+}
