@@ -25,6 +25,7 @@
 
 #include "base.h"
 #include "budget.h"
+#include "lptable.h"
 #include "sx.h"
 
 void lp_budget_init(lp_budget *b) {
@@ -39,8 +40,22 @@ void lp_budget_init(lp_budget *b) {
   b->xpcall = NULL;
 }
 
+/*
+** The count between two looks: LP_BUDGET_PERIOD, fewer when less is left, and, while a budget is
+** set, fewer as the heap grows past LP_BUDGET_HEAP_STEP: one VM instruction can do work in
+** proportion to the heap without calling a function (comparing, hashing or converting a long
+** string, a collection step), so the looks come often enough that the time between two of them
+** stays bounded whatever the heap holds.
+*/
+static int period_for(const lp_budget *b, size_t heap) {
+  uint64_t n = LP_BUDGET_PERIOD;
+  if (b->armed && heap > LP_BUDGET_HEAP_STEP)
+    n = (uint64_t)LP_BUDGET_PERIOD * LP_BUDGET_HEAP_STEP / heap + 1;
+  return b->left < n ? (int)b->left : (int)n;
+}
+
 static int period(const lp_budget *b) {
-  return b->left < LP_BUDGET_PERIOD ? (int)b->left : LP_BUDGET_PERIOD;
+  return period_for(b, 0);
 }
 
 /*
@@ -106,11 +121,29 @@ static void disarm_handlers(lua_State *L, const lp_budget *b) {
 
 static void budget_hook(lua_State *L, lua_Debug *ar);
 
+/*
+** The running thread, for the gate to poke.  Anchored in the luapool table (an existing array
+** slot: storing allocates nothing), so that a coroutine the host resumed and then dropped is
+** never poked after the collector freed it.  L is any thread of the state.
+*/
+static void set_current(lua_State *L, lp_budget *b, lua_State *co) {
+  if (b->current == co)
+    return;
+  b->current = co;
+  lp_lptable_push(L);
+  (void)lua_pushthread(co); /* on co's own stack, then over to L */
+  lua_xmove(co, L, 1);
+  lua_rawseti(L, -2, LP_T_CURRENT);
+  lua_pop(L, 1);
+}
+
 int lp_budget_raise(lua_State *L) {
   lp_budget *b = &lp_sx_of(L)->budget;
   lp_assert(b->why != 0);
   disarm_handlers(L, b);
   lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
+  if (b->main != L)
+    lua_sethook(b->main, budget_hook, LUA_MASKCOUNT, 1); /* the host's next call fails too */
   return luaL_error(L, "%s", message(b->why));
 }
 
@@ -118,12 +151,14 @@ static void budget_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   lp_sx *x = lp_sx_of(L);
   lp_budget *b = &x->budget;
+  set_current(L, b, L); /* a coroutine the host resumes is known from its first look on */
   if (b->why == 0) {
     uint64_t ran = (uint64_t)lua_gethookcount(L) + lp_alloc_take_grown(&x->alloc) / LP_BUDGET_BYTES;
     b->why = check(b, ran);
     if (b->why == 0) {
-      if (period(b) != lua_gethookcount(L))
-        lua_sethook(L, budget_hook, LUA_MASKCOUNT, period(b));
+      int n = period_for(b, lp_alloc_bytes(&x->alloc));
+      if (n != lua_gethookcount(L))
+        lua_sethook(L, budget_hook, LUA_MASKCOUNT, n);
       return;
     }
   }
@@ -172,7 +207,8 @@ static bool gate(void *ud, size_t grow, bool refused) {
 void lp_budget_open(lua_State *L, lp_sx *x) {
   lp_budget *b = &x->budget;
   b->main = L;
-  b->current = L;
+  b->current = NULL;
+  set_current(L, b, L);
   if (lua_getglobal(L, "xpcall") == LUA_TFUNCTION)
     b->xpcall = lua_tocfunction(L, -1);
   lua_pop(L, 1);
@@ -194,7 +230,7 @@ void lp_budget_arm(lua_State *L, lp_budget *b, uint64_t instructions, unsigned m
 void lp_budget_clear(lp_budget *b) {
   lp_budget_arm(b->main, b, 0, 0);
   atomic_store_explicit(&b->interrupt, false, memory_order_relaxed);
-  b->current = b->main;
+  set_current(b->main, b, b->main);
 }
 
 void lp_budget_charge(lua_State *L, uint64_t n) {
@@ -222,13 +258,13 @@ lua_State *lp_budget_enter_thread(lua_State *L, lua_State *co) {
     lp_budget_charge(L, LP_BUDGET_PERIOD);
   }
   lua_State *prev = b->current;
-  b->current = co;
+  set_current(L, b, co);
   return prev;
 }
 
 void lp_budget_left_thread(lua_State *L, lua_State *prev) {
   lp_budget *b = &lp_sx_of(L)->budget;
-  b->current = prev;
+  set_current(L, b, prev);
   if (b->why != 0)
     lp_budget_raise(L); /* stopped in the coroutine: not one more instruction here */
 }

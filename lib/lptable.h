@@ -18,7 +18,8 @@ enum {
   LP_T_MODULES,  /* sandbox.c: the modules this request required */
   LP_T_CHECK,    /* snapshot.c: the reset's check thread */
   LP_T_FINALIZERS, /* sandbox.c: the objects scripts gave a __gc metatable (weak keys) */
-  LP_T_COUNT = LP_T_FINALIZERS
+  LP_T_CURRENT,  /* budget.c: the thread running the request (the main thread between two) */
+  LP_T_COUNT = LP_T_CURRENT
 };
 
 /* Protected: makes L's luapool table, with an empty table in every slot. */

@@ -10,6 +10,7 @@
 #include <lauxlib.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "util.h"
@@ -99,32 +100,32 @@ static const hostile cases[] = {
      " coroutine.resume(co) coroutine.close(co)"},
 
     /* 3. Heavy C calls in a loop: charged by what they walk and allocate. */
-    {"string.rep of 1 MiB under pcall", BOTH, 50000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 800,
+    {"string.rep of 1 MiB under pcall", BOTH, 50000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 60,
      "while true do tick() pcall(string.rep, 'x', 1 << 20) end"},
     {"string.rep of nothing", BOTH, 1000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 0,
      "for i = 1, 10 do assert(string.rep('', 1 << 62) == '' and ('').rep('', 1 << 62, '') == '')"
      " end " LOOP},
     {"table.move of nothing", BOTH, 50000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 2,
      "while true do tick() pcall(table.move, {}, 1, 1 << 40, 2) end"},
-    {"table.insert at the front", BOTH, 50000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 200,
+    {"table.insert at the front", BOTH, 50000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 40,
      "local t = {} for i = 1, 1 << 18 do t[i] = i end"
      " while true do tick() table.insert(t, 1, 0) table.remove(t, 1) end"},
-    {"table.sort of a long table", BOTH, 50000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 25,
+    {"table.sort of a long table", BOTH, 50000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 6,
      "local t = {} for i = 1, 1 << 17 do t[i] = i end while true do tick() table.sort(t) end"},
-    {"table.concat and unpack", BOTH, 50000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 400,
+    {"table.concat and unpack", BOTH, 50000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 50,
      "local t = {} for i = 1, 1 << 16 do t[i] = 'x' end"
      " while true do tick() table.concat(t) pcall(table.unpack, t) end"},
-    {"utf8.len of a long string", BOTH, 50000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 60,
+    {"utf8.len of a long string", BOTH, 50000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 5,
      "local s = ('x'):rep(1 << 24) while true do tick() utf8.len(s) end"},
-    {"string.find over a long string", BOTH, 50000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 60,
+    {"string.find over a long string", BOTH, 50000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 3,
      "local s = ('a'):rep(1 << 24) while true do tick() s:find('b', 1, true) s:match('b') end"},
     {"string.byte of everything", BOTH, 50000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 200,
      "local s = ('a'):rep(1 << 18) while true do tick() pcall(string.byte, s, 1, -1) end"},
-    {"collectgarbage over a large heap", BOTH, 50000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 100,
+    {"collectgarbage over a large heap", BOTH, 50000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 30,
      "local t = {} for i = 1, 1 << 17 do t[i] = {} end"
      " while true do tick() collectgarbage() collectgarbage('step', 1 << 20) end"},
     {"refused allocations over a large heap", BOTH, 50000000, 0, (size_t)48 << 20,
-     LUAPOOL_STATUS_INSTRUCTIONS, 200,
+     LUAPOOL_STATUS_INSTRUCTIONS, 20,
      "local t = {} for i = 1, 40 do t[i] = ('x'):rep(1024):rep(1024) .. i end"
      " while true do tick() pcall(string.rep, ('y'):rep(1024), 1 << 13) end"},
     {"refused allocations, time", BOTH, 0, 100, (size_t)48 << 20, LUAPOOL_STATUS_TIME, 0,
@@ -132,6 +133,13 @@ static const hostile cases[] = {
      " while true do pcall(string.rep, ('y'):rep(1024), 1 << 13) end"},
     {"big allocations past the deadline", BOTH, 0, 50, 0, LUAPOOL_STATUS_TIME, 0,
      "while true do pcall(string.rep, 'x', 1 << 22) end"},
+
+    {"tonumber of a long numeral", BOTH, 50000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 5,
+     "local s = ('1'):rep(1 << 24) while true do tick() tonumber(s) end"},
+    {"load of blanks", BOTH, 50000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 5,
+     "local s = (' '):rep(1 << 24) while true do tick() load(s) end"},
+    {"string.packsize of a long format", BOTH, 50000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 3,
+     "local f = ('b'):rep(1 << 24) while true do tick() pcall(string.packsize, f) end"},
 
     /* 5. Memory: the status says so, the error stays catchable. */
     {"memory bomb", BOTH, 0, 0, (size_t)8 << 20, LUAPOOL_STATUS_MEMORY, 0,
@@ -168,7 +176,23 @@ static void next_is_clean(luapool *p, lua_State *was) {
   luapool_release(p, L);
 }
 
-static void run_case(int k, int profile) {
+/* Runs chunk in a coroutine the host made (as a server that yields may): its error, or "". */
+static const char *error_in_host_coroutine(lua_State *L, const char *chunk) {
+  static char buf[512];
+  lua_State *co = lua_newthread(L);
+  ck_assert_int_eq(luaL_loadbufferx(co, chunk, strlen(chunk), "=hostile", "t"), LUA_OK);
+  int nres;
+  int st = lua_resume(co, L, 0, &nres);
+  buf[0] = '\0';
+  if (st != LUA_OK && st != LUA_YIELD) {
+    const char *m = lua_tostring(co, -1);
+    snprintf(buf, sizeof buf, "%s", m != NULL ? m : "(not a string)");
+  }
+  lua_settop(L, 0);
+  return buf;
+}
+
+static void run_case(int k, int profile, bool in_coroutine) {
   const hostile *h = &cases[k];
   if ((h->profiles & (1 << profile)) == 0)
     return;
@@ -177,7 +201,8 @@ static void run_case(int k, int profile) {
   lua_pushcfunction(L, tick);
   lua_setglobal(L, "tick");
   atomic_store(&ticks, 0);
-  const char *msg = util_error_of(L, "=hostile", h->chunk);
+  const char *msg = in_coroutine ? error_in_host_coroutine(L, h->chunk)
+                                 : util_error_of(L, "=hostile", h->chunk);
   ck_assert_msg(msg[0] != '\0', "%s (%s): the script finished", h->name,
                 util_profile_names[profile]);
   ck_assert_msg(luapool_status(L) == h->status, "%s (%s): status %d, not %d; error: %s", h->name,
@@ -203,7 +228,40 @@ static void run_case(int k, int profile) {
 
 START_TEST(each_shape) {
   for (int profile = 0; profile < 2; profile++)
-    run_case(_i, profile);
+    run_case(_i, profile, false);
+}
+END_TEST
+
+START_TEST(each_shape_in_a_host_coroutine) {
+  for (int profile = 0; profile < 2; profile++)
+    run_case(_i, profile, true);
+}
+END_TEST
+
+static int hookcount(lua_State *L) {
+  lua_pushinteger(L, lua_gethookcount(L));
+  return 1;
+}
+
+/* One VM instruction can work in proportion to the heap (comparing two long strings, converting
+   one): with a budget set, the hook looks more often as the heap grows. */
+START_TEST(hook_looks_more_often_on_a_large_heap) {
+  for (int profile = 0; profile < 2; profile++) {
+    luapool_config cfg;
+    util_config_libs(&cfg, util_profiles[profile]);
+    cfg.budget_instructions = 100000000;
+    luapool *p = util_pool(&cfg);
+    lua_State *L = util_acquire(p);
+    lua_pushcfunction(L, hookcount);
+    lua_setglobal(L, "hookcount");
+    ck_assert_int_eq(util_eval_int(L, "for i = 1, 5000 do end return hookcount()"), 1000);
+    long long n = util_eval_int(L, "local a = ('x'):rep(1 << 24) local b = a:sub(1, -2) .. 'y'"
+                                   " for i = 1, 5000 do local _ = a < b end return hookcount()");
+    ck_assert_int_le(n, 1000 / 16 + 1); /* a heap of 16 MiB and more */
+    ck_assert_int_ge(n, 1);
+    luapool_release(p, L);
+    luapool_destroy(p);
+  }
 }
 END_TEST
 
@@ -426,9 +484,11 @@ int main(void) {
   TCase *tc = tcase_create("budget");
   tcase_set_timeout(tc, 120);
   tcase_add_loop_test(tc, each_shape, 0, NCASES);
+  tcase_add_loop_test(tc, each_shape_in_a_host_coroutine, 0, NCASES);
   tcase_add_loop_test(tc, interrupt_from_another_thread, 0,
                       (int)(sizeof interrupted_shapes / sizeof interrupted_shapes[0]));
   tcase_add_test(tc, interrupt_of_an_idle_state_is_dropped);
+  tcase_add_test(tc, hook_looks_more_often_on_a_large_heap);
   suite_add_tcase(s, tc);
   tc = tcase_create("cleanup");
   tcase_set_timeout(tc, 120);
