@@ -14,6 +14,7 @@
 **   magazine.c magazine_inline.h  per-thread magazines and counters   lp_mag_
 **   reset.c                    the reset sequence                     lp_reset
 **   sx.h                       a state's parts                        lp_sx_
+**   guard.c                    the library wrappers of the budget     lp_guard_
 **   the parts of a state: snapshot.c sandbox.c chunk.c budget.c warn.c entropy.c
 **     alloc.c lptable.c         lp_snapshot_ lp_sandbox_ lp_chunk_ lp_budget_ lp_warn_
 **                               lp_entropy_ lp_alloc_ lp_lptable_
