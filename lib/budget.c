@@ -6,9 +6,10 @@
 **     Lua gives a new coroutine its creator's hook), every LP_BUDGET_PERIOD instructions: it
 **     charges what the thread ran plus the heap growth since the last look;
 **   - the allocator's gate (alloc.h), on every allocation of LP_ALLOC_GATE_BYTES or more and on
-**     every allocation mem_limit refuses: it refuses the growth once the request is stopped or
-**     would be, and makes the running thread's hook look at its next instruction, so that a C
-**     function that allocates in a loop is stopped within one allocation;
+**     every allocation mem_limit refuses: it stops the request when the budget would run out
+**     (letting that one allocation through), refuses every big allocation after, and makes the
+**     running thread's hook look at its next instruction, so that a C function that allocates
+**     in a loop is stopped within two allocations;
 **   - the charges of the library wrappers (guard.c), before a call whose work the count cannot
 **     see (a coroutine's first instructions, a collection, a walk over a long string or table).
 **
@@ -129,6 +130,10 @@ static void budget_hook(lua_State *L, lua_Debug *ar);
 static void set_current(lua_State *L, lp_budget *b, lua_State *co) {
   if (b->current == co)
     return;
+  if (!lua_checkstack(L, 2) || !lua_checkstack(co, 1)) {
+    b->current = b->main; /* always alive (the registry holds it); only less precise */
+    return;
+  }
   b->current = co;
   lp_lptable_push(L);
   (void)lua_pushthread(co); /* on co's own stack, then over to L */
@@ -187,21 +192,25 @@ static bool gate(void *ud, size_t grow, bool refused) {
     poke(b);
     return false;
   }
-  if (b->why == 0) {
-    if (atomic_load_explicit(&b->interrupt, memory_order_relaxed))
-      b->why = LUAPOOL_STATUS_INTERRUPTED;
-    else if (!b->armed)
-      return true;
-    else if (b->left != UINT64_MAX &&
-             (x->alloc.grown + grow) / LP_BUDGET_BYTES + b->pending >= b->left)
-      b->why = LUAPOOL_STATUS_INSTRUCTIONS;
-    else if (b->deadline != 0 && lp_time_ns() >= b->deadline)
-      b->why = LUAPOOL_STATUS_TIME;
-    else
-      return true;
+  if (b->why != 0) {
+    poke(b);
+    return false; /* stopped: a C function that allocates in a loop ends here */
   }
+  if (atomic_load_explicit(&b->interrupt, memory_order_relaxed))
+    b->why = LUAPOOL_STATUS_INTERRUPTED;
+  else if (!b->armed)
+    return true;
+  else if (b->left != UINT64_MAX &&
+           (x->alloc.grown + grow) / LP_BUDGET_BYTES + b->pending >= b->left)
+    b->why = LUAPOOL_STATUS_INSTRUCTIONS;
+  else if (b->deadline != 0 && lp_time_ns() >= b->deadline)
+    b->why = LUAPOOL_STATUS_TIME;
+  else
+    return true;
+  /* The stop begins: this allocation goes through, so that a call that allocates once ends and
+     the hook raises the budget's error (not Lua's memory error) at the next instruction. */
   poke(b);
-  return false;
+  return true;
 }
 
 void lp_budget_open(lua_State *L, lp_sx *x) {

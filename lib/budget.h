@@ -60,7 +60,8 @@ bool lp_budget_hook_is_ours(lua_State *L);
 static inline int lp_budget_end(lp_budget *b) {
   int why = b->why;
   if (b->armed || why != 0 || atomic_load_explicit(&b->interrupt, memory_order_relaxed) ||
-      lua_gethookcount(b->main) != LP_BUDGET_PERIOD || !lp_budget_hook_is_ours(b->main))
+      b->current != b->main || lua_gethookcount(b->main) != LP_BUDGET_PERIOD ||
+      !lp_budget_hook_is_ours(b->main))
     lp_budget_clear(b);
   return why;
 }

@@ -265,6 +265,30 @@ START_TEST(hook_looks_more_often_on_a_large_heap) {
 }
 END_TEST
 
+/* The thread the hook last saw run (a coroutine the host resumed, then dropped) is forgotten at
+   release: the next request's refused allocation pokes no freed thread (ASan), and the reset finds
+   nothing to restore. */
+START_TEST(running_thread_is_forgotten_at_release) {
+  for (int profile = 0; profile < 2; profile++) {
+    luapool_config cfg;
+    util_config_libs(&cfg, util_profiles[profile]);
+    cfg.mem_limit = (size_t)4 << 20;
+    luapool *p = util_pool(&cfg);
+    lua_State *L = util_acquire(p);
+    ck_assert_str_eq(error_in_host_coroutine(L, "for i = 1, 5000 do end"), "");
+    luapool_release(p, L);
+    ck_assert_uint_eq(util_stats(p).restored, 0);
+    L = util_acquire(p);
+    ck_assert_str_ne(util_error_of(L, "=m", "collectgarbage() collectgarbage()"
+                                             " local s = ('x'):rep(1024):rep(8192)"),
+                     "");
+    ck_assert_int_eq(luapool_status(L), LUAPOOL_STATUS_MEMORY);
+    luapool_release(p, L);
+    luapool_destroy(p);
+  }
+}
+END_TEST
+
 /* ---- the interrupt ------------------------------------------------------------------------- */
 
 typedef struct interrupter {
@@ -489,6 +513,7 @@ int main(void) {
                       (int)(sizeof interrupted_shapes / sizeof interrupted_shapes[0]));
   tcase_add_test(tc, interrupt_of_an_idle_state_is_dropped);
   tcase_add_test(tc, hook_looks_more_often_on_a_large_heap);
+  tcase_add_test(tc, running_thread_is_forgotten_at_release);
   suite_add_tcase(s, tc);
   tc = tcase_create("cleanup");
   tcase_set_timeout(tc, 120);
