@@ -39,6 +39,8 @@ void lp_budget_init(lp_budget *b) {
   b->main = NULL;
   b->current = NULL;
   b->xpcall = NULL;
+  b->hook = NULL;
+  b->touched = false;
 }
 
 /*
@@ -176,8 +178,10 @@ bool lp_budget_hook_is_ours(lua_State *L) {
 
 /* Makes the running thread's hook look at its next instruction. */
 static void poke(lp_budget *b) {
-  if (b->current != NULL)
+  if (b->current != NULL) {
     lua_sethook(b->current, budget_hook, LUA_MASKCOUNT, 1);
+    b->touched = true;
+  }
 }
 
 /*
@@ -217,6 +221,8 @@ void lp_budget_open(lua_State *L, lp_sx *x) {
   lp_budget *b = &x->budget;
   b->main = L;
   b->current = NULL;
+  b->hook = budget_hook;
+  b->touched = false;
   set_current(L, b, L);
   if (lua_getglobal(L, "xpcall") == LUA_TFUNCTION)
     b->xpcall = lua_tocfunction(L, -1);
@@ -240,6 +246,7 @@ void lp_budget_clear(lp_budget *b) {
   lp_budget_arm(b->main, b, 0, 0);
   atomic_store_explicit(&b->interrupt, false, memory_order_relaxed);
   set_current(b->main, b, b->main);
+  b->touched = false;
 }
 
 void lp_budget_charge(lua_State *L, uint64_t n) {
@@ -264,6 +271,7 @@ lua_State *lp_budget_enter_thread(lua_State *L, lua_State *co) {
     /* a thread without the hook (a script's own hook, set before the budget): it gets it, and
        what its count may miss is charged now */
     lua_sethook(co, budget_hook, LUA_MASKCOUNT, period(b));
+    b->touched = true;
     lp_budget_charge(L, LP_BUDGET_PERIOD);
   }
   lua_State *prev = b->current;
@@ -288,6 +296,7 @@ bool lp_budget_engaged(lua_State *L) {
 }
 
 void lp_budget_rehook(lua_State *co) {
+  lp_sx_of(co)->budget.touched = true; /* a script set or removed its own hook */
   if (lua_gethook(co) == NULL)
     lua_sethook(co, budget_hook, LUA_MASKCOUNT, LP_BUDGET_PERIOD);
 }

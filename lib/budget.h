@@ -40,6 +40,8 @@ typedef struct lp_budget {
   lua_State *main;     /* the state's main thread */
   lua_State *current;  /* the thread running the request's code, as far as the wrappers know */
   lua_CFunction xpcall; /* the base library's xpcall, whose message handlers a stop disarms */
+  lua_Hook hook;       /* the budget's hook (budget.c), for lp_budget_end's inline test */
+  bool touched;        /* the main thread's hook or count changed since lp_budget_clear */
 } lp_budget;
 
 void lp_budget_init(lp_budget *b);
@@ -59,9 +61,9 @@ bool lp_budget_hook_is_ours(lua_State *L);
 */
 static inline int lp_budget_end(lp_budget *b) {
   int why = b->why;
-  if (b->armed || why != 0 || atomic_load_explicit(&b->interrupt, memory_order_relaxed) ||
-      b->current != b->main || lua_gethookcount(b->main) != LP_BUDGET_PERIOD ||
-      !lp_budget_hook_is_ours(b->main))
+  if (b->armed || why != 0 || b->touched || b->current != b->main ||
+      atomic_load_explicit(&b->interrupt, memory_order_relaxed) ||
+      lua_gethook(b->main) != b->hook) /* the host's own lua_sethook */
     lp_budget_clear(b);
   return why;
 }

@@ -16,20 +16,59 @@
 **     returns at once (Lua's loops n times copying nothing).
 **   - debug.sethook (LUAPOOL_LIB_DEBUG) is refused while a budget is set (a script's own hook
 **     would replace the budget's), and debug.gethook does not show the budget's hook.
-** Each wrapper calls the library's own C function (its upvalue) on its own stack frame, so
-** arguments, results and error messages are the library's.  None of those functions reads its
-** upvalues.
+** Each wrapper calls the library's own C function on its own stack frame, so arguments, results
+** and error messages are the library's.  The wrappers have no upvalues (the reset has nothing
+** more to check, and no debug.setupvalue can point one elsewhere): the originals are Lua's own
+** library functions, the same for every state of the process, kept in `originals`.  Every
+** creation stores each slot (relaxed: every store writes the same value) before any code of its
+** state can call the wrapper, so a wrapper's load sees that value.  None of those library
+** functions reads its upvalues.
 */
 #include <lauxlib.h>
 #include <lualib.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "budget.h"
 #include "guard.h"
 
-static int call_original(lua_State *L) {
-  return lua_tocfunction(L, lua_upvalueindex(1))(L);
+/* The wrapped functions, by index into `originals` and `wrappers`. */
+enum {
+  W_COLLECTGARBAGE,
+  W_TONUMBER,
+  W_LOAD,
+  W_CREATE,
+  W_RESUME,
+  W_CLOSE,
+  W_REP,
+  W_FIND,
+  W_MATCH,
+  W_GMATCH,
+  W_GSUB,
+  W_BYTE,
+  W_FORMAT,
+  W_PACK,
+  W_PACKSIZE,
+  W_UNPACK_STR,
+  W_MOVE,
+  W_INSERT,
+  W_REMOVE,
+  W_SORT,
+  W_CONCAT,
+  W_UNPACK,
+  W_LEN,
+  W_OFFSET,
+  W_CODEPOINT,
+  W_SETHOOK,
+  W_GETHOOK,
+  W_COUNT
+};
+
+static _Atomic(lua_CFunction) originals[W_COUNT];
+
+static int call_original(lua_State *L, int w) {
+  return atomic_load_explicit(&originals[w], memory_order_relaxed)(L);
 }
 
 /* ---- what a call costs ---------------------------------------------------------------------- */
@@ -75,24 +114,41 @@ static uint64_t span(lua_Integer i, lua_Integer j) {
 #define LP_COST_UNPACK 2  /* per value table.unpack, string.byte, utf8.codepoint push */
 
 /* A walk over argument 1's bytes, at n instructions per byte. */
-static int scan(lua_State *L, uint64_t n) {
+static int scan(lua_State *L, int w, uint64_t n) {
   lp_budget_charge(L, string_bytes(L, 1) * n + 1);
-  return call_original(L);
+  return call_original(L, w);
 }
 
-static int g_pattern(lua_State *L) {
-  return scan(L, LP_COST_PATTERN);
-}
-
-static int g_scan(lua_State *L) {
-  return scan(L, LP_COST_BYTE);
-}
+#define SCAN(fn, w, cost)                                                                          \
+  static int fn(lua_State *L) {                                                                    \
+    return scan(L, w, cost);                                                                       \
+  }
+SCAN(g_tonumber, W_TONUMBER, LP_COST_BYTE)
+SCAN(g_load, W_LOAD, LP_COST_BYTE)
+SCAN(g_find, W_FIND, LP_COST_PATTERN)
+SCAN(g_match, W_MATCH, LP_COST_PATTERN)
+SCAN(g_gmatch, W_GMATCH, LP_COST_PATTERN)
+SCAN(g_gsub, W_GSUB, LP_COST_PATTERN)
+SCAN(g_format, W_FORMAT, LP_COST_PATTERN)
+SCAN(g_pack, W_PACK, LP_COST_PATTERN)
+SCAN(g_packsize, W_PACKSIZE, LP_COST_PATTERN)
+SCAN(g_unpack_str, W_UNPACK_STR, LP_COST_PATTERN)
+SCAN(g_len, W_LEN, LP_COST_BYTE)
+SCAN(g_offset, W_OFFSET, LP_COST_BYTE)
 
 /* string.byte(s, i, j), utf8.codepoint(s, i, j): one result per byte, at most. */
-static int g_results(lua_State *L) {
+static int results(lua_State *L, int w) {
   uint64_t n = string_bytes(L, 1);
   lp_budget_charge(L, (lua_gettop(L) >= 3 ? n * LP_COST_UNPACK : n) + 1);
-  return call_original(L);
+  return call_original(L, w);
+}
+
+static int g_byte(lua_State *L) {
+  return results(L, W_BYTE);
+}
+
+static int g_codepoint(lua_State *L) {
+  return results(L, W_CODEPOINT);
 }
 
 /* string.rep(s, n [, sep]): n copies. */
@@ -107,7 +163,7 @@ static int g_rep(lua_State *L) {
     }
     lp_budget_charge(L, (uint64_t)n);
   }
-  return call_original(L);
+  return call_original(L, W_REP);
 }
 
 /* table.move(a1, f, e, t [, a2]). */
@@ -115,39 +171,47 @@ static int g_move(lua_State *L) {
   lua_Integer f, e;
   if (integer_arg(L, 2, 0, &f) && integer_arg(L, 3, 0, &e))
     lp_budget_charge(L, span(f, e) * LP_COST_MOVE);
-  return call_original(L);
+  return call_original(L, W_MOVE);
 }
 
 /* table.insert, table.remove: they shift the elements after the position. */
-static int g_shift(lua_State *L) {
+static int shift(lua_State *L, int w) {
   lp_budget_charge(L, table_length(L, 1) * LP_COST_MOVE + 1);
-  return call_original(L);
+  return call_original(L, w);
+}
+
+static int g_insert(lua_State *L) {
+  return shift(L, W_INSERT);
+}
+
+static int g_remove(lua_State *L) {
+  return shift(L, W_REMOVE);
 }
 
 /* table.concat(t [, sep [, i [, j]]]), table.unpack(t [, i [, j]]). */
-static int g_range(lua_State *L, int first, uint64_t cost) {
+static int g_range(lua_State *L, int w, int first, uint64_t cost) {
   lua_Integer i, j;
   if (integer_arg(L, first, 1, &i) &&
       integer_arg(L, first + 1, (lua_Integer)table_length(L, 1), &j)) {
     uint64_t n = span(i, j);
     lp_budget_charge(L, n > UINT64_MAX / cost ? UINT64_MAX : n * cost);
   }
-  return call_original(L);
+  return call_original(L, w);
 }
 
 static int g_concat(lua_State *L) {
-  return g_range(L, 3, LP_COST_CONCAT);
+  return g_range(L, W_CONCAT, 3, LP_COST_CONCAT);
 }
 
 static int g_unpack(lua_State *L) {
-  return g_range(L, 2, LP_COST_UNPACK);
+  return g_range(L, W_UNPACK, 2, LP_COST_UNPACK);
 }
 
 /* table.sort: n log n comparisons. */
 static int g_sort(lua_State *L) {
   uint64_t n = table_length(L, 1);
   lp_budget_charge(L, n * (uint64_t)(1 + log2((double)n + 1)) * LP_COST_SORT);
-  return call_original(L);
+  return call_original(L, W_SORT);
 }
 
 /* collectgarbage: a collection (or a switch of mode, which runs one) walks the heap. */
@@ -160,22 +224,22 @@ static int g_collectgarbage(lua_State *L) {
     walks = walks && strcmp(opt, cheap[i]) != 0;
   if (walks)
     lp_budget_charge(L, (uint64_t)lua_gc(L, LUA_GCCOUNT, 0) * 1024 / LP_BUDGET_GC_BYTES + 1);
-  return call_original(L);
+  return call_original(L, W_COLLECTGARBAGE);
 }
 
 /* coroutine.create: a new thread's count starts afresh, so its first period is charged now. */
 static int g_create(lua_State *L) {
   lp_budget_charge(L, LP_BUDGET_PERIOD);
-  return call_original(L);
+  return call_original(L, W_CREATE);
 }
 
 /* coroutine.resume(co, ...). */
 static int g_resume(lua_State *L) {
   lua_State *co = lua_tothread(L, 1);
   if (co == NULL)
-    return call_original(L); /* the library names the bad argument */
+    return call_original(L, W_RESUME); /* the library names the bad argument */
   lua_State *prev = lp_budget_enter_thread(L, co);
-  int n = call_original(L);
+  int n = call_original(L, W_RESUME);
   lp_budget_left_thread(L, prev);
   return n;
 }
@@ -184,9 +248,9 @@ static int g_resume(lua_State *L) {
 static int g_close(lua_State *L) {
   lua_State *co = lua_tothread(L, 1);
   if (co == NULL || co == L)
-    return call_original(L);
+    return call_original(L, W_CLOSE);
   lua_State *prev = lp_budget_enter_thread(L, co);
-  int n = call_original(L);
+  int n = call_original(L, W_CLOSE);
   lp_budget_left_thread(L, prev);
   return n;
 }
@@ -219,6 +283,8 @@ static int resume_with(lua_State *L, lua_State *co, int narg) {
 /* The function coroutine.wrap returns; upvalue 1: its coroutine. */
 static int g_wrapped(lua_State *L) {
   lua_State *co = lua_tothread(L, lua_upvalueindex(1));
+  if (co == NULL)
+    return luaL_error(L, "coroutine.wrap: the function's coroutine was replaced");
   lua_State *prev = lp_budget_enter_thread(L, co);
   int r = resume_with(L, co, lua_gettop(L));
   if (r >= 0) {
@@ -255,7 +321,7 @@ static int g_sethook(lua_State *L) {
   if (lp_budget_engaged(L))
     return luaL_error(L, "debug.sethook: not available while the request has a budget");
   lua_State *co = lua_type(L, 1) == LUA_TTHREAD ? lua_tothread(L, 1) : L;
-  int n = call_original(L);
+  int n = call_original(L, W_SETHOOK);
   lp_budget_rehook(co); /* a script that removes its hook gets the budget's back */
   return n;
 }
@@ -267,7 +333,7 @@ static int g_gethook(lua_State *L) {
     luaL_pushfail(L);
     return 1;
   }
-  return call_original(L);
+  return call_original(L, W_GETHOOK);
 }
 
 /* ---- installing ------------------------------------------------------------------------------- */
@@ -278,56 +344,65 @@ typedef struct wrapper {
   lua_CFunction fn;
 } wrapper;
 
-static const wrapper wrappers[] = {
-    {NULL, "collectgarbage", g_collectgarbage},
-    {NULL, "tonumber", g_scan},
-    {NULL, "load", g_scan},
-    {LUA_COLIBNAME, "create", g_create},
-    {LUA_COLIBNAME, "resume", g_resume},
-    {LUA_COLIBNAME, "close", g_close},
-    {LUA_STRLIBNAME, "rep", g_rep},
-    {LUA_STRLIBNAME, "find", g_pattern},
-    {LUA_STRLIBNAME, "match", g_pattern},
-    {LUA_STRLIBNAME, "gmatch", g_pattern},
-    {LUA_STRLIBNAME, "gsub", g_pattern},
-    {LUA_STRLIBNAME, "byte", g_results},
-    {LUA_STRLIBNAME, "format", g_pattern},
-    {LUA_STRLIBNAME, "pack", g_pattern},
-    {LUA_STRLIBNAME, "packsize", g_pattern},
-    {LUA_STRLIBNAME, "unpack", g_pattern},
-    {LUA_TABLIBNAME, "move", g_move},
-    {LUA_TABLIBNAME, "insert", g_shift},
-    {LUA_TABLIBNAME, "remove", g_shift},
-    {LUA_TABLIBNAME, "sort", g_sort},
-    {LUA_TABLIBNAME, "concat", g_concat},
-    {LUA_TABLIBNAME, "unpack", g_unpack},
-    {LUA_UTF8LIBNAME, "len", g_scan},
-    {LUA_UTF8LIBNAME, "offset", g_scan},
-    {LUA_UTF8LIBNAME, "codepoint", g_results},
-    {LUA_DBLIBNAME, "sethook", g_sethook},
-    {LUA_DBLIBNAME, "gethook", g_gethook},
+static const wrapper wrappers[W_COUNT] = {
+    [W_COLLECTGARBAGE] = {NULL, "collectgarbage", g_collectgarbage},
+    [W_TONUMBER] = {NULL, "tonumber", g_tonumber},
+    [W_LOAD] = {NULL, "load", g_load},
+    [W_CREATE] = {LUA_COLIBNAME, "create", g_create},
+    [W_RESUME] = {LUA_COLIBNAME, "resume", g_resume},
+    [W_CLOSE] = {LUA_COLIBNAME, "close", g_close},
+    [W_REP] = {LUA_STRLIBNAME, "rep", g_rep},
+    [W_FIND] = {LUA_STRLIBNAME, "find", g_find},
+    [W_MATCH] = {LUA_STRLIBNAME, "match", g_match},
+    [W_GMATCH] = {LUA_STRLIBNAME, "gmatch", g_gmatch},
+    [W_GSUB] = {LUA_STRLIBNAME, "gsub", g_gsub},
+    [W_BYTE] = {LUA_STRLIBNAME, "byte", g_byte},
+    [W_FORMAT] = {LUA_STRLIBNAME, "format", g_format},
+    [W_PACK] = {LUA_STRLIBNAME, "pack", g_pack},
+    [W_PACKSIZE] = {LUA_STRLIBNAME, "packsize", g_packsize},
+    [W_UNPACK_STR] = {LUA_STRLIBNAME, "unpack", g_unpack_str},
+    [W_MOVE] = {LUA_TABLIBNAME, "move", g_move},
+    [W_INSERT] = {LUA_TABLIBNAME, "insert", g_insert},
+    [W_REMOVE] = {LUA_TABLIBNAME, "remove", g_remove},
+    [W_SORT] = {LUA_TABLIBNAME, "sort", g_sort},
+    [W_CONCAT] = {LUA_TABLIBNAME, "concat", g_concat},
+    [W_UNPACK] = {LUA_TABLIBNAME, "unpack", g_unpack},
+    [W_LEN] = {LUA_UTF8LIBNAME, "len", g_len},
+    [W_OFFSET] = {LUA_UTF8LIBNAME, "offset", g_offset},
+    [W_CODEPOINT] = {LUA_UTF8LIBNAME, "codepoint", g_codepoint},
+    [W_SETHOOK] = {LUA_DBLIBNAME, "sethook", g_sethook},
+    [W_GETHOOK] = {LUA_DBLIBNAME, "gethook", g_gethook},
 };
 
-/* Replaces t[name] (a C function) with fn, which gets the original as upvalue 1. */
-static void wrap_field(lua_State *L, int t, const char *name, lua_CFunction fn) {
-  if (lua_getfield(L, t, name) == LUA_TFUNCTION && lua_tocfunction(L, -1) != NULL) {
-    lua_pushcclosure(L, fn, 1);
-    lua_setfield(L, t, name);
-  } else {
-    lua_pop(L, 1);
-  }
+/*
+** Replaces t[name] (the library's C function, with no upvalues) with wrapper w.  A field that is
+** something else, or a function that differs from the one another state recorded (which no
+** stock library does), is left alone.
+*/
+static void wrap_field(lua_State *L, int t, int w) {
+  lua_getfield(L, t, wrappers[w].name);
+  lua_CFunction f = lua_tocfunction(L, -1);
+  lua_pop(L, 1);
+  if (f == NULL)
+    return;
+  lua_CFunction expected = NULL;
+  if (!atomic_compare_exchange_strong_explicit(&originals[w], &expected, f, memory_order_relaxed,
+                                               memory_order_relaxed) &&
+      expected != f)
+    return;
+  lua_pushcfunction(L, wrappers[w].fn);
+  lua_setfield(L, t, wrappers[w].name);
 }
 
 void lp_guard_open(lua_State *L) {
   int base = lua_gettop(L);
-  for (size_t i = 0; i < sizeof wrappers / sizeof wrappers[0]; i++) {
-    const wrapper *w = &wrappers[i];
-    if (w->lib == NULL)
+  for (int w = 0; w < W_COUNT; w++) {
+    if (wrappers[w].lib == NULL)
       lua_pushglobaltable(L);
-    else if (lua_getglobal(L, w->lib) != LUA_TTABLE)
-      goto next;
-    wrap_field(L, lua_gettop(L), w->name, w->fn);
-  next:
+    else
+      lua_getglobal(L, wrappers[w].lib);
+    if (lua_istable(L, -1))
+      wrap_field(L, lua_gettop(L), w);
     lua_settop(L, base);
   }
   if (lua_getglobal(L, LUA_COLIBNAME) == LUA_TTABLE && lua_getfield(L, -1, "wrap") != LUA_TNIL) {

@@ -113,6 +113,7 @@ static int sb_load(lua_State *L) {
   const char *name = luaL_optstring(L, 2, s != NULL ? s : "=(load)");
   const char *mode = luaL_optstring(L, 3, "bt");
   bool env = !lua_isnone(L, 4);
+  lp_budget_charge(L, (uint64_t)len + 1); /* the lexer's walk (guard.c charges stock load so) */
   if (strchr(mode, 't') == NULL) {
     luaL_pushfail(L);
     lua_pushfstring(L, "attempt to load a chunk with mode '%s': the sandbox loads text only", mode);

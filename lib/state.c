@@ -118,8 +118,8 @@ static int state_init(lua_State *L) {
   lp_lptable_create(L);
   open_libraries(L, a->cfg->libs);
   lp_budget_open(L, x);
+  lp_guard_open(L); /* on the stock functions: the sandbox's load charges for itself */
   lp_sandbox_open(L, a->cfg->libs);
-  lp_guard_open(L); /* after the sandbox's own load */
   lp_warn_open(L, &x->warn, a->cfg);
   lp_chunk_open(L, &x->chunks);
   if (a->cfg->on_create != NULL) {
