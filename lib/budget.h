@@ -21,11 +21,11 @@
 /* Instructions between two looks of the hook on each thread (fewer when less is left). */
 #define LP_BUDGET_PERIOD 1000
 /* Above this heap, the period shrinks in proportion while a budget is set (budget.c). */
-#define LP_BUDGET_HEAP_STEP ((size_t)1 << 20)
+#define LP_BUDGET_HEAP_STEP ((size_t)128 << 10)
 /* What the instruction budget charges besides instructions: one per this many bytes of heap
    growth, and per this many bytes of heap a collection walks (doc/security.md, "What each budget
    bounds"); the library wrappers' charges are in guard.c. */
-#define LP_BUDGET_BYTES 16
+#define LP_BUDGET_BYTES 4
 #define LP_BUDGET_GC_BYTES 8
 
 struct lp_sx;

@@ -112,6 +112,7 @@ static uint64_t span(lua_Integer i, lua_Integer j) {
 #define LP_COST_MOVE 3    /* per element table.move, insert and remove move */
 #define LP_COST_CONCAT 16 /* per element of table.concat (a number is converted) */
 #define LP_COST_UNPACK 2  /* per value table.unpack, string.byte, utf8.codepoint push */
+#define LP_COST_MATCH 16  /* per substitution string.gsub made (charged after the call) */
 
 /* A walk over argument 1's bytes, at n instructions per byte. */
 static int scan(lua_State *L, int w, uint64_t n) {
@@ -128,13 +129,22 @@ SCAN(g_load, W_LOAD, LP_COST_BYTE)
 SCAN(g_find, W_FIND, LP_COST_PATTERN)
 SCAN(g_match, W_MATCH, LP_COST_PATTERN)
 SCAN(g_gmatch, W_GMATCH, LP_COST_PATTERN)
-SCAN(g_gsub, W_GSUB, LP_COST_PATTERN)
 SCAN(g_format, W_FORMAT, LP_COST_PATTERN)
 SCAN(g_pack, W_PACK, LP_COST_PATTERN)
 SCAN(g_packsize, W_PACKSIZE, LP_COST_PATTERN)
 SCAN(g_unpack_str, W_UNPACK_STR, LP_COST_PATTERN)
 SCAN(g_len, W_LEN, LP_COST_BYTE)
 SCAN(g_offset, W_OFFSET, LP_COST_BYTE)
+
+/* string.gsub: the subject's walk before, each substitution after (its second result). */
+static int g_gsub(lua_State *L) {
+  lp_budget_charge(L, string_bytes(L, 1) * LP_COST_PATTERN + 1);
+  int n = call_original(L, W_GSUB);
+  lua_Integer subs = lua_tointeger(L, -1);
+  if (subs > 0)
+    lp_budget_charge(L, (uint64_t)subs * LP_COST_MATCH);
+  return n;
+}
 
 /* string.byte(s, i, j), utf8.codepoint(s, i, j): one result per byte, at most. */
 static int results(lua_State *L, int w) {

@@ -207,8 +207,12 @@ static void run_case(int k, int profile, bool in_coroutine) {
                 util_profile_names[profile]);
   ck_assert_msg(luapool_status(L) == h->status, "%s (%s): status %d, not %d; error: %s", h->name,
                 util_profile_names[profile], luapool_status(L), h->status, msg);
+  /* in a coroutine the host resumes itself, the allocator may notice the stop first (it cannot
+     tell which thread runs until that thread's hook looks): Lua's memory error escapes then */
   if (h->status == LUAPOOL_STATUS_INSTRUCTIONS || h->status == LUAPOOL_STATUS_TIME)
-    ck_assert_msg(strstr(msg, "budget exceeded") != NULL, "%s: error %s", h->name, msg);
+    ck_assert_msg(strstr(msg, "budget exceeded") != NULL ||
+                      (in_coroutine && strstr(msg, "not enough memory") != NULL),
+                  "%s: error %s", h->name, msg);
   /* uncatchable: any later call during the same acquire fails at once */
   if (h->status != LUAPOOL_STATUS_MEMORY)
     ck_assert_str_ne(util_error_of(L, "=again", "return 1"), "");
