@@ -6,7 +6,8 @@
 ** hashing, no allocation, nothing that can raise an error.  Only when something differs does it
 ** restore, in protected mode: remove the keys the copy lacks, put back the copy's entries and
 ** metatable, then fingerprint again (the order may have changed).  Functions: the same with
-** upvalues.  The argument for each channel is in doc/design.md, "What reset guarantees".
+** upvalues, and a Lua function's upvalue joined to another cell is joined back.  The argument
+** for each channel is in doc/design.md, "What reset guarantees".
 */
 #include <lauxlib.h>
 #include <stdlib.h>
@@ -102,6 +103,8 @@ static void fingerprint_table(lua_State *L, int t, lp_rec *r) {
 typedef struct walk {
   lp_snapshot *s;
   int seen, todo, frozen, snap, fsnap;
+  int cells;   /* a Lua upvalue's identity (light userdata) -> its keeper */
+  int factory; /* a function that makes a Lua closure with one upvalue of its own */
   lua_Integer ntodo;
   int tcap, fcap;
 } walk;
@@ -149,6 +152,7 @@ static lp_rec *new_table_rec(lua_State *L, walk *w, lua_Integer *at) {
   lp_rec *r = &s->tab[s->ntab];
   r->fp = NULL;
   r->n = 0;
+  r->uid = NULL;
   *at = 3 * (lua_Integer)s->ntab++;
   return r;
 }
@@ -184,26 +188,51 @@ static void record_userdata(lua_State *L, walk *w, int u) {
   lua_rawseti(L, w->snap, at + 2);
 }
 
+/*
+** Pushes the keeper of Lua function f's upvalue u: a closure of luapool's own whose one upvalue
+** is that cell, made once per cell, so that a restore can join f back to its cell whatever
+** debug.upvaluejoin did to f and to every other closure that shared the cell.
+*/
+static void push_keeper(lua_State *L, walk *w, int f, int u) {
+  void *id = lua_upvalueid(L, f, u);
+  if (lua_rawgetp(L, w->cells, id) != LUA_TNIL)
+    return;
+  lua_pop(L, 1);
+  lua_pushvalue(L, w->factory);
+  lua_call(L, 0, 1);
+  lua_upvaluejoin(L, -1, 1, f, u);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, w->cells, id);
+}
+
+/* The copy of a function's upvalues: value u at u, and for a Lua function its keeper at n + u. */
 static void record_function(lua_State *L, walk *w, int f, int nup) {
   lp_snapshot *s = w->s;
   s->fn = grow(L, s->fn, &w->fcap, s->nfn + 1, sizeof *s->fn);
   lp_rec *r = &s->fn[s->nfn];
+  bool lua_fn = !lua_iscfunction(L, f);
   r->n = nup;
   r->mt.type = LUA_TNIL;
   r->mt.bits = 0;
   r->fp = malloc((size_t)nup * sizeof *r->fp);
-  if (r->fp == NULL) {
+  r->uid = lua_fn ? malloc((size_t)nup * sizeof *r->uid) : NULL;
+  lua_Integer at = 2 * (lua_Integer)s->nfn++; /* counted now: lp_snapshot_free frees both */
+  if (r->fp == NULL || (lua_fn && r->uid == NULL)) {
     luaL_error(L, "not enough memory");
     return; /* not reached */
   }
-  lua_Integer at = 2 * (lua_Integer)s->nfn++;
   lua_pushvalue(L, f);
   lua_rawseti(L, w->fsnap, at + 1);
-  lua_createtable(L, nup, 0);
+  lua_createtable(L, lua_fn ? 2 * nup : nup, 0);
   for (int u = 1; u <= nup; u++) {
     lua_getupvalue(L, f, u);
     fp_make(L, -1, &r->fp[u - 1]);
     lua_rawseti(L, -2, u);
+    if (lua_fn) {
+      r->uid[u - 1] = lua_upvalueid(L, f, u);
+      push_keeper(L, w, f, u);
+      lua_rawseti(L, -2, nup + u);
+    }
   }
   lua_rawseti(L, w->fsnap, at + 2);
 }
@@ -258,6 +287,11 @@ static void walk_begin(lua_State *L, walk *w, int lp) {
   w->seen = lua_gettop(L);
   lua_newtable(L);
   w->todo = lua_gettop(L);
+  lua_newtable(L);
+  w->cells = lua_gettop(L);
+  if (luaL_loadstring(L, "local u return function() return u end") != LUA_OK)
+    lua_error(L);
+  w->factory = lua_gettop(L);
   lua_rawgeti(L, lp, LP_T_FROZEN);
   w->frozen = lua_gettop(L);
   lua_rawgeti(L, lp, LP_T_SNAP);
@@ -311,8 +345,11 @@ static void fill_check_thread(lua_State *L, lp_snapshot *s) {
 }
 
 int lp_snapshot_record(lua_State *L, lp_snapshot *s) {
-  walk w = {s, 0, 0, 0, 0, 0, 0, 0, 0};
+  walk w;
+  memset(&w, 0, sizeof w);
+  w.s = s;
   int base = lua_gettop(L);
+  luaL_checkstack(L, 40, "recording the state");
   lp_lptable_push(L);
   int lp = lua_gettop(L);
   s->check = lua_newthread(L); /* before the walk: under LIBS_ALL the luapool table is recorded */
@@ -337,8 +374,10 @@ int lp_snapshot_record(lua_State *L, lp_snapshot *s) {
 void lp_snapshot_free(lp_snapshot *s) {
   for (int i = 0; i < s->ntab; i++)
     free(s->tab[i].fp);
-  for (int i = 0; i < s->nfn; i++)
+  for (int i = 0; i < s->nfn; i++) {
     free(s->fn[i].fp);
+    free(s->fn[i].uid);
+  }
   free(s->tab);
   free(s->fn);
   free(s->dirty);
@@ -378,9 +417,11 @@ static bool tab_clean(lua_State *K, int base, int t, const lp_rec *r) {
   return clean;
 }
 
-/* A recorded function with the same upvalues as recorded?  Leaves K's stack at base. */
+/* A recorded function with the same upvalues (and cells) as recorded?  Leaves K's stack at base. */
 static bool fn_clean(lua_State *K, int base, int f, const lp_rec *r) {
   for (int u = 1; u <= r->n; u++) {
+    if (r->uid != NULL && lua_upvalueid(K, f, u) != r->uid[u - 1])
+      return false; /* debug.upvaluejoin */
     lua_getupvalue(K, f, u);
     bool same = fp_same(K, -1, &r->fp[u - 1]);
     lua_settop(K, base);
@@ -411,11 +452,20 @@ typedef struct restore_args {
   int removed;
 } restore_args;
 
-/* Puts back function i's upvalues (which also restores every closure sharing them). */
+/*
+** Puts back function i's upvalues: a Lua function joined elsewhere is joined back to its own
+** cell (its keeper's), then each value is put back (which also restores every closure sharing
+** that cell).
+*/
 static void restore_function(lua_State *L, const lp_rec *r, int fsnap, int i) {
   lua_rawgeti(L, fsnap, 2 * (lua_Integer)i + 1);
   lua_rawgeti(L, fsnap, 2 * (lua_Integer)i + 2);
   for (int u = 1; u <= r->n; u++) {
+    if (r->uid != NULL && lua_upvalueid(L, -2, u) != r->uid[u - 1]) {
+      lua_rawgeti(L, -1, r->n + u);
+      lua_upvaluejoin(L, -3, u, -1, 1);
+      lua_pop(L, 1);
+    }
     lua_rawgeti(L, -1, u);
     if (lua_setupvalue(L, -3, u) == NULL)
       lua_pop(L, 1);

@@ -4,8 +4,9 @@
 ** lp_snapshot_record walks everything reachable from the registry and the types' metatables
 ** once, after on_create (and the sandbox's freeze), and records each table, function and full
 ** userdata a script could change: a copy of its entries (anchored in the state, for restoring)
-** and, C side, the fingerprints of its entries in traversal order.  The reset compares those
-** fingerprints (lp_snapshot_find_dirty: no allocation, no error) and restores only what differs.
+** and, C side, the fingerprints of its entries in traversal order (and of a Lua function's
+** upvalues, their identity too).  The reset compares those fingerprints (lp_snapshot_find_dirty:
+** no allocation, no error) and restores only what differs.
 */
 #ifndef LUAPOOL_SNAPSHOT_H
 #define LUAPOOL_SNAPSHOT_H
@@ -27,9 +28,10 @@ typedef struct lp_fp {
 
 /* A table, userdata (n = -1: only its metatable) or function (its upvalues) the reset checks. */
 typedef struct lp_rec {
-  int n;     /* entries (key, value) or upvalues */
-  lp_fp *fp; /* 2n for a table (key, value, ...), n for a function */
-  lp_fp mt;  /* a table's or userdata's metatable (nil for none) */
+  int n;      /* entries (key, value) or upvalues */
+  lp_fp *fp;  /* 2n for a table (key, value, ...), n for a function */
+  lp_fp mt;   /* a table's or userdata's metatable (nil for none) */
+  void **uid; /* a Lua function's: the identity of each upvalue (lua_upvalueid); else NULL */
 } lp_rec;
 
 typedef struct lp_snapshot {
