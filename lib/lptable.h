@@ -17,7 +17,8 @@ enum {
   LP_T_PROXIES,  /* sandbox.c: the set of the read-only proxies */
   LP_T_MODULES,  /* sandbox.c: the modules this request required */
   LP_T_CHECK,    /* snapshot.c: the reset's check thread */
-  LP_T_COUNT = LP_T_CHECK
+  LP_T_TSNAP,    /* snapshot.c: the coroutines the reset checks (never restored: a change taints) */
+  LP_T_COUNT = LP_T_TSNAP
 };
 
 /* Protected: makes L's luapool table, with an empty table in every slot. */

@@ -41,7 +41,8 @@ static void reset_stack(lua_State *L) {
   lua_settop(L, 0); /* an error from a __close handler is left on the stack */
 }
 
-/* Restores what a request changed; false if it cannot (memory, or too many keys removed). */
+/* Restores what a request changed; false if it cannot (memory, too many keys removed, or a
+   coroutine from the record changed: LP_SNAPSHOT_UNRESTORABLE). */
 static bool restore_changes(lua_State *L, lp_sx *x) {
   size_t limit = lp_alloc_lift_limit(&x->alloc); /* putting the state back never fails for it */
   int removed;

@@ -6,8 +6,9 @@
 ** hashing, no allocation, nothing that can raise an error.  Only when something differs does it
 ** restore, in protected mode: remove the keys the copy lacks, put back the copy's entries and
 ** metatable, then fingerprint again (the order may have changed).  Functions: the same with
-** upvalues, and a Lua function's upvalue joined to another cell is joined back.  The argument
-** for each channel is in doc/design.md, "What reset guarantees".
+** upvalues, and a Lua function's upvalue joined to another cell is joined back.  Coroutines are
+** checked, never restored: a change taints the state.  The argument for each channel is in
+** doc/design.md, "What reset guarantees".
 */
 #include <lauxlib.h>
 #include <stdlib.h>
@@ -17,6 +18,13 @@
 #include "snapshot.h"
 
 _Static_assert(sizeof(lua_Number) == sizeof(uint64_t), "lua_Number is a double");
+
+/* Stack indices on the check thread. */
+#define LP_K_TABLE(i) (LP_TYPE_SAMPLES + 1 + (i))
+#define LP_K_FUNC(s, i) (LP_TYPE_SAMPLES + 1 + (s)->ntab + (i))
+#define LP_K_THREAD(s, i) (LP_TYPE_SAMPLES + 1 + (s)->ntab + (s)->nfn + (i))
+/* What the check thread holds for good. */
+#define LP_K_BASE(s) (LP_TYPE_SAMPLES + (s)->ntab + (s)->nfn + (s)->nthr)
 
 /* ---- fingerprints ----------------------------------------------------------------------- */
 
@@ -102,11 +110,11 @@ static void fingerprint_table(lua_State *L, int t, lp_rec *r) {
 /* The walk's working tables (stack indices) and the records' capacities. */
 typedef struct walk {
   lp_snapshot *s;
-  int seen, todo, frozen, snap, fsnap;
+  int seen, todo, frozen, snap, fsnap, tsnap;
   int cells;   /* a Lua upvalue's identity (light userdata) -> its keeper */
   int factory; /* a function that makes a Lua closure with one upvalue of its own */
   lua_Integer ntodo;
-  int tcap, fcap;
+  int tcap, fcap, hcap;
 } walk;
 
 static void *grow(lua_State *L, void *p, int *cap, int need, size_t size) {
@@ -123,7 +131,7 @@ static void *grow(lua_State *L, void *p, int *cap, int need, size_t size) {
 /* Queues the value at i if the walk has not seen it. */
 static void visit(lua_State *L, walk *w, int i) {
   int t = lua_type(L, i);
-  if (t != LUA_TTABLE && t != LUA_TFUNCTION && t != LUA_TUSERDATA)
+  if (t != LUA_TTABLE && t != LUA_TFUNCTION && t != LUA_TUSERDATA && t != LUA_TTHREAD)
     return;
   i = lua_absindex(L, i);
   lua_pushvalue(L, i);
@@ -237,6 +245,38 @@ static void record_function(lua_State *L, walk *w, int f, int nup) {
   lua_rawseti(L, w->fsnap, at + 2);
 }
 
+/*
+** A coroutine: status, stack and hook.  Nothing puts a coroutine back where it stood, so a change
+** taints the state.  One with frames (suspended in a yield, or stopped by an error) is refused: a
+** resume that yields again on the same line with the same values, or debug.setlocal into a dead
+** one's frames, changes it without a trace the C API shows.  Not started, or finished: a
+** resume or a close changes its status or its stack.
+*/
+static void record_thread(lua_State *L, walk *w, int o) {
+  lua_State *co = lua_tothread(L, o);
+  lua_Debug ar;
+  if (lua_status(co) == LUA_YIELD || lua_getstack(co, 0, &ar))
+    luaL_error(L, "on_create left a coroutine reachable that is suspended (or stopped by an "
+                  "error): the reset can neither check nor restore where it stands (let it "
+                  "finish, or make it in each request)");
+  lp_snapshot *s = w->s;
+  s->thr = grow(L, s->thr, &w->hcap, s->nthr + 1, sizeof *s->thr);
+  lp_thr *t = &s->thr[s->nthr];
+  t->status = lua_status(co);
+  t->top = lua_gettop(co);
+  t->hook = lua_gethook(co);
+  t->mask = lua_gethookmask(co);
+  t->count = lua_gethookcount(co);
+  t->fp = malloc((size_t)(t->top > 0 ? t->top : 1) * sizeof *t->fp);
+  s->nthr++;
+  if (t->fp == NULL)
+    luaL_error(L, "not enough memory");
+  for (int i = 1; i <= t->top; i++)
+    fp_make(co, i, &t->fp[i - 1]);
+  lua_pushvalue(L, o);
+  lua_rawseti(L, w->tsnap, s->nthr);
+}
+
 /* Records the object at o unless frozen, and queues what it reaches. */
 static void walk_one(lua_State *L, walk *w, int o) {
   switch (lua_type(L, o)) {
@@ -278,6 +318,19 @@ static void walk_one(lua_State *L, walk *w, int o) {
     }
     lua_pop(L, 1);
     break;
+  case LUA_TTHREAD: {
+    record_thread(L, w, o);
+    lua_State *co = lua_tothread(L, o);
+    if (!lua_checkstack(co, 1))
+      luaL_error(L, "not enough memory");
+    for (int i = 1, top = lua_gettop(co); i <= top; i++) {
+      lua_pushvalue(co, i);
+      lua_xmove(co, L, 1);
+      visit(L, w, -1);
+      lua_pop(L, 1);
+    }
+    break;
+  }
   }
 }
 
@@ -298,15 +351,20 @@ static void walk_begin(lua_State *L, walk *w, int lp) {
   w->snap = lua_gettop(L);
   lua_rawgeti(L, lp, LP_T_FSNAP);
   w->fsnap = lua_gettop(L);
+  lua_rawgeti(L, lp, LP_T_TSNAP);
+  w->tsnap = lua_gettop(L);
   /* the bookkeeping itself, and the cache (it changes by design); the request's modules table
      is recorded (empty under the sandbox), so the reset empties it */
   static const int skip[] = {LP_T_SNAP,   LP_T_FSNAP,   LP_T_FROZEN, LP_T_CACHE,
-                             LP_T_TYPEMT, LP_T_PROXIES, LP_T_CHECK};
+                             LP_T_TYPEMT, LP_T_PROXIES, LP_T_CHECK,  LP_T_TSNAP};
   for (size_t i = 0; i < sizeof skip / sizeof skip[0]; i++) {
     lua_rawgeti(L, lp, skip[i]);
     lua_pushboolean(L, 1);
     lua_rawset(L, w->seen);
   }
+  lua_pushthread(L); /* the main thread: its stack is the reset's own business */
+  lua_pushboolean(L, 1);
+  lua_rawset(L, w->seen);
 }
 
 /* The roots: the registry, and the types' metatables (recorded in typemt and LP_T_TYPEMT). */
@@ -328,20 +386,25 @@ static void walk_roots(lua_State *L, walk *w, int lp) {
 /* Puts on the check thread, for good, what the reset reads: no push per reset. */
 static void fill_check_thread(lua_State *L, lp_snapshot *s) {
   lua_State *K = s->check;
-  if (!lua_checkstack(K, LP_TYPE_SAMPLES + s->ntab + s->nfn + 8))
+  if (!lua_checkstack(K, LP_K_BASE(s) + 8))
     luaL_error(L, "not enough memory");
   lp_lptable_push_type_samples(K);
   lp_lptable_push(L);
-  lua_rawgeti(L, -1, LP_T_SNAP); /* LP, SNAP */
-  for (int i = 0; i < s->ntab; i++)
-    lua_rawgeti(L, -1 - i, 3 * (lua_Integer)i + 1);
-  lua_xmove(L, K, s->ntab);
-  lua_rawgeti(L, -2, LP_T_FSNAP); /* LP, SNAP, FSNAP */
-  for (int i = 0; i < s->nfn; i++)
-    lua_rawgeti(L, -1 - i, 2 * (lua_Integer)i + 1);
-  lua_xmove(L, K, s->nfn);
-  lua_pop(L, 3);
-  lp_assert(lua_gettop(K) == LP_TYPE_SAMPLES + s->ntab + s->nfn);
+  static const struct {
+    int slot, stride;
+  } lists[] = {{LP_T_SNAP, 3}, {LP_T_FSNAP, 2}, {LP_T_TSNAP, 1}};
+  int count[] = {s->ntab, s->nfn, s->nthr};
+  for (int l = 0; l < 3; l++) {
+    if (!lua_checkstack(L, count[l] + 2))
+      luaL_error(L, "not enough memory");
+    lua_rawgeti(L, -1, lists[l].slot);
+    for (int i = 0; i < count[l]; i++)
+      lua_rawgeti(L, -1 - i, lists[l].stride * (lua_Integer)i + 1);
+    lua_xmove(L, K, count[l]);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  lp_assert(lua_gettop(K) == LP_K_BASE(s));
 }
 
 int lp_snapshot_record(lua_State *L, lp_snapshot *s) {
@@ -378,17 +441,16 @@ void lp_snapshot_free(lp_snapshot *s) {
     free(s->fn[i].fp);
     free(s->fn[i].uid);
   }
+  for (int i = 0; i < s->nthr; i++)
+    free(s->thr[i].fp);
   free(s->tab);
   free(s->fn);
+  free(s->thr);
   free(s->dirty);
   memset(s, 0, sizeof *s);
 }
 
 /* ---- checking ------------------------------------------------------------------------------ */
-
-/* Stack indices on the check thread. */
-#define LP_K_TABLE(i) (LP_TYPE_SAMPLES + 1 + (i))
-#define LP_K_FUNC(s, i) (LP_TYPE_SAMPLES + 1 + (s)->ntab + (i))
 
 /* Does table t still have exactly the recorded entries, in the recorded order? */
 static bool table_clean(lua_State *L, int t, const lp_rec *r) {
@@ -431,9 +493,21 @@ static bool fn_clean(lua_State *K, int base, int f, const lp_rec *r) {
   return true;
 }
 
+/* A recorded coroutine as it was: status, stack, hook?  Reads its stack, pushes nothing. */
+static bool thr_clean(lua_State *K, int t, const lp_thr *r) {
+  lua_State *co = lua_tothread(K, t);
+  if (lua_status(co) != r->status || lua_gettop(co) != r->top || lua_gethook(co) != r->hook ||
+      lua_gethookmask(co) != r->mask || lua_gethookcount(co) != r->count)
+    return false;
+  for (int i = 1; i <= r->top; i++)
+    if (!fp_same(co, i, &r->fp[i - 1]))
+      return false;
+  return true;
+}
+
 int lp_snapshot_find_dirty(lp_snapshot *s) {
   lua_State *K = s->check;
-  int base = LP_TYPE_SAMPLES + s->ntab + s->nfn; /* what the check thread holds for good */
+  int base = LP_K_BASE(s);
   lp_assert(lua_gettop(K) == base);
   s->ndirty = 0;
   for (int i = 0; i < s->ntab; i++)
@@ -442,7 +516,10 @@ int lp_snapshot_find_dirty(lp_snapshot *s) {
   for (int i = 0; i < s->nfn; i++)
     if (!fn_clean(K, base, LP_K_FUNC(s, i), &s->fn[i]))
       s->dirty[s->ndirty++] = -1 - i;
-  return s->ndirty;
+  s->thread_changed = false;
+  for (int i = 0; i < s->nthr && !s->thread_changed; i++)
+    s->thread_changed = !thr_clean(K, LP_K_THREAD(s, i), &s->thr[i]);
+  return s->ndirty + (s->thread_changed ? 1 : 0);
 }
 
 /* ---- restoring ----------------------------------------------------------------------------- */
@@ -528,6 +605,9 @@ static int restore(lua_State *L) {
 }
 
 int lp_snapshot_restore(lua_State *L, lp_snapshot *s, int *removed) {
+  *removed = 0;
+  if (s->thread_changed)
+    return LP_SNAPSHOT_UNRESTORABLE; /* the state is closed: nothing to put back */
   restore_args a = {s, 0};
   lua_pushcfunction(L, restore);
   lua_pushlightuserdata(L, &a);
@@ -540,7 +620,7 @@ int lp_snapshot_restore(lua_State *L, lp_snapshot *s, int *removed) {
 bool lp_snapshot_restore_type_metatables(lp_snapshot *s) {
   lua_State *K = s->check;
   bool changed = false;
-  int base = LP_TYPE_SAMPLES + s->ntab + s->nfn;
+  int base = LP_K_BASE(s);
   lp_assert(lua_gettop(K) == base);
   for (int i = 0; i < LP_TYPE_SAMPLES; i++) {
     int v = 1 + i;
