@@ -1,14 +1,15 @@
 /*
 ** snapshot.c: recording a state, finding what changed, restoring it (snapshot.h).
 **
-** What the FROZEN set holds (the sandbox's read-only tables, C functions) is walked through but
-** not recorded.  A reset traverses each recorded table and compares fingerprints in order: no
-** hashing, no allocation, nothing that can raise an error.  Only when something differs does it
-** restore, in protected mode: remove the keys the copy lacks, put back the copy's entries and
-** metatable, then fingerprint again (the order may have changed).  Functions: the same with
-** upvalues, and a Lua function's upvalue joined to another cell is joined back.  Coroutines are
-** checked, never restored: a change taints the state.  The argument for each channel is in
-** doc/design.md, "What reset guarantees".
+** The walk records everything a request can write, itself or through a function it can reach;
+** it leaves out only what the sandbox marked (LP_T_FROZEN) and finds only through read-only
+** ways (below, "recording").  A reset traverses each recorded table and compares fingerprints in
+** order: no hashing, no allocation, nothing that can raise an error.  Only when something
+** differs does it restore, in protected mode: remove the keys the copy lacks, put back the
+** copy's entries and metatable, then fingerprint again (the order may have changed).  Functions:
+** the same with upvalues, and a Lua function's upvalue joined to another cell is joined back.
+** Coroutines are checked, never restored: a change taints the state.  The argument for each
+** channel is in doc/design.md, "What reset guarantees".
 */
 #include <lauxlib.h>
 #include <stdlib.h>
@@ -107,6 +108,31 @@ static void fingerprint_table(lua_State *L, int t, lp_rec *r) {
 
 /* ---- recording -------------------------------------------------------------------------- */
 
+/*
+** The walk.  Every object it finds gets a status, the most exposed way it was found:
+**   ST_EXPOSED  some code a request can run may hold it and write it: recorded (a table, a
+**               function with upvalues, a userdata's metatable, a coroutine);
+**   ST_RAW      only read through the sandbox's lookups, which hand out its entries as they
+**               are: not recorded, but what it holds is exposed;
+**   ST_MAPPED   only read through a proxy's mapping, which hands out the proxy of every table
+**               that has one: not recorded, and the tables it holds that have proxies are
+**               ST_MAPPED too.
+** Only what the sandbox marked (LP_T_FROZEN) can be less than ST_EXPOSED; every other object
+** found at all is ST_EXPOSED.  Which way an object is found (the edge) decides with its kind:
+**   E_EXPOSED  an entry of an exposed or raw table, an upvalue, a user value, a coroutine's
+**              stack, an unprotected metatable: ST_EXPOSED;
+**   E_MAPPED   an entry of an ST_MAPPED table, an upvalue of a sandbox closure, _LOADED and
+**              _PRELOAD in the registry: ST_MAPPED for a LP_K_MAPPED table, else ST_EXPOSED;
+**   E_RAW      a protected metatable (__metatable set: getmetatable cannot return it), the
+**              __index table of a sandbox metatable: ST_RAW for a sandbox-marked table.
+** A table that is not ST_EXPOSED but has a metatable of its own is made ST_EXPOSED: Lua hands
+** the table to that metatable's metamethods.  LP_K_FIXED and LP_K_WRAPPER objects never change
+** and are never recorded.  So an object is left out only if no code a request can reach holds it
+** to write (doc/design.md, "What reset guarantees", has the argument).
+*/
+enum { ST_MAPPED = 1, ST_RAW = 2, ST_EXPOSED = 3, ST_SKIP = 9 /* bookkeeping: never walked */ };
+enum { E_EXPOSED, E_MAPPED, E_RAW };
+
 /* The walk's working tables (stack indices) and the records' capacities. */
 typedef struct walk {
   lp_snapshot *s;
@@ -128,29 +154,67 @@ static void *grow(lua_State *L, void *p, int *cap, int need, size_t size) {
   return q;
 }
 
-/* Queues the value at i if the walk has not seen it. */
-static void visit(lua_State *L, walk *w, int i) {
+static int int_at(lua_State *L, int t, int i) {
+  lua_pushvalue(L, i);
+  lua_rawget(L, t);
+  int v = (int)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+static void set_int(lua_State *L, int t, int i, int v) {
+  lua_pushvalue(L, i);
+  lua_pushinteger(L, v);
+  lua_rawset(L, t);
+}
+
+static bool immutable(int kind) {
+  return kind == LP_K_FIXED || kind == LP_K_WRAPPER;
+}
+
+/* The status an edge gives an object of this kind. */
+static int status_for(int kind, int edge) {
+  if (immutable(kind))
+    return ST_MAPPED; /* walked once, never recorded */
+  if (edge == E_MAPPED)
+    return kind == LP_K_MAPPED ? ST_MAPPED : ST_EXPOSED;
+  if (edge == E_RAW)
+    return kind == LP_K_MAPPED || kind == LP_K_PROXYMT || kind == LP_K_PROTMT ? ST_RAW : ST_EXPOSED;
+  return ST_EXPOSED;
+}
+
+/* Queues the value at i for the status the edge gives it, unless it has that one or more. */
+static void reach(lua_State *L, walk *w, int i, int edge) {
   int t = lua_type(L, i);
   if (t != LUA_TTABLE && t != LUA_TFUNCTION && t != LUA_TUSERDATA && t != LUA_TTHREAD)
     return;
   i = lua_absindex(L, i);
-  lua_pushvalue(L, i);
-  bool seen = lua_rawget(L, w->seen) != LUA_TNIL;
-  lua_pop(L, 1);
-  if (seen)
+  int kind = int_at(L, w->frozen, i);
+  if (kind == LP_K_BOOK)
     return;
+  int st = status_for(kind, edge);
+  if (int_at(L, w->seen, i) >= st)
+    return;
+  set_int(L, w->seen, i, st);
   lua_pushvalue(L, i);
-  lua_pushboolean(L, 1);
-  lua_rawset(L, w->seen);
-  lua_pushvalue(L, i);
-  lua_rawseti(L, w->todo, ++w->ntodo);
+  lua_rawseti(L, w->todo, 2 * ++w->ntodo - 1);
+  lua_pushinteger(L, st);
+  lua_rawseti(L, w->todo, 2 * w->ntodo);
 }
 
-static bool frozen(lua_State *L, walk *w, int i) {
-  lua_pushvalue(L, i);
-  bool f = lua_rawget(L, w->frozen) != LUA_TNIL;
+/* Reaches the metatable at i: protected (getmetatable cannot return it), it is only read. */
+static void reach_mt_at(lua_State *L, walk *w, int i) {
+  lua_pushliteral(L, "__metatable");
+  bool protect = lua_rawget(L, i < 0 ? i - 1 : i) != LUA_TNIL;
   lua_pop(L, 1);
-  return f;
+  reach(L, w, i, protect ? E_RAW : E_EXPOSED);
+}
+
+static void reach_metatable(lua_State *L, walk *w, int o) {
+  if (lua_getmetatable(L, o)) {
+    reach_mt_at(L, w, -1);
+    lua_pop(L, 1);
+  }
 }
 
 /* A new table record; its snap triple (object, copy, metatable) is at 3 * index. */
@@ -277,43 +341,71 @@ static void record_thread(lua_State *L, walk *w, int o) {
   lua_rawseti(L, w->tsnap, s->nthr);
 }
 
-/* Records the object at o unless frozen, and queues what it reaches. */
-static void walk_one(lua_State *L, walk *w, int o) {
+/* Does the table at o have a metatable that is not the sandbox's? */
+static bool own_metatable(lua_State *L, walk *w, int o) {
+  if (!lua_getmetatable(L, o))
+    return false;
+  bool own = int_at(L, w->frozen, lua_gettop(L)) != LP_K_PROXYMT;
+  lua_pop(L, 1);
+  return own;
+}
+
+/* Is the key at k one of the registry's that only luapool's require machinery reads? */
+static bool loaded_key(lua_State *L, int k) {
+  if (lua_type(L, k) != LUA_TSTRING)
+    return false;
+  const char *s = lua_tostring(L, k);
+  return strcmp(s, LUA_LOADED_TABLE) == 0 || strcmp(s, LUA_PRELOAD_TABLE) == 0;
+}
+
+static void walk_table(lua_State *L, walk *w, int o, int st, int kind) {
+  if (st < ST_EXPOSED && !immutable(kind) && own_metatable(L, w, o)) {
+    st = ST_EXPOSED;
+    set_int(L, w->seen, o, st);
+  }
+  if (st == ST_EXPOSED && !immutable(kind))
+    record_table(L, w, o);
+  bool sandbox_mt = st == ST_RAW && kind == LP_K_PROXYMT;
+  bool registry = lua_rawequal(L, o, LUA_REGISTRYINDEX);
+  lua_pushnil(L);
+  while (lua_next(L, o) != 0) {
+    int ek = st == ST_MAPPED && !immutable(kind) ? E_MAPPED : E_EXPOSED, ev = ek;
+    if (sandbox_mt) { /* __index is read raw; the real table behind a proxy only mapped */
+      bool index = lua_type(L, -2) == LUA_TSTRING && strcmp(lua_tostring(L, -2), "__index") == 0;
+      ev = index ? E_RAW : lua_istable(L, -1) ? E_MAPPED : E_EXPOSED;
+    } else if (registry && loaded_key(L, -2)) {
+      ev = E_MAPPED;
+    }
+    reach(L, w, -2, ek);
+    reach(L, w, -1, ev);
+    lua_pop(L, 1);
+  }
+  reach_metatable(L, w, o);
+}
+
+static void walk_one(lua_State *L, walk *w, int o, int st) {
+  int kind = int_at(L, w->frozen, o);
   switch (lua_type(L, o)) {
   case LUA_TTABLE:
-    if (!frozen(L, w, o))
-      record_table(L, w, o);
-    lua_pushnil(L);
-    while (lua_next(L, o) != 0) {
-      visit(L, w, -2);
-      visit(L, w, -1);
-      lua_pop(L, 1);
-    }
-    if (lua_getmetatable(L, o)) {
-      visit(L, w, -1);
-      lua_pop(L, 1);
-    }
+    walk_table(L, w, o, st, kind);
     break;
   case LUA_TFUNCTION: {
-    int nup = 0;
+    int edge = kind == LP_K_WRAPPER ? E_MAPPED : E_EXPOSED, nup = 0;
     while (lua_getupvalue(L, o, nup + 1) != NULL) {
-      visit(L, w, -1);
+      reach(L, w, -1, edge);
       lua_pop(L, 1);
       nup++;
     }
-    if (nup > 0 && !frozen(L, w, o))
+    if (nup > 0 && st == ST_EXPOSED && !immutable(kind))
       record_function(L, w, o, nup);
     break;
   }
   case LUA_TUSERDATA:
-    if (!frozen(L, w, o))
+    if (st == ST_EXPOSED && !immutable(kind))
       record_userdata(L, w, o);
-    if (lua_getmetatable(L, o)) {
-      visit(L, w, -1);
-      lua_pop(L, 1);
-    }
+    reach_metatable(L, w, o);
     for (int n = 1; lua_getiuservalue(L, o, n) != LUA_TNONE; n++) {
-      visit(L, w, -1);
+      reach(L, w, -1, E_EXPOSED);
       lua_pop(L, 1);
     }
     lua_pop(L, 1);
@@ -326,7 +418,7 @@ static void walk_one(lua_State *L, walk *w, int o) {
     for (int i = 1, top = lua_gettop(co); i <= top; i++) {
       lua_pushvalue(co, i);
       lua_xmove(co, L, 1);
-      visit(L, w, -1);
+      reach(L, w, -1, E_EXPOSED);
       lua_pop(L, 1);
     }
     break;
@@ -359,25 +451,26 @@ static void walk_begin(lua_State *L, walk *w, int lp) {
                              LP_T_TYPEMT, LP_T_PROXIES, LP_T_CHECK,  LP_T_TSNAP};
   for (size_t i = 0; i < sizeof skip / sizeof skip[0]; i++) {
     lua_rawgeti(L, lp, skip[i]);
-    lua_pushboolean(L, 1);
-    lua_rawset(L, w->seen);
+    set_int(L, w->seen, lua_gettop(L), ST_SKIP);
+    lua_pop(L, 1);
   }
   lua_pushthread(L); /* the main thread: its stack is the reset's own business */
-  lua_pushboolean(L, 1);
-  lua_rawset(L, w->seen);
+  set_int(L, w->seen, lua_gettop(L), ST_SKIP);
+  lua_pop(L, 1);
 }
 
 /* The roots: the registry, and the types' metatables (recorded in typemt and LP_T_TYPEMT). */
 static void walk_roots(lua_State *L, walk *w, int lp) {
   lua_pushvalue(L, LUA_REGISTRYINDEX);
-  visit(L, w, -1);
+  reach(L, w, -1, E_EXPOSED);
   lua_pop(L, 1);
   lua_rawgeti(L, lp, LP_T_TYPEMT);
   int typemt = lua_gettop(L);
   lp_lptable_push_type_samples(L);
   for (int i = 0; i < LP_TYPE_SAMPLES; i++) {
     push_metatable_fp(L, typemt + 1 + i, &w->s->typemt[i]);
-    visit(L, w, -1);
+    if (lua_istable(L, -1))
+      reach_mt_at(L, w, -1);
     lua_rawseti(L, typemt, i + 1);
   }
   lua_settop(L, typemt - 1);
@@ -420,11 +513,18 @@ int lp_snapshot_record(lua_State *L, lp_snapshot *s) {
   walk_begin(L, &w, lp);
   walk_roots(L, &w, lp);
   while (w.ntodo > 0) {
-    lua_rawgeti(L, w.todo, w.ntodo);
-    lua_pushnil(L);
-    lua_rawseti(L, w.todo, w.ntodo--);
-    walk_one(L, &w, lua_gettop(L));
+    lua_Integer at = 2 * w.ntodo - 1;
+    lua_rawgeti(L, w.todo, at + 1);
+    int st = (int)lua_tointeger(L, -1);
     lua_pop(L, 1);
+    lua_rawgeti(L, w.todo, at);
+    lua_pushnil(L);
+    lua_rawseti(L, w.todo, at);
+    w.ntodo--;
+    int o = lua_gettop(L);
+    if (int_at(L, w.seen, o) == st) /* else it was found more exposed since, and queued again */
+      walk_one(L, &w, o, st);
+    lua_settop(L, o - 1);
   }
   lua_settop(L, base);
   s->dirty = malloc((size_t)(s->ntab + s->nfn + 1) * sizeof *s->dirty);

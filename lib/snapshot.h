@@ -3,11 +3,12 @@
 **
 ** lp_snapshot_record walks everything reachable from the registry and the types' metatables
 ** once, after on_create (and the sandbox's freeze), and records each table, function and full
-** userdata a script could change: a copy of its entries (anchored in the state, for restoring)
-** and, C side, the fingerprints of its entries in traversal order (and of a Lua function's
-** upvalues, their identity too).  The reset compares those fingerprints (lp_snapshot_find_dirty:
-** no allocation, no error) and restores only what differs.  Coroutines cannot be restored: a
-** suspended one fails the recording, any other is checked, and a change taints the state.
+** userdata a request could change, itself or through any function it can reach: a copy of its
+** entries (anchored in the state, for restoring) and, C side, the fingerprints of its entries in
+** traversal order (and of a Lua function's upvalues, their identity too).  The reset compares
+** those fingerprints (lp_snapshot_find_dirty: no allocation, no error) and restores only what
+** differs.  Coroutines cannot be restored: a suspended one fails the recording, any other is
+** checked, and a change taints the state.
 */
 #ifndef LUAPOOL_SNAPSHOT_H
 #define LUAPOOL_SNAPSHOT_H
