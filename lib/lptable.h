@@ -10,8 +10,8 @@
 enum {
   LP_T_SNAP = 1, /* snapshot.c: table, copy, metatable-or-false triples of the checked tables */
   LP_T_FSNAP,    /* snapshot.c: function, upvalues pairs of the checked functions */
-  LP_T_FROZEN,   /* sandbox.c fills, snapshot.c reads: what no script can write (walked, not
-                    checked) */
+  LP_T_FROZEN,   /* sandbox.c fills, snapshot.c reads: object -> LP_K_* kind, what the sandbox
+                    made or found that the walk may skip (below) */
   LP_T_CACHE,    /* chunk.c: the chunk cache's functions */
   LP_T_TYPEMT,   /* snapshot.c: the types' metatables (or false), by sample index */
   LP_T_PROXIES,  /* sandbox.c: the set of the read-only proxies */
@@ -19,7 +19,24 @@ enum {
   LP_T_CHECK,    /* snapshot.c: the reset's check thread */
   LP_T_FINALIZERS, /* sandbox.c: the objects scripts gave a __gc metatable (weak keys) */
   LP_T_CURRENT,  /* budget.c: the thread running the request (the main thread between two) */
-  LP_T_COUNT = LP_T_CURRENT
+  LP_T_TSNAP,    /* snapshot.c: the coroutines the reset checks (never restored: a change taints) */
+  LP_T_COUNT = LP_T_TSNAP
+};
+
+/*
+** The kinds in LP_T_FROZEN (sandbox.c marks them, snapshot.c's walk reads them; doc/design.md,
+** "What reset guarantees").  An object with no kind is recorded wherever the walk finds it.
+*/
+enum {
+  LP_K_FIXED = 1, /* never changes, never recorded: a proxy, a C function of the libraries
+                     luapool opened, the luapool table; what it holds is walked */
+  LP_K_WRAPPER,   /* never changes, never recorded: a C closure of the sandbox's; its upvalues
+                     reach scripts only mapped (proxies for real tables) */
+  LP_K_MAPPED,    /* a real table scripts see only through a proxy (or the overlay) */
+  LP_K_PROXYMT,   /* a metatable of the sandbox's (a proxy's, the overlay's, the view's) */
+  LP_K_PROTMT,    /* a metatable the freeze protected with __metatable (userdata, types) */
+  LP_K_BOOK,      /* bookkeeping of the sandbox's: never walked */
+  LP_K_LIB        /* lp_sandbox_open to the freeze only: a library table luapool opened */
 };
 
 /* Protected: makes L's luapool table, with an empty table in every slot. */

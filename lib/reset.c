@@ -59,7 +59,8 @@ int lp_reset_stack(lp_sx *x, lua_State *L, bool stopped) {
   return ran_out ? LP_RESET_TAINTED : LP_RESET_CLEAN;
 }
 
-/* Restores what a request changed; false if it cannot (memory, or too many keys removed). */
+/* Restores what a request changed; false if it cannot (memory, too many keys removed, or a
+   coroutine from the record changed: LP_SNAPSHOT_UNRESTORABLE). */
 static bool restore_changes(lua_State *L, lp_sx *x) {
   size_t limit = lp_alloc_lift_limit(&x->alloc); /* putting the state back never fails for it */
   int removed;

@@ -5,17 +5,20 @@
 ** finalizers, so that the reset can close a state in which a script set one.
 **
 ** LUAPOOL_LIB_SANDBOX (part of LUAPOOL_LIBS_SAFE), after on_create has run:
-**   - the globals table becomes an empty overlay whose __index is the table of builtins: a
-**     request's globals live in the overlay, which the reset empties;
-**   - every table reachable from the builtins (the libraries, on_create's modules) is replaced
-**     by an empty read-only proxy (__index the real table, __newindex an error, __len, __pairs,
-**     __metatable false), so a request cannot change what the next one reads;
+**   - the globals table becomes an empty overlay O whose __index is a view of the table of
+**     builtins B: a request's globals live in the overlay, which the reset empties;
+**   - scripts see every table reachable from B (the libraries, on_create's modules, nested
+**     tables) through an empty read-only proxy (__index reading the real table and handing out
+**     proxies of the tables in it, __newindex an error, __len, __pairs, __metatable false), so a
+**     script cannot write them; the real tables stay as on_create left them (but B's entries
+**     for the libraries, which become their proxies), for on_create's own functions to use;
 **   - rawset refuses the proxies; setmetatable refuses metatables with __gc; load reads text
 **     only; require loads only package.preload's modules (registry._PRELOAD), into a
 **     per-request table; dofile, loadfile, print and string.dump are gone; metatables of other
 **     types (strings) and of userdata values are protected with __metatable.
-** Tables and functions nobody can write from Lua (the real libraries, the proxies...) go into
-** the FROZEN set: the reset's snapshot walks through them but does not record them.
+** The FROZEN kinds (lptable.h) tell the reset's snapshot what the sandbox made and what only
+** its proxies read; the snapshot skips a real table only where every way the walk finds to it
+** is such a read-only one, and records it otherwise (snapshot.c).
 */
 #include <lauxlib.h>
 #include <lualib.h>
@@ -187,14 +190,58 @@ static int sb_require(lua_State *L) {
 
 /* ---- read-only proxies -------------------------------------------------------------------- */
 
-/* The real table behind proxy at index i, pushed. */
+/*
+** A proxy is an empty table whose metatable (the sandbox's, protected) reads the real table:
+** its __index is the real table itself when that holds no table a script could then write (a
+** "flat" table: no table keys or values, no metatable), else ro_index, which hands out the
+** proxy of every table it reads.  The real tables stay as on_create left them, so a module's
+** own functions write their tables as they would in stock Lua; the snapshot records whatever
+** such a function can reach (snapshot.c), and skips what only the proxies read.
+*/
+
+/* The key, in a proxy's metatable, of the real table behind it: a light userdata, which no
+   script can make. */
+static const char real_key = 0;
+
+/* The real table behind the proxy at index i, pushed; nil if i is no proxy. */
 static void push_real(lua_State *L, int i) {
-  if (!lua_getmetatable(L, i))
+  if (!lua_getmetatable(L, i)) {
     lua_pushnil(L);
-  else {
-    lua_getfield(L, -1, "__index");
-    lua_remove(L, -2);
+    return;
   }
+  lua_rawgetp(L, -1, &real_key);
+  lua_remove(L, -2);
+}
+
+/* A key a script passes (index i): a proxy stands for its real table. */
+static void map_in(lua_State *L, int i) {
+  if (lua_type(L, i) != LUA_TTABLE)
+    return;
+  push_real(L, i);
+  if (lua_istable(L, -1))
+    lua_replace(L, i);
+  else
+    lua_pop(L, 1);
+}
+
+/* The value on top, read from a real table: a table that has a proxy becomes its proxy. */
+static void map_out(lua_State *L, int memo) {
+  if (lua_type(L, -1) != LUA_TTABLE)
+    return;
+  lua_pushvalue(L, -1);
+  if (lua_rawget(L, memo) != LUA_TNIL)
+    lua_replace(L, -2);
+  else
+    lua_pop(L, 1);
+}
+
+/* __index of a proxy of a table that is not flat.  Upvalues: 1 the real table, 2 the memo. */
+static int ro_index(lua_State *L) {
+  lua_settop(L, 2);
+  map_in(L, 2);
+  lua_gettable(L, lua_upvalueindex(1)); /* the real table's own metatable counts, as in Lua */
+  map_out(L, lua_upvalueindex(2));
+  return 1;
 }
 
 static int ro_newindex(lua_State *L) {
@@ -209,20 +256,28 @@ static int ro_len(lua_State *L) {
   return 1;
 }
 
+/* next over a proxy: the real table's entries, tables mapped to proxies.  Upvalue: the memo. */
 static int ro_next(lua_State *L) {
   lua_settop(L, 2);
   push_real(L, 1);
-  if (!lua_istable(L, -1))
+  if (!lua_istable(L, 3))
     return 0;
-  lua_insert(L, 2); /* proxy, real, key */
-  if (lua_next(L, 2))
-    return 2;
-  lua_pushnil(L);
-  return 1;
+  map_in(L, 2);
+  lua_pushvalue(L, 2);
+  if (!lua_next(L, 3)) {
+    lua_pushnil(L);
+    return 1;
+  }
+  map_out(L, lua_upvalueindex(1)); /* the value */
+  lua_pushvalue(L, -2);
+  map_out(L, lua_upvalueindex(1)); /* the key */
+  lua_replace(L, -3);
+  return 2;
 }
 
+/* __pairs of a proxy.  Upvalue: ro_next. */
 static int ro_pairs(lua_State *L) {
-  lua_pushcfunction(L, ro_next);
+  lua_pushvalue(L, lua_upvalueindex(1));
   lua_pushvalue(L, 1);
   lua_pushnil(L);
   return 3;
@@ -230,19 +285,33 @@ static int ro_pairs(lua_State *L) {
 
 /* Stack indices of the working tables while freezing (see lp_sandbox_freeze). */
 typedef struct freeze_ctx {
-  int memo;     /* real table -> its proxy */
+  int memo;     /* real table -> its proxy (B -> O) */
   int proxies;  /* set of proxies (rawset's upvalue) */
-  int frozen;   /* the FROZEN set */
+  int frozen;   /* the FROZEN kinds */
   int builtins; /* the globals table on_create left: the builtins, B */
   int overlay;  /* the new globals table, O */
   int loaded;   /* _LOADED */
   int pristine; /* require's view of the modules: name -> proxy */
+  int pairs;    /* the proxies' __pairs */
 } freeze_ctx;
 
-static void mark_frozen(lua_State *L, const freeze_ctx *c, int i) {
+static void mark_kind(lua_State *L, const freeze_ctx *c, int i, int kind) {
   lua_pushvalue(L, i);
-  lua_pushboolean(L, 1);
+  lua_pushinteger(L, kind);
   lua_rawset(L, c->frozen);
+}
+
+static int kind_of(lua_State *L, const freeze_ctx *c, int i) {
+  lua_pushvalue(L, i);
+  lua_rawget(L, c->frozen);
+  int k = (int)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  return k;
+}
+
+/* A C closure of the sandbox's, which never changes (set_wrapper's mark). */
+static void mark_frozen(lua_State *L, const freeze_ctx *c, int i) {
+  mark_kind(L, c, i, LP_K_WRAPPER);
 }
 
 /* Protects the metatable of the value at i (userdata, or a type's) with __metatable. */
@@ -256,15 +325,34 @@ static void protect_mt(lua_State *L, const freeze_ctx *c, int i) {
     lua_rawset(L, -4);
   }
   lua_pop(L, 1);
-  mark_frozen(L, c, lua_gettop(L));
+  if (kind_of(L, c, -1) == 0)
+    mark_kind(L, c, lua_gettop(L), LP_K_PROTMT);
   lua_pop(L, 1);
 }
 
-static void freeze_entries(lua_State *L, const freeze_ctx *c, int t);
+static bool proxy_entries(lua_State *L, const freeze_ctx *c, int t);
+
+/* Pushes a metatable of the sandbox's: __metatable false, and __index the value on top. */
+static void push_sandbox_mt(lua_State *L, const freeze_ctx *c, int nrec) {
+  lua_createtable(L, 0, nrec);
+  lua_insert(L, -2);
+  lua_setfield(L, -2, "__index");
+  lua_pushboolean(L, 0);
+  lua_setfield(L, -2, "__metatable");
+  mark_kind(L, c, lua_gettop(L), LP_K_PROXYMT);
+}
+
+/* Pushes ro_index over the real table at t, a closure of the sandbox's. */
+static void push_ro_index(lua_State *L, const freeze_ctx *c, int t) {
+  lua_pushvalue(L, t);
+  lua_pushvalue(L, c->memo);
+  lua_pushcclosure(L, ro_index, 2);
+  mark_frozen(L, c, lua_gettop(L));
+}
 
 /*
-** Pushes the proxy of the real table at index t (made once per table), after making what it
-** holds read-only, recursively (freeze_entries).
+** Pushes the proxy of the real table at index t (made once per table), after making proxies
+** for the tables t holds, recursively.  t itself is not changed.
 */
 static void proxy_of(lua_State *L, const freeze_ctx *c, int t) {
   t = lua_absindex(L, t);
@@ -278,53 +366,90 @@ static void proxy_of(lua_State *L, const freeze_ctx *c, int t) {
   lua_pushvalue(L, t);
   lua_pushvalue(L, proxy);
   lua_rawset(L, c->memo);
-  mark_frozen(L, c, t);
-  mark_frozen(L, c, proxy);
+  mark_kind(L, c, t, LP_K_MAPPED);
+  mark_kind(L, c, proxy, LP_K_FIXED);
   lua_pushvalue(L, proxy);
   lua_pushboolean(L, 1);
   lua_rawset(L, c->proxies);
-  lua_createtable(L, 0, 5);
-  lua_pushvalue(L, t);
-  lua_setfield(L, -2, "__index");
+  bool flat = proxy_entries(L, c, t) && !lua_getmetatable(L, t);
+  lua_settop(L, proxy);
+  if (flat)
+    lua_pushvalue(L, t);
+  else
+    push_ro_index(L, c, t);
+  push_sandbox_mt(L, c, 6);
   lua_pushcfunction(L, ro_newindex);
   lua_setfield(L, -2, "__newindex");
   lua_pushcfunction(L, ro_len);
   lua_setfield(L, -2, "__len");
-  lua_pushcfunction(L, ro_pairs);
+  lua_pushvalue(L, c->pairs);
   lua_setfield(L, -2, "__pairs");
-  lua_pushboolean(L, 0);
-  lua_setfield(L, -2, "__metatable");
-  mark_frozen(L, c, lua_gettop(L));
+  lua_pushvalue(L, t);
+  lua_rawsetp(L, -2, &real_key);
   lua_setmetatable(L, proxy);
-  if (lua_getmetatable(L, t)) { /* reachable only through lookups: read-only */
-    mark_frozen(L, c, lua_gettop(L));
-    lua_pop(L, 1);
-  }
-  freeze_entries(L, c, t);
 }
 
 /*
-** Makes what table t holds read-only: table values become their proxies (an existing field:
-** allowed during the traversal), userdata metatables are protected, C functions are frozen
-** (only C can change their upvalues).  Keys and metatables stay as they are: scripts reach them
-** only to read.
+** Makes proxies for the tables table t holds (keys and values), and protects the metatables of
+** the userdata it holds.  Changes nothing in t.  Returns whether t is flat: it holds no table
+** that has or gets a proxy (proxies themselves map to themselves).
 */
-static void freeze_entries(lua_State *L, const freeze_ctx *c, int t) {
+static bool proxy_entries(lua_State *L, const freeze_ctx *c, int t) {
+  bool flat = true;
   lua_pushnil(L);
   while (lua_next(L, t) != 0) {
     int v = lua_gettop(L);
-    if (lua_type(L, v) == LUA_TTABLE) {
-      proxy_of(L, c, v);
-      lua_pushvalue(L, v - 1);
-      lua_insert(L, -2);
-      lua_rawset(L, t);
-    } else if (lua_type(L, v) == LUA_TUSERDATA) {
-      protect_mt(L, c, v);
-    } else if (lua_tocfunction(L, v) != NULL) {
-      mark_frozen(L, c, v);
+    for (int i = v - 1; i <= v; i++) {
+      if (lua_type(L, i) == LUA_TTABLE) {
+        lua_pushvalue(L, i);
+        bool is_proxy = lua_rawget(L, c->proxies) != LUA_TNIL;
+        lua_pop(L, 1);
+        if (!is_proxy) {
+          proxy_of(L, c, i);
+          flat = false;
+        }
+      } else if (lua_type(L, i) == LUA_TUSERDATA) {
+        protect_mt(L, c, i);
+      }
+      lua_settop(L, v);
+    }
+    lua_pop(L, 1);
+  }
+  return flat;
+}
+
+/*
+** Before on_create (the end of lp_sandbox_open): marks in FROZEN what luapool opened, which the
+** freeze tells from what on_create adds: the libraries' tables (LP_K_LIB) and the C functions
+** in them and in the globals (LP_K_FIXED: the libraries' C code never changes their upvalues).
+*/
+static void note_stock(lua_State *L, int g) {
+  lp_lptable_get(L, LP_T_FROZEN);
+  int frozen = lua_gettop(L);
+  lua_pushnil(L);
+  while (lua_next(L, g) != 0) {
+    int v = lua_gettop(L);
+    if (lua_istable(L, v) && !lua_rawequal(L, v, g)) {
+      lua_pushvalue(L, v);
+      lua_pushinteger(L, LP_K_LIB);
+      lua_rawset(L, frozen);
+      lua_pushnil(L);
+      while (lua_next(L, v) != 0) {
+        if (lua_iscfunction(L, -1)) {
+          lua_pushinteger(L, LP_K_FIXED);
+          lua_rawset(L, frozen); /* frozen[function] = mark: pops both, leaves the key */
+        } else {
+          lua_pop(L, 1);
+        }
+      }
+    } else if (lua_iscfunction(L, v)) {
+      lua_pushvalue(L, v);
+      lua_pushinteger(L, LP_K_FIXED);
+      lua_rawset(L, frozen);
     }
     lua_settop(L, v - 1);
   }
+  lua_pop(L, 1);
 }
 
 /* Adds the wrapper fn (with nup upvalues on the stack) as t[name], frozen. */
@@ -387,6 +512,7 @@ int lp_sandbox_open(lua_State *L, unsigned libs) {
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
   lua_newtable(L);
   set_wrapper(L, NULL, g, "require", sb_require, 3);
+  note_stock(L, g);
   lua_settop(L, g - 1);
   return 0;
 }
@@ -450,16 +576,62 @@ static void keep_required_modules(lua_State *L, const freeze_ctx *c) {
   lua_settop(L, mods - 1);
 }
 
-/* Pushes the overlay O: an empty table that reads through to the builtins. */
-static void push_overlay(lua_State *L, const freeze_ctx *c) {
+/* The libraries' tables in B become their proxies there too (below): on_create's functions read
+   them as before, and what these functions can write stays what the walk records. */
+static void proxy_libraries(lua_State *L, const freeze_ctx *c) {
+  int b = c->builtins;
+  lua_pushnil(L);
+  while (lua_next(L, b) != 0) {
+    if (lua_type(L, -1) == LUA_TTABLE && kind_of(L, c, -1) == LP_K_LIB) {
+      proxy_of(L, c, -1);
+      lua_pushvalue(L, -3);
+      lua_insert(L, -2);
+      lua_rawset(L, b); /* an existing field: allowed during the traversal */
+    }
+    lua_pop(L, 1);
+  }
+}
+
+/*
+** Pushes the view V: B's entries that luapool opened (the library functions, the libraries'
+** proxies, _G as O), for scripts to find without a C call; its __index reads B through
+** ro_index for the rest (on_create's globals), so scripts always see B's current values there.
+*/
+static void push_view(lua_State *L, const freeze_ctx *c) {
   lua_newtable(L);
-  lua_createtable(L, 0, 2);
-  lua_pushvalue(L, c->builtins);
-  lua_setfield(L, -2, "__index");
-  lua_pushboolean(L, 0);
-  lua_setfield(L, -2, "__metatable");
-  mark_frozen(L, c, lua_gettop(L));
-  lua_setmetatable(L, -2);
+  int view = lua_gettop(L);
+  lua_pushnil(L);
+  while (lua_next(L, c->builtins) != 0) {
+    int k = kind_of(L, c, -1);
+    bool proxy = false;
+    if (lua_type(L, -1) == LUA_TTABLE) {
+      lua_pushvalue(L, -1);
+      proxy = lua_rawget(L, c->proxies) != LUA_TNIL;
+      lua_pop(L, 1);
+    }
+    if (lua_rawequal(L, -1, c->builtins)) {
+      lua_pushvalue(L, -2);
+      lua_pushvalue(L, c->overlay);
+      lua_rawset(L, view);
+    } else if (proxy ||
+               (lua_type(L, -1) == LUA_TFUNCTION && (k == LP_K_FIXED || k == LP_K_WRAPPER))) {
+      lua_pushvalue(L, -2);
+      lua_pushvalue(L, -2);
+      lua_rawset(L, view);
+    }
+    lua_pop(L, 1);
+  }
+  mark_kind(L, c, view, LP_K_MAPPED);
+  push_ro_index(L, c, c->builtins);
+  push_sandbox_mt(L, c, 2);
+  lua_setmetatable(L, view);
+}
+
+/* Sets the overlay's metatable: __index the view V (pushed and popped), protected. */
+static void set_overlay_mt(lua_State *L, const freeze_ctx *c) {
+  push_view(L, c);
+  push_sandbox_mt(L, c, 2);
+  lua_setmetatable(L, c->overlay);
 }
 
 /*
@@ -482,7 +654,7 @@ static void push_pristine(lua_State *L, const freeze_ctx *c) {
     lua_rawset(L, pristine);
     lua_settop(L, v - 1);
   }
-  mark_frozen(L, c, pristine);
+  mark_kind(L, c, pristine, LP_K_MAPPED);
 }
 
 /* rawset, now that the proxies are known; require is frozen (its third upvalue is not). */
@@ -501,17 +673,43 @@ static void wrap_rawset_require(lua_State *L, const freeze_ctx *c) {
   lua_pop(L, 1);
 }
 
-/* Type metatables (the string library's, and any on_create set from C): protected. */
+/*
+** Type metatables (the string library's, and any on_create set from C): protected; an __index
+** that is a real table with a proxy becomes the proxy, so that ("").rep reads string's proxy.
+*/
 static void protect_type_metatables(lua_State *L, const freeze_ctx *c) {
   lp_lptable_push_type_samples(L);
-  for (int i = 0; i < LP_TYPE_SAMPLES; i++)
-    protect_mt(L, c, -LP_TYPE_SAMPLES + i);
-  lua_pop(L, LP_TYPE_SAMPLES);
+  int first = lua_gettop(L) - LP_TYPE_SAMPLES + 1;
+  for (int i = first; i < first + LP_TYPE_SAMPLES; i++) {
+    protect_mt(L, c, i);
+    if (!lua_getmetatable(L, i))
+      continue;
+    lua_pushliteral(L, "__index");
+    if (lua_rawget(L, -2) == LUA_TTABLE) {
+      map_out(L, c->memo);
+      lua_pushliteral(L, "__index");
+      lua_insert(L, -2);
+      lua_rawset(L, -3);
+    }
+    lua_settop(L, first + LP_TYPE_SAMPLES - 1);
+  }
+  lua_settop(L, first - 1);
+}
+
+/* The proxies' shared __pairs (and its ro_next), closures of the sandbox's over the memo. */
+static void push_pairs(lua_State *L, const freeze_ctx *c) {
+  lua_pushvalue(L, c->memo);
+  lua_pushcclosure(L, ro_next, 1);
+  mark_frozen(L, c, lua_gettop(L));
+  lua_pushcclosure(L, ro_pairs, 1);
+  mark_frozen(L, c, lua_gettop(L));
 }
 
 /*
-** Stores the FROZEN set, the proxies set and the per-request modules table in the state's luapool
-** table, and makes the overlay the globals table.  Pushes nothing.
+** Stores the FROZEN kinds, the proxies set and the per-request modules table in the state's
+** luapool table, and makes the overlay the globals table.  Pushes nothing.  Nothing on_create
+** made is changed but the libraries' entries in B (their proxies) and __metatable in the
+** metatables it protects.
 */
 int lp_sandbox_freeze(lua_State *L) {
   int base = lua_gettop(L);
@@ -522,32 +720,36 @@ int lp_sandbox_freeze(lua_State *L) {
   c.proxies = lua_gettop(L);
   lp_lptable_get(L, LP_T_FROZEN);
   c.frozen = lua_gettop(L);
+  mark_kind(L, &c, c.memo, LP_K_BOOK);
   lp_lptable_push(L);
-  mark_frozen(L, &c, -1);
+  mark_kind(L, &c, lua_gettop(L), LP_K_FIXED);
   lua_pop(L, 1);
   lua_pushglobaltable(L);
   c.builtins = lua_gettop(L);
-  mark_frozen(L, &c, c.builtins);
+  mark_kind(L, &c, c.builtins, LP_K_MAPPED);
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   c.loaded = lua_gettop(L);
-  mark_frozen(L, &c, c.loaded);
+  mark_kind(L, &c, c.loaded, LP_K_MAPPED);
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-  mark_frozen(L, &c, -1);
+  mark_kind(L, &c, lua_gettop(L), LP_K_MAPPED);
   lua_pop(L, 1);
+  push_pairs(L, &c);
+  c.pairs = lua_gettop(L);
 
   keep_required_modules(L, &c);
-  push_overlay(L, &c);
+  lua_newtable(L);
   c.overlay = lua_gettop(L);
-  /* Proxies for every table reachable from B, B itself aside: B's own entries that point at B
-     point at O instead. */
+  /* B maps to O: a script that reads _G (or any table's field holding B) gets O */
   lua_pushvalue(L, c.builtins);
   lua_pushvalue(L, c.overlay);
   lua_rawset(L, c.memo);
-  freeze_entries(L, &c, c.builtins);
+  proxy_libraries(L, &c);
+  proxy_entries(L, &c, c.builtins);
   push_pristine(L, &c);
   c.pristine = lua_gettop(L);
   wrap_rawset_require(L, &c);
   protect_type_metatables(L, &c);
+  set_overlay_mt(L, &c);
 
   lua_pushvalue(L, c.overlay);
   lua_rawseti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);

@@ -1,12 +1,15 @@
 /*
 ** snapshot.c: recording a state, finding what changed, restoring it (snapshot.h).
 **
-** What the FROZEN set holds (the sandbox's read-only tables, C functions) is walked through but
-** not recorded.  A reset traverses each recorded table and compares fingerprints in order: no
-** hashing, no allocation, nothing that can raise an error.  Only when something differs does it
-** restore, in protected mode: remove the keys the copy lacks, put back the copy's entries and
-** metatable, then fingerprint again (the order may have changed).  Functions: the same with
-** upvalues.  The argument for each channel is in doc/design.md, "What reset guarantees".
+** The walk records everything a request can write, itself or through a function it can reach;
+** it leaves out only what the sandbox marked (LP_T_FROZEN) and finds only through read-only
+** ways (below, "recording").  A reset traverses each recorded table and compares fingerprints in
+** order: no hashing, no allocation, nothing that can raise an error.  Only when something
+** differs does it restore, in protected mode: remove the keys the copy lacks, put back the
+** copy's entries and metatable, then fingerprint again (the order may have changed).  Functions:
+** the same with upvalues, and a Lua function's upvalue joined to another cell is joined back.
+** Coroutines are checked, never restored: a change taints the state.  The argument for each
+** channel is in doc/design.md, "What reset guarantees".
 */
 #include <lauxlib.h>
 #include <stdlib.h>
@@ -16,6 +19,13 @@
 #include "snapshot.h"
 
 _Static_assert(sizeof(lua_Number) == sizeof(uint64_t), "lua_Number is a double");
+
+/* Stack indices on the check thread. */
+#define LP_K_TABLE(i) (LP_TYPE_SAMPLES + 1 + (i))
+#define LP_K_FUNC(s, i) (LP_TYPE_SAMPLES + 1 + (s)->ntab + (i))
+#define LP_K_THREAD(s, i) (LP_TYPE_SAMPLES + 1 + (s)->ntab + (s)->nfn + (i))
+/* What the check thread holds for good. */
+#define LP_K_BASE(s) (LP_TYPE_SAMPLES + (s)->ntab + (s)->nfn + (s)->nthr)
 
 /* ---- fingerprints ----------------------------------------------------------------------- */
 
@@ -98,12 +108,39 @@ static void fingerprint_table(lua_State *L, int t, lp_rec *r) {
 
 /* ---- recording -------------------------------------------------------------------------- */
 
+/*
+** The walk.  Every object it finds gets a status, the most exposed way it was found:
+**   ST_EXPOSED  some code a request can run may hold it and write it: recorded (a table, a
+**               function with upvalues, a userdata's metatable, a coroutine);
+**   ST_RAW      only read through the sandbox's lookups, which hand out its entries as they
+**               are: not recorded, but what it holds is exposed;
+**   ST_MAPPED   only read through a proxy's mapping, which hands out the proxy of every table
+**               that has one: not recorded, and the tables it holds that have proxies are
+**               ST_MAPPED too.
+** Only what the sandbox marked (LP_T_FROZEN) can be less than ST_EXPOSED; every other object
+** found at all is ST_EXPOSED.  Which way an object is found (the edge) decides with its kind:
+**   E_EXPOSED  an entry of an exposed or raw table, an upvalue, a user value, a coroutine's
+**              stack, an unprotected metatable: ST_EXPOSED;
+**   E_MAPPED   an entry of an ST_MAPPED table, an upvalue of a sandbox closure, _LOADED and
+**              _PRELOAD in the registry: ST_MAPPED for a LP_K_MAPPED table, else ST_EXPOSED;
+**   E_RAW      a protected metatable (__metatable set: getmetatable cannot return it), the
+**              __index table of a sandbox metatable: ST_RAW for a sandbox-marked table.
+** A table that is not ST_EXPOSED but has a metatable of its own is made ST_EXPOSED: Lua hands
+** the table to that metatable's metamethods.  LP_K_FIXED and LP_K_WRAPPER objects never change
+** and are never recorded.  So an object is left out only if no code a request can reach holds it
+** to write (doc/design.md, "What reset guarantees", has the argument).
+*/
+enum { ST_MAPPED = 1, ST_RAW = 2, ST_EXPOSED = 3, ST_SKIP = 9 /* bookkeeping: never walked */ };
+enum { E_EXPOSED, E_MAPPED, E_RAW };
+
 /* The walk's working tables (stack indices) and the records' capacities. */
 typedef struct walk {
   lp_snapshot *s;
-  int seen, todo, frozen, snap, fsnap;
+  int seen, todo, frozen, snap, fsnap, tsnap;
+  int cells;   /* a Lua upvalue's identity (light userdata) -> its keeper */
+  int factory; /* a function that makes a Lua closure with one upvalue of its own */
   lua_Integer ntodo;
-  int tcap, fcap;
+  int tcap, fcap, hcap;
 } walk;
 
 static void *grow(lua_State *L, void *p, int *cap, int need, size_t size) {
@@ -117,29 +154,67 @@ static void *grow(lua_State *L, void *p, int *cap, int need, size_t size) {
   return q;
 }
 
-/* Queues the value at i if the walk has not seen it. */
-static void visit(lua_State *L, walk *w, int i) {
-  int t = lua_type(L, i);
-  if (t != LUA_TTABLE && t != LUA_TFUNCTION && t != LUA_TUSERDATA)
-    return;
-  i = lua_absindex(L, i);
+static int int_at(lua_State *L, int t, int i) {
   lua_pushvalue(L, i);
-  bool seen = lua_rawget(L, w->seen) != LUA_TNIL;
+  lua_rawget(L, t);
+  int v = (int)lua_tointeger(L, -1);
   lua_pop(L, 1);
-  if (seen)
-    return;
-  lua_pushvalue(L, i);
-  lua_pushboolean(L, 1);
-  lua_rawset(L, w->seen);
-  lua_pushvalue(L, i);
-  lua_rawseti(L, w->todo, ++w->ntodo);
+  return v;
 }
 
-static bool frozen(lua_State *L, walk *w, int i) {
+static void set_int(lua_State *L, int t, int i, int v) {
   lua_pushvalue(L, i);
-  bool f = lua_rawget(L, w->frozen) != LUA_TNIL;
+  lua_pushinteger(L, v);
+  lua_rawset(L, t);
+}
+
+static bool immutable(int kind) {
+  return kind == LP_K_FIXED || kind == LP_K_WRAPPER;
+}
+
+/* The status an edge gives an object of this kind. */
+static int status_for(int kind, int edge) {
+  if (immutable(kind))
+    return ST_MAPPED; /* walked once, never recorded */
+  if (edge == E_MAPPED)
+    return kind == LP_K_MAPPED ? ST_MAPPED : ST_EXPOSED;
+  if (edge == E_RAW)
+    return kind == LP_K_MAPPED || kind == LP_K_PROXYMT || kind == LP_K_PROTMT ? ST_RAW : ST_EXPOSED;
+  return ST_EXPOSED;
+}
+
+/* Queues the value at i for the status the edge gives it, unless it has that one or more. */
+static void reach(lua_State *L, walk *w, int i, int edge) {
+  int t = lua_type(L, i);
+  if (t != LUA_TTABLE && t != LUA_TFUNCTION && t != LUA_TUSERDATA && t != LUA_TTHREAD)
+    return;
+  i = lua_absindex(L, i);
+  int kind = int_at(L, w->frozen, i);
+  if (kind == LP_K_BOOK)
+    return;
+  int st = status_for(kind, edge);
+  if (int_at(L, w->seen, i) >= st)
+    return;
+  set_int(L, w->seen, i, st);
+  lua_pushvalue(L, i);
+  lua_rawseti(L, w->todo, 2 * ++w->ntodo - 1);
+  lua_pushinteger(L, st);
+  lua_rawseti(L, w->todo, 2 * w->ntodo);
+}
+
+/* Reaches the metatable at i: protected (getmetatable cannot return it), it is only read. */
+static void reach_mt_at(lua_State *L, walk *w, int i) {
+  lua_pushliteral(L, "__metatable");
+  bool protect = lua_rawget(L, i < 0 ? i - 1 : i) != LUA_TNIL;
   lua_pop(L, 1);
-  return f;
+  reach(L, w, i, protect ? E_RAW : E_EXPOSED);
+}
+
+static void reach_metatable(lua_State *L, walk *w, int o) {
+  if (lua_getmetatable(L, o)) {
+    reach_mt_at(L, w, -1);
+    lua_pop(L, 1);
+  }
 }
 
 /* A new table record; its snap triple (object, copy, metatable) is at 3 * index. */
@@ -149,6 +224,7 @@ static lp_rec *new_table_rec(lua_State *L, walk *w, lua_Integer *at) {
   lp_rec *r = &s->tab[s->ntab];
   r->fp = NULL;
   r->n = 0;
+  r->uid = NULL;
   *at = 3 * (lua_Integer)s->ntab++;
   return r;
 }
@@ -184,71 +260,169 @@ static void record_userdata(lua_State *L, walk *w, int u) {
   lua_rawseti(L, w->snap, at + 2);
 }
 
+/*
+** Pushes the keeper of Lua function f's upvalue u: a closure of luapool's own whose one upvalue
+** is that cell, made once per cell, so that a restore can join f back to its cell whatever
+** debug.upvaluejoin did to f and to every other closure that shared the cell.
+*/
+static void push_keeper(lua_State *L, walk *w, int f, int u) {
+  void *id = lua_upvalueid(L, f, u);
+  if (lua_rawgetp(L, w->cells, id) != LUA_TNIL)
+    return;
+  lua_pop(L, 1);
+  lua_pushvalue(L, w->factory);
+  lua_call(L, 0, 1);
+  lua_upvaluejoin(L, -1, 1, f, u);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, w->cells, id);
+}
+
+/* The copy of a function's upvalues: value u at u, and for a Lua function its keeper at n + u. */
 static void record_function(lua_State *L, walk *w, int f, int nup) {
   lp_snapshot *s = w->s;
   s->fn = grow(L, s->fn, &w->fcap, s->nfn + 1, sizeof *s->fn);
   lp_rec *r = &s->fn[s->nfn];
+  bool lua_fn = !lua_iscfunction(L, f);
   r->n = nup;
   r->mt.type = LUA_TNIL;
   r->mt.bits = 0;
   r->fp = malloc((size_t)nup * sizeof *r->fp);
-  if (r->fp == NULL) {
+  r->uid = lua_fn ? malloc((size_t)nup * sizeof *r->uid) : NULL;
+  lua_Integer at = 2 * (lua_Integer)s->nfn++; /* counted now: lp_snapshot_free frees both */
+  if (r->fp == NULL || (lua_fn && r->uid == NULL)) {
     luaL_error(L, "not enough memory");
     return; /* not reached */
   }
-  lua_Integer at = 2 * (lua_Integer)s->nfn++;
   lua_pushvalue(L, f);
   lua_rawseti(L, w->fsnap, at + 1);
-  lua_createtable(L, nup, 0);
+  lua_createtable(L, lua_fn ? 2 * nup : nup, 0);
   for (int u = 1; u <= nup; u++) {
     lua_getupvalue(L, f, u);
     fp_make(L, -1, &r->fp[u - 1]);
     lua_rawseti(L, -2, u);
+    if (lua_fn) {
+      r->uid[u - 1] = lua_upvalueid(L, f, u);
+      push_keeper(L, w, f, u);
+      lua_rawseti(L, -2, nup + u);
+    }
   }
   lua_rawseti(L, w->fsnap, at + 2);
 }
 
-/* Records the object at o unless frozen, and queues what it reaches. */
-static void walk_one(lua_State *L, walk *w, int o) {
+/*
+** A coroutine: status, stack and hook.  Nothing puts a coroutine back where it stood, so a change
+** taints the state.  One with frames (suspended in a yield, or stopped by an error) is refused: a
+** resume that yields again on the same line with the same values, or debug.setlocal into a dead
+** one's frames, changes it without a trace the C API shows.  Not started, or finished: a
+** resume or a close changes its status or its stack.
+*/
+static void record_thread(lua_State *L, walk *w, int o) {
+  lua_State *co = lua_tothread(L, o);
+  lua_Debug ar;
+  if (lua_status(co) == LUA_YIELD || lua_getstack(co, 0, &ar))
+    luaL_error(L, "on_create left a coroutine reachable that is suspended (or stopped by an "
+                  "error): the reset can neither check nor restore where it stands (let it "
+                  "finish, or make it in each request)");
+  lp_snapshot *s = w->s;
+  s->thr = grow(L, s->thr, &w->hcap, s->nthr + 1, sizeof *s->thr);
+  lp_thr *t = &s->thr[s->nthr];
+  t->status = lua_status(co);
+  t->top = lua_gettop(co);
+  t->hook = lua_gethook(co);
+  t->mask = lua_gethookmask(co);
+  t->count = lua_gethookcount(co);
+  t->fp = malloc((size_t)(t->top > 0 ? t->top : 1) * sizeof *t->fp);
+  s->nthr++;
+  if (t->fp == NULL)
+    luaL_error(L, "not enough memory");
+  for (int i = 1; i <= t->top; i++)
+    fp_make(co, i, &t->fp[i - 1]);
+  lua_pushvalue(L, o);
+  lua_rawseti(L, w->tsnap, s->nthr);
+}
+
+/* Does the table at o have a metatable that is not the sandbox's? */
+static bool own_metatable(lua_State *L, walk *w, int o) {
+  if (!lua_getmetatable(L, o))
+    return false;
+  bool own = int_at(L, w->frozen, lua_gettop(L)) != LP_K_PROXYMT;
+  lua_pop(L, 1);
+  return own;
+}
+
+/* Is the key at k one of the registry's that only luapool's require machinery reads? */
+static bool loaded_key(lua_State *L, int k) {
+  if (lua_type(L, k) != LUA_TSTRING)
+    return false;
+  const char *s = lua_tostring(L, k);
+  return strcmp(s, LUA_LOADED_TABLE) == 0 || strcmp(s, LUA_PRELOAD_TABLE) == 0;
+}
+
+static void walk_table(lua_State *L, walk *w, int o, int st, int kind) {
+  if (st < ST_EXPOSED && !immutable(kind) && own_metatable(L, w, o)) {
+    st = ST_EXPOSED;
+    set_int(L, w->seen, o, st);
+  }
+  if (st == ST_EXPOSED && !immutable(kind))
+    record_table(L, w, o);
+  bool sandbox_mt = st == ST_RAW && kind == LP_K_PROXYMT;
+  bool registry = lua_rawequal(L, o, LUA_REGISTRYINDEX);
+  lua_pushnil(L);
+  while (lua_next(L, o) != 0) {
+    int ek = st == ST_MAPPED && !immutable(kind) ? E_MAPPED : E_EXPOSED, ev = ek;
+    if (sandbox_mt) { /* __index is read raw; the real table behind a proxy only mapped */
+      bool index = lua_type(L, -2) == LUA_TSTRING && strcmp(lua_tostring(L, -2), "__index") == 0;
+      ev = index ? E_RAW : lua_istable(L, -1) ? E_MAPPED : E_EXPOSED;
+    } else if (registry && loaded_key(L, -2)) {
+      ev = E_MAPPED;
+    }
+    reach(L, w, -2, ek);
+    reach(L, w, -1, ev);
+    lua_pop(L, 1);
+  }
+  reach_metatable(L, w, o);
+}
+
+static void walk_one(lua_State *L, walk *w, int o, int st) {
+  int kind = int_at(L, w->frozen, o);
   switch (lua_type(L, o)) {
   case LUA_TTABLE:
-    if (!frozen(L, w, o))
-      record_table(L, w, o);
-    lua_pushnil(L);
-    while (lua_next(L, o) != 0) {
-      visit(L, w, -2);
-      visit(L, w, -1);
-      lua_pop(L, 1);
-    }
-    if (lua_getmetatable(L, o)) {
-      visit(L, w, -1);
-      lua_pop(L, 1);
-    }
+    walk_table(L, w, o, st, kind);
     break;
   case LUA_TFUNCTION: {
-    int nup = 0;
+    int edge = kind == LP_K_WRAPPER ? E_MAPPED : E_EXPOSED, nup = 0;
     while (lua_getupvalue(L, o, nup + 1) != NULL) {
-      visit(L, w, -1);
+      reach(L, w, -1, edge);
       lua_pop(L, 1);
       nup++;
     }
-    if (nup > 0 && !frozen(L, w, o))
+    if (nup > 0 && st == ST_EXPOSED && !immutable(kind))
       record_function(L, w, o, nup);
     break;
   }
   case LUA_TUSERDATA:
-    if (!frozen(L, w, o))
+    if (st == ST_EXPOSED && !immutable(kind))
       record_userdata(L, w, o);
-    if (lua_getmetatable(L, o)) {
-      visit(L, w, -1);
-      lua_pop(L, 1);
-    }
+    reach_metatable(L, w, o);
     for (int n = 1; lua_getiuservalue(L, o, n) != LUA_TNONE; n++) {
-      visit(L, w, -1);
+      reach(L, w, -1, E_EXPOSED);
       lua_pop(L, 1);
     }
     lua_pop(L, 1);
     break;
+  case LUA_TTHREAD: {
+    record_thread(L, w, o);
+    lua_State *co = lua_tothread(L, o);
+    if (!lua_checkstack(co, 1))
+      luaL_error(L, "not enough memory");
+    for (int i = 1, top = lua_gettop(co); i <= top; i++) {
+      lua_pushvalue(co, i);
+      lua_xmove(co, L, 1);
+      reach(L, w, -1, E_EXPOSED);
+      lua_pop(L, 1);
+    }
+    break;
+  }
   }
 }
 
@@ -258,34 +432,46 @@ static void walk_begin(lua_State *L, walk *w, int lp) {
   w->seen = lua_gettop(L);
   lua_newtable(L);
   w->todo = lua_gettop(L);
+  lua_newtable(L);
+  w->cells = lua_gettop(L);
+  if (luaL_loadstring(L, "local u return function() return u end") != LUA_OK)
+    lua_error(L);
+  w->factory = lua_gettop(L);
   lua_rawgeti(L, lp, LP_T_FROZEN);
   w->frozen = lua_gettop(L);
   lua_rawgeti(L, lp, LP_T_SNAP);
   w->snap = lua_gettop(L);
   lua_rawgeti(L, lp, LP_T_FSNAP);
   w->fsnap = lua_gettop(L);
+  lua_rawgeti(L, lp, LP_T_TSNAP);
+  w->tsnap = lua_gettop(L);
   /* the bookkeeping itself, and the cache (it changes by design); the request's modules table
      is recorded (empty under the sandbox), so the reset empties it */
   static const int skip[] = {LP_T_SNAP,   LP_T_FSNAP,   LP_T_FROZEN, LP_T_CACHE,
-                             LP_T_TYPEMT, LP_T_PROXIES, LP_T_CHECK, LP_T_FINALIZERS};
+                             LP_T_TYPEMT, LP_T_PROXIES, LP_T_CHECK,  LP_T_TSNAP,
+                             LP_T_FINALIZERS};
   for (size_t i = 0; i < sizeof skip / sizeof skip[0]; i++) {
     lua_rawgeti(L, lp, skip[i]);
-    lua_pushboolean(L, 1);
-    lua_rawset(L, w->seen);
+    set_int(L, w->seen, lua_gettop(L), ST_SKIP);
+    lua_pop(L, 1);
   }
+  lua_pushthread(L); /* the main thread: its stack is the reset's own business */
+  set_int(L, w->seen, lua_gettop(L), ST_SKIP);
+  lua_pop(L, 1);
 }
 
 /* The roots: the registry, and the types' metatables (recorded in typemt and LP_T_TYPEMT). */
 static void walk_roots(lua_State *L, walk *w, int lp) {
   lua_pushvalue(L, LUA_REGISTRYINDEX);
-  visit(L, w, -1);
+  reach(L, w, -1, E_EXPOSED);
   lua_pop(L, 1);
   lua_rawgeti(L, lp, LP_T_TYPEMT);
   int typemt = lua_gettop(L);
   lp_lptable_push_type_samples(L);
   for (int i = 0; i < LP_TYPE_SAMPLES; i++) {
     push_metatable_fp(L, typemt + 1 + i, &w->s->typemt[i]);
-    visit(L, w, -1);
+    if (lua_istable(L, -1))
+      reach_mt_at(L, w, -1);
     lua_rawseti(L, typemt, i + 1);
   }
   lua_settop(L, typemt - 1);
@@ -294,25 +480,33 @@ static void walk_roots(lua_State *L, walk *w, int lp) {
 /* Puts on the check thread, for good, what the reset reads: no push per reset. */
 static void fill_check_thread(lua_State *L, lp_snapshot *s) {
   lua_State *K = s->check;
-  if (!lua_checkstack(K, LP_TYPE_SAMPLES + s->ntab + s->nfn + 8))
+  if (!lua_checkstack(K, LP_K_BASE(s) + 8))
     luaL_error(L, "not enough memory");
   lp_lptable_push_type_samples(K);
   lp_lptable_push(L);
-  lua_rawgeti(L, -1, LP_T_SNAP); /* LP, SNAP */
-  for (int i = 0; i < s->ntab; i++)
-    lua_rawgeti(L, -1 - i, 3 * (lua_Integer)i + 1);
-  lua_xmove(L, K, s->ntab);
-  lua_rawgeti(L, -2, LP_T_FSNAP); /* LP, SNAP, FSNAP */
-  for (int i = 0; i < s->nfn; i++)
-    lua_rawgeti(L, -1 - i, 2 * (lua_Integer)i + 1);
-  lua_xmove(L, K, s->nfn);
-  lua_pop(L, 3);
-  lp_assert(lua_gettop(K) == LP_TYPE_SAMPLES + s->ntab + s->nfn);
+  static const struct {
+    int slot, stride;
+  } lists[] = {{LP_T_SNAP, 3}, {LP_T_FSNAP, 2}, {LP_T_TSNAP, 1}};
+  int count[] = {s->ntab, s->nfn, s->nthr};
+  for (int l = 0; l < 3; l++) {
+    if (!lua_checkstack(L, count[l] + 2))
+      luaL_error(L, "not enough memory");
+    lua_rawgeti(L, -1, lists[l].slot);
+    for (int i = 0; i < count[l]; i++)
+      lua_rawgeti(L, -1 - i, lists[l].stride * (lua_Integer)i + 1);
+    lua_xmove(L, K, count[l]);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  lp_assert(lua_gettop(K) == LP_K_BASE(s));
 }
 
 int lp_snapshot_record(lua_State *L, lp_snapshot *s) {
-  walk w = {s, 0, 0, 0, 0, 0, 0, 0, 0};
+  walk w;
+  memset(&w, 0, sizeof w);
+  w.s = s;
   int base = lua_gettop(L);
+  luaL_checkstack(L, 40, "recording the state");
   lp_lptable_push(L);
   int lp = lua_gettop(L);
   s->check = lua_newthread(L); /* before the walk: under LIBS_ALL the luapool table is recorded */
@@ -320,11 +514,18 @@ int lp_snapshot_record(lua_State *L, lp_snapshot *s) {
   walk_begin(L, &w, lp);
   walk_roots(L, &w, lp);
   while (w.ntodo > 0) {
-    lua_rawgeti(L, w.todo, w.ntodo);
-    lua_pushnil(L);
-    lua_rawseti(L, w.todo, w.ntodo--);
-    walk_one(L, &w, lua_gettop(L));
+    lua_Integer at = 2 * w.ntodo - 1;
+    lua_rawgeti(L, w.todo, at + 1);
+    int st = (int)lua_tointeger(L, -1);
     lua_pop(L, 1);
+    lua_rawgeti(L, w.todo, at);
+    lua_pushnil(L);
+    lua_rawseti(L, w.todo, at);
+    w.ntodo--;
+    int o = lua_gettop(L);
+    if (int_at(L, w.seen, o) == st) /* else it was found more exposed since, and queued again */
+      walk_one(L, &w, o, st);
+    lua_settop(L, o - 1);
   }
   lua_settop(L, base);
   s->dirty = malloc((size_t)(s->ntab + s->nfn + 1) * sizeof *s->dirty);
@@ -337,19 +538,20 @@ int lp_snapshot_record(lua_State *L, lp_snapshot *s) {
 void lp_snapshot_free(lp_snapshot *s) {
   for (int i = 0; i < s->ntab; i++)
     free(s->tab[i].fp);
-  for (int i = 0; i < s->nfn; i++)
+  for (int i = 0; i < s->nfn; i++) {
     free(s->fn[i].fp);
+    free(s->fn[i].uid);
+  }
+  for (int i = 0; i < s->nthr; i++)
+    free(s->thr[i].fp);
   free(s->tab);
   free(s->fn);
+  free(s->thr);
   free(s->dirty);
   memset(s, 0, sizeof *s);
 }
 
 /* ---- checking ------------------------------------------------------------------------------ */
-
-/* Stack indices on the check thread. */
-#define LP_K_TABLE(i) (LP_TYPE_SAMPLES + 1 + (i))
-#define LP_K_FUNC(s, i) (LP_TYPE_SAMPLES + 1 + (s)->ntab + (i))
 
 /* Does table t still have exactly the recorded entries, in the recorded order? */
 static bool table_clean(lua_State *L, int t, const lp_rec *r) {
@@ -378,9 +580,11 @@ static bool tab_clean(lua_State *K, int base, int t, const lp_rec *r) {
   return clean;
 }
 
-/* A recorded function with the same upvalues as recorded?  Leaves K's stack at base. */
+/* A recorded function with the same upvalues (and cells) as recorded?  Leaves K's stack at base. */
 static bool fn_clean(lua_State *K, int base, int f, const lp_rec *r) {
   for (int u = 1; u <= r->n; u++) {
+    if (r->uid != NULL && lua_upvalueid(K, f, u) != r->uid[u - 1])
+      return false; /* debug.upvaluejoin */
     lua_getupvalue(K, f, u);
     bool same = fp_same(K, -1, &r->fp[u - 1]);
     lua_settop(K, base);
@@ -390,9 +594,21 @@ static bool fn_clean(lua_State *K, int base, int f, const lp_rec *r) {
   return true;
 }
 
+/* A recorded coroutine as it was: status, stack, hook?  Reads its stack, pushes nothing. */
+static bool thr_clean(lua_State *K, int t, const lp_thr *r) {
+  lua_State *co = lua_tothread(K, t);
+  if (lua_status(co) != r->status || lua_gettop(co) != r->top || lua_gethook(co) != r->hook ||
+      lua_gethookmask(co) != r->mask || lua_gethookcount(co) != r->count)
+    return false;
+  for (int i = 1; i <= r->top; i++)
+    if (!fp_same(co, i, &r->fp[i - 1]))
+      return false;
+  return true;
+}
+
 int lp_snapshot_find_dirty(lp_snapshot *s) {
   lua_State *K = s->check;
-  int base = LP_TYPE_SAMPLES + s->ntab + s->nfn; /* what the check thread holds for good */
+  int base = LP_K_BASE(s);
   lp_assert(lua_gettop(K) == base);
   s->ndirty = 0;
   for (int i = 0; i < s->ntab; i++)
@@ -401,7 +617,10 @@ int lp_snapshot_find_dirty(lp_snapshot *s) {
   for (int i = 0; i < s->nfn; i++)
     if (!fn_clean(K, base, LP_K_FUNC(s, i), &s->fn[i]))
       s->dirty[s->ndirty++] = -1 - i;
-  return s->ndirty;
+  s->thread_changed = false;
+  for (int i = 0; i < s->nthr && !s->thread_changed; i++)
+    s->thread_changed = !thr_clean(K, LP_K_THREAD(s, i), &s->thr[i]);
+  return s->ndirty + (s->thread_changed ? 1 : 0);
 }
 
 /* ---- restoring ----------------------------------------------------------------------------- */
@@ -411,11 +630,20 @@ typedef struct restore_args {
   int removed;
 } restore_args;
 
-/* Puts back function i's upvalues (which also restores every closure sharing them). */
+/*
+** Puts back function i's upvalues: a Lua function joined elsewhere is joined back to its own
+** cell (its keeper's), then each value is put back (which also restores every closure sharing
+** that cell).
+*/
 static void restore_function(lua_State *L, const lp_rec *r, int fsnap, int i) {
   lua_rawgeti(L, fsnap, 2 * (lua_Integer)i + 1);
   lua_rawgeti(L, fsnap, 2 * (lua_Integer)i + 2);
   for (int u = 1; u <= r->n; u++) {
+    if (r->uid != NULL && lua_upvalueid(L, -2, u) != r->uid[u - 1]) {
+      lua_rawgeti(L, -1, r->n + u);
+      lua_upvaluejoin(L, -3, u, -1, 1);
+      lua_pop(L, 1);
+    }
     lua_rawgeti(L, -1, u);
     if (lua_setupvalue(L, -3, u) == NULL)
       lua_pop(L, 1);
@@ -478,6 +706,9 @@ static int restore(lua_State *L) {
 }
 
 int lp_snapshot_restore(lua_State *L, lp_snapshot *s, int *removed) {
+  *removed = 0;
+  if (s->thread_changed)
+    return LP_SNAPSHOT_UNRESTORABLE; /* the state is closed: nothing to put back */
   restore_args a = {s, 0};
   lua_pushcfunction(L, restore);
   lua_pushlightuserdata(L, &a);
@@ -490,7 +721,7 @@ int lp_snapshot_restore(lua_State *L, lp_snapshot *s, int *removed) {
 bool lp_snapshot_restore_type_metatables(lp_snapshot *s) {
   lua_State *K = s->check;
   bool changed = false;
-  int base = LP_TYPE_SAMPLES + s->ntab + s->nfn;
+  int base = LP_K_BASE(s);
   lp_assert(lua_gettop(K) == base);
   for (int i = 0; i < LP_TYPE_SAMPLES; i++) {
     int v = 1 + i;

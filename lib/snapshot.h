@@ -3,9 +3,12 @@
 **
 ** lp_snapshot_record walks everything reachable from the registry and the types' metatables
 ** once, after on_create (and the sandbox's freeze), and records each table, function and full
-** userdata a script could change: a copy of its entries (anchored in the state, for restoring)
-** and, C side, the fingerprints of its entries in traversal order.  The reset compares those
-** fingerprints (lp_snapshot_find_dirty: no allocation, no error) and restores only what differs.
+** userdata a request could change, itself or through any function it can reach: a copy of its
+** entries (anchored in the state, for restoring) and, C side, the fingerprints of its entries in
+** traversal order (and of a Lua function's upvalues, their identity too).  The reset compares
+** those fingerprints (lp_snapshot_find_dirty: no allocation, no error) and restores only what
+** differs.  Coroutines cannot be restored: a suspended one fails the recording, any other is
+** checked, and a change taints the state.
 */
 #ifndef LUAPOOL_SNAPSHOT_H
 #define LUAPOOL_SNAPSHOT_H
@@ -27,27 +30,42 @@ typedef struct lp_fp {
 
 /* A table, userdata (n = -1: only its metatable) or function (its upvalues) the reset checks. */
 typedef struct lp_rec {
-  int n;     /* entries (key, value) or upvalues */
-  lp_fp *fp; /* 2n for a table (key, value, ...), n for a function */
-  lp_fp mt;  /* a table's or userdata's metatable (nil for none) */
+  int n;      /* entries (key, value) or upvalues */
+  lp_fp *fp;  /* 2n for a table (key, value, ...), n for a function */
+  lp_fp mt;   /* a table's or userdata's metatable (nil for none) */
+  void **uid; /* a Lua function's: the identity of each upvalue (lua_upvalueid); else NULL */
 } lp_rec;
 
+/* A coroutine the reset checks: whatever a resume, a close or a hook changes. */
+typedef struct lp_thr {
+  int status, top; /* lua_status, lua_gettop */
+  lua_Hook hook;
+  int mask, count;
+  lp_fp *fp; /* top values on its stack */
+} lp_thr;
+
 typedef struct lp_snapshot {
-  int ntab, nfn;
+  int ntab, nfn, nthr;
   lp_rec *tab, *fn;
+  lp_thr *thr;
   int ndirty;
-  int *dirty;       /* ntab + nfn: what find_dirty found (>= 0 a table, < 0 function -1-i) */
-  lua_State *check; /* a thread whose stack holds, for good, the type samples (1..7), then the
-                       recorded tables, then the recorded functions: what the reset checks */
+  int *dirty;          /* ntab + nfn: what find_dirty found (>= 0 a table, < 0 function -1-i) */
+  bool thread_changed; /* find_dirty found a coroutine changed: restore taints */
+  lua_State *check;    /* a thread whose stack holds, for good, the type samples (1..7), then the
+                          recorded tables, functions and coroutines: what the reset checks */
   lp_fp typemt[LP_TYPE_SAMPLES];
 } lp_snapshot;
 
-/* Protected, after on_create and the freeze: records what the reset checks. */
+/* Protected, after on_create and the freeze: records what the reset checks.  Raises an error
+   when on_create left a suspended coroutine reachable. */
 int lp_snapshot_record(lua_State *L, lp_snapshot *s);
-/* How many recorded tables and functions changed.  Raises no error, allocates nothing. */
+/* How many recorded tables, functions and coroutines changed.  Raises no error, allocates
+   nothing. */
 int lp_snapshot_find_dirty(lp_snapshot *s);
-/* Puts back what lp_snapshot_find_dirty found, in a protected call on L: LUA_OK or its error
-   status (memory).  *removed: the keys it had to remove. */
+/* What lp_snapshot_restore returns when a coroutine changed: no restore can put it back. */
+#define LP_SNAPSHOT_UNRESTORABLE (-1)
+/* Puts back what lp_snapshot_find_dirty found, in a protected call on L: LUA_OK, or its error
+   status (memory), or LP_SNAPSHOT_UNRESTORABLE.  *removed: the keys it had to remove. */
 int lp_snapshot_restore(lua_State *L, lp_snapshot *s, int *removed);
 /* Puts back the types' metatables that changed; returns whether any had.  Raises nothing. */
 bool lp_snapshot_restore_type_metatables(lp_snapshot *s);
