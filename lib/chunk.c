@@ -108,10 +108,12 @@ static void keep(lua_State *L, lp_chunks *c, lp_cent *e, const char *src, size_t
     e->name = e->src = NULL;
     e->name_len = (size_t)-1;
     e->fn = NULL;
+    e->env = NULL;
     return;
   }
   store_cached(L, (unsigned)(e - c->ent));
   e->fn = lua_topointer(L, -1);
+  e->env = lua_upvalueid(L, -1, 1);
   e->used = ++c->tick;
 }
 
@@ -133,7 +135,8 @@ int luapool_load(lua_State *L, const char *name, const char *src, size_t len) {
   lp_cent *e = find(c, name, name_len);
   if (e != NULL && e->len == len && memcmp(e->src, src, len) == 0) {
     push_cached(L, (unsigned)(e - c->ent));
-    if (lua_type(L, -1) == LUA_TFUNCTION && lua_topointer(L, -1) == e->fn) {
+    if (lua_type(L, -1) == LUA_TFUNCTION && lua_topointer(L, -1) == e->fn &&
+        lua_upvalueid(L, -1, 1) == e->env) {
       set_env(L);
       e->used = ++c->tick;
       c->hits++;

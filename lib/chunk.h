@@ -16,6 +16,9 @@ typedef struct lp_cent {
   char *src;
   size_t name_len, len;
   const void *fn; /* lua_topointer of the function in the cache table, slot idx */
+  void *env;      /* lua_upvalueid of its _ENV: a request that rebinds the cell (LIBS_ALL's
+                     debug.upvaluejoin) would make every later hit write the globals into
+                     another function's upvalue, so a hit checks it */
   uint64_t used;  /* the cache's tick at the last use: the least recently used goes first */
 } lp_cent;
 

@@ -546,6 +546,58 @@ START_TEST(upvaluejoin_from_the_host) {
 }
 END_TEST
 
+/*
+** A cached chunk whose _ENV cell a request joined to an on_create function's upvalue (LIBS_ALL):
+** every later hit would write the globals into that cell.  The cache sees the rebinding and
+** compiles again; the function's counter keeps counting.
+*/
+START_TEST(upvaluejoin_of_a_cached_chunks_env) {
+  static const char oc[] = "local n = 0 function counter() n = n + 1 return n end";
+  static const char chunk[] = "local me = debug.getinfo(1, 'f').func"
+                              " if evil then debug.upvaluejoin(me, 1, counter, 1) end return 1";
+  luapool_config cfg;
+  util_config_libs(&cfg, LUAPOOL_LIBS_ALL);
+  cfg.on_create = on_create_lua;
+  cfg.on_create_ud = (void *)oc;
+  luapool *p = util_pool(&cfg);
+  for (int round = 0; round < 3; round++) {
+    lua_State *L = util_acquire(p);
+    if (round == 0)
+      util_run(L, "evil = true");
+    ck_assert_int_eq(luapool_load(L, "=c", chunk, sizeof chunk - 1), LUA_OK);
+    ck_assert_int_eq(lua_pcall(L, 0, 0, 0), LUA_OK);
+    ck_assert_int_eq(util_eval_int(L, "return counter()"), 1);
+    luapool_release(p, L);
+  }
+  luapool_stats st = util_stats(p);
+  ck_assert_uint_eq(st.cache_misses, 2); /* the first compile, and the one after the join */
+  ck_assert_uint_eq(st.cache_hits, 1);
+  luapool_destroy(p);
+}
+END_TEST
+
+/* A coroutine on_create made (not started) and a request resumes: it runs under the request's
+   budget, and the state is then closed (a coroutine cannot be put back). */
+START_TEST(an_on_create_coroutine_runs_under_the_budget) {
+  static const char oc[] = "spin = coroutine.create(function() while true do end end)"
+                           " spinwrap = coroutine.wrap(function() while true do end end)";
+  static const char *const plants[] = {"coroutine.resume(spin) while true do end",
+                                       "pcall(spinwrap) while true do end"};
+  luapool_config cfg;
+  util_config_libs(&cfg, util_profiles[_i / 2]);
+  cfg.on_create = on_create_lua;
+  cfg.on_create_ud = (void *)oc;
+  cfg.budget_instructions = 1000000;
+  luapool *p = util_pool(&cfg);
+  lua_State *L = util_acquire(p);
+  ck_assert_ptr_nonnull(strstr(run(L, plants[_i % 2]), "budget exceeded"));
+  ck_assert_int_eq(luapool_status(L), LUAPOOL_STATUS_INSTRUCTIONS);
+  luapool_release(p, L);
+  ck_assert_uint_eq(util_stats(p).tainted, 1);
+  luapool_destroy(p);
+}
+END_TEST
+
 static Suite *channels_suite(void) {
   Suite *s = suite_create("channels");
   TCase *tc = tcase_create("on_create_state");
@@ -572,6 +624,7 @@ static Suite *channels_suite(void) {
   tcase_add_loop_test(tc, a_coroutine_resumed_taints_the_state, 0, 2);
   tcase_add_loop_test(tc, a_coroutine_left_alone_keeps_the_state, 0, 2);
   tcase_add_test(tc, a_hook_on_a_coroutine_taints_the_state);
+  tcase_add_loop_test(tc, an_on_create_coroutine_runs_under_the_budget, 0, 4);
   suite_add_tcase(s, tc);
   tc = tcase_create("upvalue_identity");
   tcase_add_test(tc, upvaluejoin_of_two_closures_with_equal_values);
@@ -579,6 +632,7 @@ static Suite *channels_suite(void) {
   tcase_add_test(tc, upvaluejoin_of_every_closure_that_shared_a_cell);
   tcase_add_test(tc, upvaluejoin_of_a_c_function_is_refused);
   tcase_add_loop_test(tc, upvaluejoin_from_the_host, 0, 2);
+  tcase_add_test(tc, upvaluejoin_of_a_cached_chunks_env);
   suite_add_tcase(s, tc);
   return s;
 }
