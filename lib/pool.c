@@ -60,9 +60,15 @@ static const char *invalid(const luapool_config *cfg) {
   return NULL;
 }
 
+/*
+** The version is the one check of a structure luapool_config_init may not have filled: until it
+** matches, every other field may be garbage (an uninitialised struct), function pointers
+** included, so the refusal goes to stderr and no callback of cfg is called.  A struct with the
+** right version and garbage elsewhere is not detected (luapool_config_init(3)).
+*/
 static int config_check(const luapool_config *cfg) {
   if (cfg->version != LUAPOOL_CONFIG_VERSION) {
-    lp_log(cfg->version == 0 ? NULL : cfg, LUAPOOL_LOG_ERROR,
+    lp_log(NULL, LUAPOOL_LOG_ERROR,
            "luapool_create: config version %u is not %u: call luapool_config_init first",
            cfg->version, LUAPOOL_CONFIG_VERSION);
     return LUAPOOL_EINVAL;
