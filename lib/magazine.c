@@ -161,9 +161,17 @@ static bool local_is_quiet(lp_local *l) {
   return lp_counters_read(&l->counters, LP_C_ACQUIRES) == l->last_acquires;
 }
 
-/* Under the mutex: empties entry i of another thread's magazine; its state, or NULL. */
+/*
+** Under the mutex: empties entry i of another thread's magazine; its state, or NULL.  The look
+** that skips an empty entry is a seq_cst load, not a relaxed one: a waiting acquire makes it
+** after raising the waiter count (seq_cst), and the owner publishes with a seq_cst exchange
+** (lp_mag_push) before it loads the waiter count (seq_cst).  All four are in the total order S:
+** either the owner's load follows the increment (it wakes the waiter) or its exchange precedes
+** this load (this finds the state).  With a relaxed load both could miss, a lost wake-up that
+** C11 and AArch64 allow (x86-64 does not reorder there).  On x86-64 a seq_cst load is a plain mov.
+*/
 static lp_slot *mag_take(lp_local *l, unsigned i) {
-  if (atomic_load_explicit(&l->mag[i], memory_order_relaxed) == NULL)
+  if (atomic_load_explicit(&l->mag[i], memory_order_seq_cst) == NULL)
     return NULL;
   lp_slot *s = atomic_exchange_explicit(&l->mag[i], NULL, memory_order_seq_cst);
   lp_assert(s == NULL || lp_slot_state(s) == LP_SLOT_IDLE);

@@ -172,6 +172,19 @@ static int acquired(luapool *p, lp_local *l, lp_slot *s, int from, int source, l
 /*
 ** Past the magazine: the global list, then room for a new state (*reserved), then another
 ** thread's magazine.  *source says where a state came from.
+**
+** After lp_wait_enter each of the three looks must see what a releaser published before it read
+** the waiter count, or that releaser must see the waiter (doc/design.md, "Waking without lost
+** wake-ups"):
+**  - the global list: ck's pop starts with a plain load of head.  Its releasers publish with
+**    ck's push and then read the count with a read-modify-write (lp_wait_any_after_push), and
+**    every write of the count is a read-modify-write: either that one reads the waiter's
+**    increment (it wakes the waiter), or it precedes the increment in the count's modification
+**    order, so the increment (seq_cst, hence acquire) reads from its release sequence and
+**    synchronizes with it: the push happens before this pop, which then sees it (coherence).
+**    No fence needed, on any architecture;
+**  - room under max_states: lp_state_reserve's loads are seq_cst (the argument is there);
+**  - other magazines: lp_mag_steal's loads are seq_cst (magazine.c, mag_take).
 */
 static lp_slot *take_slow(luapool *p, bool *reserved, int *source) {
   *source = LP_C_MISSES;

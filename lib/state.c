@@ -23,21 +23,30 @@ void lp_state_init(luapool *p) {
     atomic_init(&p->states.closed_by[r], 0);
 }
 
+/*
+** A waiting acquire calls this after raising the waiter count (seq_cst, lp_wait_enter), and may
+** decide "no room" from the load alone, or from the value a failed CAS read.  Both are seq_cst:
+** lp_state_unreserve makes room with a seq_cst decrement and then loads the waiter count
+** (seq_cst), so the four operations are in the single total order S, and either the unreserve's
+** load follows the waiter's increment in S (it sees the waiter and wakes it) or the decrement
+** precedes this load in S (this sees the room).  A relaxed load here would let both miss (store
+** buffering: allowed by C11, seen on AArch64, not on x86-64).
+*/
 bool lp_state_reserve(luapool *p) {
   unsigned max = p->cfg.max_states;
-  unsigned n = atomic_load_explicit(&p->states.live, memory_order_relaxed);
+  unsigned n = atomic_load_explicit(&p->states.live, memory_order_seq_cst);
   do {
     if (max != 0 && n >= max)
       return false;
   } while (!atomic_compare_exchange_weak_explicit(&p->states.live, &n, n + 1, memory_order_seq_cst,
-                                                  memory_order_relaxed));
+                                                  memory_order_seq_cst));
   return true;
 }
 
 /*
 ** seq_cst, then a seq_cst load of the waiter count: an acquire that is about to sleep has raised
-** it (seq_cst) before it tries lp_state_reserve, so either it sees the room or this sees it
-** waiting and wakes it.
+** it (seq_cst) before it tries lp_state_reserve, whose loads are seq_cst, so either it sees the
+** room or this sees it waiting and wakes it (the argument at lp_state_reserve).
 */
 void lp_state_unreserve(luapool *p) {
   unsigned was = atomic_fetch_sub_explicit(&p->states.live, 1, memory_order_seq_cst);

@@ -6,7 +6,14 @@
 ** max_states) does so first and then reads waiters.  Either the look finds the state or the
 ** reader sees the waiter and wakes it; the wake takes the mutex, which the waiter holds from its
 ** look until pthread_cond_wait releases it, so the signal cannot fall in between (the whole
-** argument: doc/design.md, "Waking without lost wakeups").
+** argument: doc/design.md, "Waking without lost wake-ups").
+**
+** Under the C11 model this needs, on each pair of sides, either all four operations seq_cst (a
+** magazine or max_states look: seq_cst loads; the publish and the count's load: seq_cst), or a
+** read-modify-write of waiters on the publishing side (the global list, whose ck push is no C11
+** atomic): every write of waiters is a read-modify-write, so the waiter's increment reads from
+** the release sequence of any read-modify-write before it and synchronizes with it.  (The one
+** plain store, in a fork's child, runs with no other thread in the process.)
 */
 #ifndef LUAPOOL_WAIT_H
 #define LUAPOOL_WAIT_H
