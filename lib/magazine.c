@@ -129,7 +129,10 @@ static lp_local *tls_front(lp_tls *t, int i) {
 
 /*
 ** Past the first probe: p further down the table, or p's first use by this thread.  Entries of
-** destroyed pools are recycled (their lp_local was freed by luapool_destroy).
+** destroyed pools are recycled (their lp_local was freed by luapool_destroy).  Inside a callback
+** a thread gets no new magazine (it uses the pool's shared counters and the global list): that
+** would take pools_lock, which is never taken under a pass mutex, the lock a callback's caller
+** may hold (the fork handlers' order, doc/design.md).
 */
 lp_local *lp_mag_local_get_slow(luapool *p) {
   lp_tls *t = tls_self();
@@ -138,6 +141,8 @@ lp_local *lp_mag_local_get_slow(luapool *p) {
   for (int i = 1; i < LP_TLS_POOLS; i++)
     if (t->e[i].pool == p && t->e[i].serial == p->serial)
       return tls_front(t, i);
+  if (lp_cb_inside() != NULL)
+    return NULL;
   int free_entry = -1;
   pthread_mutex_lock(&pools_lock);
   for (int i = LP_TLS_POOLS - 1; i >= 0 && free_entry < 0; i--) {

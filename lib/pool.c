@@ -81,6 +81,26 @@ static int config_check(const luapool_config *cfg) {
   return LUAPOOL_OK;
 }
 
+/* ---- calls from inside a callback --------------------------------------------------------- */
+
+/*
+** True (and a log line) when the calling thread is inside a callback of any pool: then fn would
+** block on what the callback's caller may hold.  A pass runs on_create, on_state, log and
+** clock_ms under its pass mutex (and maintain, shutdown and destroy take it), shutdown joins the
+** watchdog thread the callback may run on and waits for a drain the callback's caller may stand
+** in the way of, an acquire that waits may wait for states the pass holds, and a new state runs
+** on_create again.  Refusing them for every pool, not just the callback's, also keeps
+** pass mutexes from nesting and the pools list's lock (magazine.c) from being taken under one:
+** the order the fork handlers rely on (doc/design.md, "fork").
+*/
+static bool refused_in_callback(const luapool_config *cfg, const char *fn) {
+  const char *cb = lp_cb_inside();
+  if (cb == NULL)
+    return false;
+  lp_log(cfg, LUAPOOL_LOG_ERROR, "%s: called from the %s callback (refused)", fn, cb);
+  return true;
+}
+
 /* ---- create and destroy ------------------------------------------------------------------ */
 
 /* Each module's part of a new pool.  On Linux none of these fails. */
@@ -102,6 +122,8 @@ int luapool_create(const luapool_config *cfg, luapool **out) {
   int rc = config_check(cfg);
   if (rc != LUAPOOL_OK)
     return rc;
+  if (refused_in_callback(cfg, "luapool_create"))
+    return LUAPOOL_EINVAL;
   size_t bytes = (sizeof(luapool) + LP_CACHELINE - 1) / LP_CACHELINE * LP_CACHELINE;
   luapool *p = aligned_alloc(LP_CACHELINE, bytes); /* the free list's cmpxchg16b needs 16 */
   if (p == NULL)
@@ -128,16 +150,23 @@ typedef struct leftover {
   unsigned out; /* of those, still checked out */
 } leftover;
 
-/* luapool_destroy: closes a state left in a slot. */
+/*
+** luapool_destroy: closes a state left in a slot.  The slot becomes CLOSING first, so that a
+** release or discard of the state from on_state, called as it closes, is refused instead of
+** closing it a second time.
+*/
 static void close_left(lp_slot *s, void *ud) {
   leftover *left = ud;
-  if (lp_slot_state(s) == LP_SLOT_OUT)
+  int was = lp_slot_state(s);
+  if (was == LP_SLOT_OUT)
     left->out++;
+  if (was == LP_SLOT_OUT || was == LP_SLOT_IDLE)
+    lp_slot_try_move(s, was, LP_SLOT_CLOSING);
   lp_state_close(left->p, s, LUAPOOL_CLOSE_SHUTDOWN);
 }
 
 void luapool_destroy(luapool *p) {
-  if (p == NULL)
+  if (p == NULL || refused_in_callback(&p->cfg, "luapool_destroy"))
     return;
   luapool_shutdown(p, 0);
   /* From here no exiting thread reaches p's magazines, and every state is closed by scanning
@@ -186,14 +215,14 @@ static int acquired(luapool *p, lp_local *l, lp_slot *s, int from, int source, l
 **  - room under max_states: lp_state_reserve's loads are seq_cst (the argument is there);
 **  - other magazines: lp_mag_steal's loads are seq_cst (magazine.c, mag_take).
 */
-static lp_slot *take_slow(luapool *p, bool *reserved, int *source) {
+static lp_slot *take_slow(luapool *p, bool may_create, bool *reserved, int *source) {
   *source = LP_C_MISSES;
   lp_slot *s = lp_freelist_pop_mpmc(&p->idle);
   if (s != NULL) {
     *source = LP_C_GLOBAL_HITS;
     return s;
   }
-  if (lp_state_reserve(p)) {
+  if (may_create && lp_state_reserve(p)) {
     *reserved = true;
     return NULL;
   }
@@ -217,7 +246,7 @@ static lp_slot *wait_slow(luapool *p, lp_local *l, long timeout_ms, bool *reserv
       *rc = LUAPOOL_ECLOSED;
       break;
     }
-    s = take_slow(p, reserved, &source);
+    s = take_slow(p, true, reserved, &source);
     if (s != NULL || *reserved || timed_out) {
       *rc = s != NULL || *reserved ? LUAPOOL_OK : LUAPOOL_ETIMEDOUT;
       break;
@@ -234,11 +263,24 @@ static lp_slot *wait_slow(luapool *p, lp_local *l, long timeout_ms, bool *reserv
   return s;
 }
 
+/*
+** Inside a callback an acquire takes an idle state if there is one (the global list, another
+** thread's magazine: locks no callback's caller holds), but neither creates a state (on_create
+** would run again, inside the callback) nor waits (the states it would wait for may be the ones
+** the pass that runs the callback holds): it is refused with LUAPOOL_EINVAL instead.
+*/
 static int acquire_slow(luapool *p, lp_local *l, long timeout_ms, lua_State **out) {
-  bool reserved = false;
+  bool reserved = false, in_callback = lp_cb_inside() != NULL;
   int source, rc = LUAPOOL_OK;
-  lp_slot *s = take_slow(p, &reserved, &source);
+  lp_slot *s = take_slow(p, !in_callback, &reserved, &source);
   if (s == NULL && !reserved) {
+    if (in_callback) {
+      lp_log(&p->cfg, LUAPOOL_LOG_ERROR,
+             "luapool_acquire: called from the %s callback with no idle state: it neither "
+             "creates nor waits there (refused)",
+             lp_cb_inside());
+      return LUAPOOL_EINVAL;
+    }
     if (timeout_ms == 0) {
       lp_mag_count(p, l, LP_C_TIMEOUTS);
       return LUAPOOL_ETIMEDOUT;
@@ -385,7 +427,7 @@ void luapool_stats_get(luapool *p, luapool_stats *out) {
 }
 
 int luapool_maintain(luapool *p) {
-  if (p == NULL)
+  if (p == NULL || refused_in_callback(&p->cfg, "luapool_maintain"))
     return LUAPOOL_EINVAL;
   if (lp_pool_closed(p))
     return LUAPOOL_ECLOSED;
@@ -419,7 +461,7 @@ static int drain(luapool *p, long timeout_ms) {
 }
 
 int luapool_shutdown(luapool *p, long drain_timeout_ms) {
-  if (p == NULL)
+  if (p == NULL || refused_in_callback(&p->cfg, "luapool_shutdown"))
     return LUAPOOL_EINVAL;
   atomic_store_explicit(&p->closed, 1, memory_order_seq_cst);
   lp_wait_wake_all(&p->wait); /* sleeping acquires wake with LUAPOOL_ECLOSED */

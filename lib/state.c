@@ -128,7 +128,7 @@ static int state_init(lua_State *L) {
   lp_warn_open(L, &x->warn, a->cfg);
   lp_chunk_open(L, &x->chunks);
   if (a->cfg->on_create != NULL) {
-    a->on_create_rc = a->cfg->on_create(L, a->cfg->on_create_ud);
+    a->on_create_rc = lp_cb_on_create(a->cfg, L);
     if (a->on_create_rc != 0)
       return 0;
   }
@@ -165,7 +165,9 @@ static int state_fill(luapool *p, lua_State *L, lp_sx *x) {
   init_args a = {&p->cfg, x, 0};
   lua_pushcfunction(L, state_init);
   lua_pushlightuserdata(L, &a);
+  lp_cb_mark mark = lp_cb_save();
   int status = lua_pcall(L, 1, 0, 0);
+  lp_cb_restore(mark); /* an error raised in on_create unwound past the callback's own restore */
   if (status != LUA_OK) {
     const char *msg = lua_tostring(L, -1);
     lp_log(&p->cfg, LUAPOOL_LOG_ERROR, "cannot create a Lua state: %s",
@@ -209,7 +211,7 @@ int lp_state_new(luapool *p, lp_slot **out) {
   uint64_t nth = atomic_fetch_add_explicit(&p->states.created, 1, memory_order_relaxed);
   lp_upkeep_init(&s->upkeep, &p->cfg, lp_upkeep_now(&p->clock), p->serial, nth);
   if (p->cfg.on_state != NULL)
-    p->cfg.on_state(p->cfg.on_state_ud, LUAPOOL_STATE_CREATED, 0, L);
+    lp_cb_on_state(&p->cfg, LUAPOOL_STATE_CREATED, 0, L);
   *out = s;
   return LUAPOOL_OK;
 }
@@ -224,7 +226,7 @@ void lp_state_close(luapool *p, lp_slot *s, int reason) {
   lp_assert(reason >= LUAPOOL_CLOSE_TRIMMED && reason <= LUAPOOL_CLOSE_RECYCLED);
   lua_State *L = atomic_load_explicit(&s->L, memory_order_relaxed);
   if (p->cfg.on_state != NULL)
-    p->cfg.on_state(p->cfg.on_state_ud, LUAPOOL_STATE_CLOSED, reason, L);
+    lp_cb_on_state(&p->cfg, LUAPOOL_STATE_CLOSED, reason, L);
   lua_close(L);
   sx_free(s->x);
   lp_slot_free(&p->arena, s);
