@@ -6,6 +6,7 @@
 ** "Callbacks".
 */
 #include <lauxlib.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -28,18 +29,18 @@ enum {
   FN_COUNT
 };
 static const char *const fn_names[FN_COUNT] = {
-    "luapool_maintain", "luapool_shutdown", "luapool_destroy",   "luapool_create",
-    "luapool_acquire",  "luapool_release",  "luapool_discard",   "luapool_stats_get",
-    "luapool_strerror"};
+    "luapool_maintain", "luapool_shutdown",  "luapool_destroy",
+    "luapool_create",   "luapool_acquire",   "luapool_release",
+    "luapool_discard",  "luapool_stats_get", "luapool_strerror"};
 
 /* One test's run (each runs in a process of its own: Check forks). */
 static struct {
   luapool *p;
-  atomic_int armed;       /* the CB_* that acts next (once), or -1 */
-  int fn;                 /* FN_*: what it calls */
-  lua_State *spare;       /* the state FN_RELEASE and FN_DISCARD give back */
-  atomic_int done;        /* the callback acted */
-  int rc;                 /* what the call returned, or 0 / -100 for the checks of void calls */
+  atomic_int armed;        /* the CB_* that acts next (once), or -1 */
+  int fn;                  /* FN_*: what it calls */
+  lua_State *spare;        /* the state FN_RELEASE and FN_DISCARD give back */
+  atomic_int done;         /* the callback acted */
+  int rc;                  /* what the call returned, or 0 / -100 for the checks of void calls */
   atomic_bool fail_create; /* on_create fails: a pass logs that it could not create a state */
   atomic_bool close_again; /* on_state CLOSED releases its own state (destroy's case) */
   atomic_int log_calls;
@@ -139,6 +140,7 @@ static uint64_t clock_cb(void *ud) {
 
 /* A deadlock must fail the test even where Check does not fork (CK_FORK=no). */
 static void bound(void) {
+  signal(SIGALRM, SIG_DFL); /* a hang ends as "signal 14" (Check's handler would kill -9) */
   alarm(120);
 }
 
@@ -272,7 +274,8 @@ START_TEST(calls_from_clock_ms_work_or_are_refused) {
 }
 END_TEST
 
-/* ---- the rules one at a time --------------------------------------------------------------- */
+/* ---- the rules one at a time ------------------------------------------------------------------
+ */
 
 /* The report: on_create runs inside a pass, under its mutex; maintain there deadlocked. */
 START_TEST(maintain_from_on_create_during_a_pass_returns_einval) {
@@ -326,7 +329,8 @@ START_TEST(acquire_from_a_callback_never_creates_nor_waits) {
     ck_assert_int_eq(luapool_maintain(R.p), LUAPOOL_OK);
     ck_assert_int_eq(atomic_load(&R.done), 1);
     ck_assert_int_eq(R.rc, LUAPOOL_EINVAL);
-    ck_assert(util_log_has("luapool_acquire: called from the clock_ms callback with no idle state"));
+    ck_assert(
+        util_log_has("luapool_acquire: called from the clock_ms callback with no idle state"));
     ck_assert_uint_eq(util_stats(R.p).created, 1);
     luapool_release(R.p, L);
     luapool_destroy(R.p);

@@ -458,7 +458,8 @@ static void *wake_worker(void *arg) {
     }
     if (atomic_fetch_add(&r->holders, 1) != 0)
       atomic_fetch_add(&r->errors, 1); /* max_states 1: never two holders */
-    sched_yield(); /* hold it a moment: the others go to sleep */
+    /* hold it a moment: the others go to sleep */
+    sched_yield();
     atomic_fetch_sub(&r->holders, 1);
     if (r->path == 2)
       luapool_discard(r->p, L); /* closed here (no watchdog): room for the next one */
