@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "base.h"
 
@@ -111,6 +112,11 @@ int lp_cond_init(pthread_cond_t *cond) {
     rc = pthread_cond_init(cond, &attr);
   pthread_condattr_destroy(&attr);
   return rc;
+}
+
+void lp_cond_init_after_fork(pthread_cond_t *cond) {
+  memset(cond, 0, sizeof *cond);
+  (void)lp_cond_init(cond); /* on Linux it does not fail */
 }
 
 int lp_cond_wait(pthread_cond_t *cond, pthread_mutex_t *mutex, const struct timespec *deadline) {

@@ -14,6 +14,15 @@
 
 #define LP_CACHELINE 64
 
+/* LP_TSAN: built with ThreadSanitizer (gcc defines __SANITIZE_THREAD__, clang has the feature). */
+#if defined(__SANITIZE_THREAD__)
+#define LP_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define LP_TSAN 1
+#endif
+#endif
+
 #if defined(__GNUC__)
 #define LP_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
 #else
@@ -75,6 +84,12 @@ bool lp_time_before(const struct timespec *a, const struct timespec *b);
 
 /* Condition variables that wait on CLOCK_MONOTONIC, so timeouts ignore wall-clock jumps. */
 int lp_cond_init(pthread_cond_t *cond);
+/*
+** In a fork's child: cond as new, whatever the parent's threads left in it (waiters that do not
+** exist here, whom a signal would go to and a destroy would wait for).  Not destroyed first, for
+** that reason: glibc's initializer writes every field.
+*/
+void lp_cond_init_after_fork(pthread_cond_t *cond);
 /* Waits until signalled or deadline (NULL: no limit); ETIMEDOUT once it has passed, else 0. */
 int lp_cond_wait(pthread_cond_t *cond, pthread_mutex_t *mutex, const struct timespec *deadline);
 

@@ -1,7 +1,7 @@
 /*
 ** magazine.c: per-thread magazines and counters (lp_local), found through thread-local storage.
 **
-** The fast path (magazine_inline.h: lp_mag_local's first probe, lp_mag_pop, lp_mag_push,
+** The fast path (magazine_inline.h: lp_mag_local_hit, lp_mag_pop, lp_mag_push,
 ** lp_mag_count) touches only the calling thread's lp_local: no lock, no write to a shared line.
 ** The magazine is an array of atomic slot pointers.  Only the owner thread fills entries; the
 ** owner and, under the pool's magazine mutex, stealers (waiting acquires, the maintenance pass,
@@ -119,7 +119,7 @@ static lp_local *local_new(luapool *p) {
   return l;
 }
 
-/* Moves entry i to the front, where lp_mag_local looks first. */
+/* Moves entry i to the front, where lp_mag_local_hit looks. */
 static lp_local *tls_front(lp_tls *t, int i) {
   lp_tls_entry e = t->e[i];
   memmove(&t->e[1], &t->e[0], (size_t)i * sizeof e);
@@ -302,4 +302,45 @@ void lp_mag_forget_pool(luapool *p) {
     l = next;
   }
   pthread_mutex_destroy(&p->mags.mutex);
+}
+
+/* ---- fork ------------------------------------------------------------------------------------ */
+
+void lp_mag_fork_prepare(void) {
+  pthread_mutex_lock(&pools_lock);
+}
+
+void lp_mag_fork_parent(void) {
+  pthread_mutex_unlock(&pools_lock);
+}
+
+void lp_mag_fork_child(void) {
+  pthread_mutex_unlock(&pools_lock); /* the child's one thread took it before the fork */
+}
+
+void lp_mag_each_pool_locked(void (*fn)(luapool *p)) {
+  for (luapool *p = pools; p != NULL; p = p->next_pool)
+    fn(p);
+}
+
+void lp_mag_fork_prepare_pool(luapool *p) {
+  pthread_mutex_lock(&p->mags.mutex);
+}
+
+void lp_mag_fork_parent_pool(luapool *p) {
+  pthread_mutex_unlock(&p->mags.mutex);
+}
+
+void lp_mag_fork_child_pool(luapool *p) {
+  p->serial = ++pools_serial; /* under pools_lock, which the handler holds */
+  pthread_mutex_unlock(&p->mags.mutex);
+}
+
+void lp_mag_each_cached_alone(luapool *p, void (*fn)(lp_slot *s, void *ud), void *ud) {
+  for (lp_local *l = p->mags.locals; l != NULL; l = l->next)
+    for (unsigned i = 0; i < l->size; i++) {
+      lp_slot *s = atomic_load_explicit(&l->mag[i], memory_order_relaxed);
+      if (s != NULL)
+        fn(s, ud);
+    }
 }

@@ -101,6 +101,103 @@ static bool refused_in_callback(const luapool_config *cfg, const char *fn) {
   return true;
 }
 
+/* ---- fork ------------------------------------------------------------------------------------ */
+
+/*
+** A prefork server creates and prewarms its pools, then forks workers.  The child has one
+** thread, the forking one: a lock another thread held at the fork would stay held for good, and
+** a condition variable still counts the parent's sleepers.  So the prepare handler takes every
+** lock a child may need, in this order, and the parent and child handlers release them:
+**   1. the live pools' list (magazine.c's pools_lock);
+**   2. every pool's pass mutex, in list order;
+**   3. for each pool in list order: the watchdog thread's mutex, the wait mutex, the magazine
+**      mutex, the arena mutex.
+** It is the order of every other path, so prepare cannot deadlock with one.  pools_lock is
+** taken only by a thread that holds no other luapool lock (a thread's first call on a pool,
+** create, destroy, thread exit; inside a callback, where a pass mutex may be held, none of those
+** take it: pool.c's refusals, lp_mag_local_get_slow).  A pass mutex is taken holding nothing (a
+** pass, shutdown), and pass mutexes never nest (maintain, shutdown and destroy refuse inside a
+** callback); under one, the pass and its callbacks take the class-3 locks of any pool.  Among
+** class 3 only the wait mutex is held while another is taken: the magazine mutex (a waiting
+** acquire steals, the drain sums counters), so class 3 never waits across pools.  Thread exit
+** takes pools_lock, then a magazine mutex, then a wait mutex: 1 before 3.
+**
+** In the child: every mutex is released, the condition variables are made anew and the waiter
+** count is 0 (wait.c), the parent's watchdog thread is forgotten and the child's first call
+** starts one (watchdog.c), each pool gets a new serial so that the forking thread's next call
+** takes the slow path that does so (magazine.c).  The states cached in magazines of threads
+** that did not survive the fork stay on the pool's list of magazines, where waiting acquires
+** steal them and the pass reclaims them (such a thread is quiet).  Every idle state on a list
+** gets a new math.random seed: the parent holds the same state.  A state no list holds was in a
+** thread's hands: stranded (slot.h).
+*/
+
+static void fork_prepare_pool(luapool *p) {
+  lp_watchdog_fork_prepare(p);
+  lp_wait_fork_prepare(&p->wait);
+  lp_mag_fork_prepare_pool(p);
+  lp_slot_arena_fork_prepare(&p->arena);
+}
+
+static void fork_prepare(void) {
+  lp_mag_fork_prepare();
+  lp_mag_each_pool_locked(lp_watchdog_fork_prepare_pass);
+  lp_mag_each_pool_locked(fork_prepare_pool);
+}
+
+static void fork_parent_pool(luapool *p) {
+  lp_slot_arena_fork_parent(&p->arena);
+  lp_mag_fork_parent_pool(p);
+  lp_wait_fork_parent(&p->wait);
+  lp_watchdog_fork_parent(p); /* its mutex, and the pass mutex */
+}
+
+static void fork_parent(void) {
+  lp_mag_each_pool_locked(fork_parent_pool);
+  lp_mag_fork_parent();
+}
+
+static void strand(lp_slot *s, void *ud) {
+  (void)ud;
+  lp_slot_strand(s);
+}
+
+static void unstrand(lp_slot *s, void *ud) {
+  (void)ud;
+  lp_slot_unstrand(s);
+}
+
+/* An idle state on a list: not stranded, and reseeded (a failure leaves the parent's seed). */
+static void unstrand_reseed(lp_slot *s, void *ud) {
+  (void)ud;
+  lp_slot_unstrand(s);
+  (void)lp_entropy_reseed_now(&s->x->seed);
+}
+
+static void fork_child_pool(luapool *p) {
+  lp_slot_arena_fork_child(&p->arena);
+  lp_mag_fork_child_pool(p);
+  lp_wait_fork_child(&p->wait);
+  lp_watchdog_fork_child(p);
+  lp_slot_each_state(&p->arena, strand, NULL); /* all, then those a list holds */
+  lp_freelist_each_alone(&p->idle, unstrand_reseed, NULL);
+  lp_mag_each_cached_alone(p, unstrand_reseed, NULL);
+  lp_watchdog_each_closing_alone(p, unstrand, NULL);
+}
+
+static void fork_child(void) {
+  lp_entropy_after_fork();
+  lp_mag_each_pool_locked(fork_child_pool);
+  lp_mag_fork_child();
+}
+
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+static int fork_rc;
+
+static void fork_register(void) {
+  fork_rc = pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
 /* ---- create and destroy ------------------------------------------------------------------ */
 
 /* Each module's part of a new pool.  On Linux none of these fails. */
@@ -124,6 +221,9 @@ int luapool_create(const luapool_config *cfg, luapool **out) {
     return rc;
   if (refused_in_callback(cfg, "luapool_create"))
     return LUAPOOL_EINVAL;
+  pthread_once(&fork_once, fork_register); /* before the first pool is on the list */
+  if (fork_rc != 0)
+    return LUAPOOL_ENOMEM;
   size_t bytes = (sizeof(luapool) + LP_CACHELINE - 1) / LP_CACHELINE * LP_CACHELINE;
   luapool *p = aligned_alloc(LP_CACHELINE, bytes); /* the free list's cmpxchg16b needs 16 */
   if (p == NULL)
@@ -147,16 +247,22 @@ int luapool_create(const luapool_config *cfg, luapool **out) {
 
 typedef struct leftover {
   luapool *p;
-  unsigned out; /* of those, still checked out */
+  unsigned out;      /* of those, still checked out */
+  unsigned stranded; /* left unclosed: held at a fork by a thread this process does not have */
 } leftover;
 
 /*
 ** luapool_destroy: closes a state left in a slot.  The slot becomes CLOSING first, so that a
 ** release or discard of the state from on_state, called as it closes, is refused instead of
-** closing it a second time.
+** closing it a second time.  A stranded state (a fork's child) is left as it is: the thread
+** that had it may have been halfway through changing it, or through closing it.
 */
 static void close_left(lp_slot *s, void *ud) {
   leftover *left = ud;
+  if (lp_slot_stranded(s)) {
+    left->stranded++;
+    return;
+  }
   int was = lp_slot_state(s);
   if (was == LP_SLOT_OUT)
     left->out++;
@@ -172,15 +278,36 @@ void luapool_destroy(luapool *p) {
   /* From here no exiting thread reaches p's magazines, and every state is closed by scanning
      the slots: idle ones any racing release left behind, and those still checked out. */
   lp_mag_forget_pool(p);
-  leftover left = {p, 0};
+  leftover left = {p, 0, 0};
   lp_slot_each_state(&p->arena, close_left, &left);
   if (left.out != 0)
     lp_log(&p->cfg, LUAPOOL_LOG_WARN, "luapool_destroy: closed %u state(s) still checked out",
            left.out);
+  if (left.stranded != 0)
+    lp_log(&p->cfg, LUAPOOL_LOG_WARN,
+           "luapool_destroy: left %u state(s) unclosed that threads which did not survive a "
+           "fork held",
+           left.stranded);
   lp_slot_arena_fini(&p->arena);
   lp_watchdog_fini(p);
   lp_wait_fini(&p->wait);
   free(p);
+}
+
+/* ---- the calling thread's lp_local ----------------------------------------------------------- */
+
+/*
+** Past the first probe (a thread's first call on p, or after a fork: the pool's serial changed),
+** the child of a fork starts its watchdog thread first.
+*/
+static lp_local *local_slow(luapool *p) {
+  lp_watchdog_resume(p);
+  return lp_mag_local_get_slow(p);
+}
+
+static inline lp_local *local_of(luapool *p) {
+  lp_local *l = lp_mag_local_hit(p);
+  return l != NULL ? l : local_slow(p);
 }
 
 /* ---- acquire ------------------------------------------------------------------------------ */
@@ -305,7 +432,7 @@ int luapool_acquire(luapool *p, long timeout_ms, lua_State **out) {
     return LUAPOOL_EINVAL;
   if (lp_pool_closed(p))
     return LUAPOOL_ECLOSED;
-  lp_local *l = lp_mag_local(p);
+  lp_local *l = local_of(p);
   lp_slot *s = l != NULL ? lp_mag_pop(l) : NULL;
   if (s != NULL)
     return acquired(p, l, s, LP_SLOT_IDLE, LP_C_MAGAZINE_HITS, out);
@@ -339,6 +466,7 @@ static lp_slot *check_in(luapool *p, lua_State *L, int next, const char *fn) {
            (void *)L);
     return NULL;
   }
+  lp_slot_unstrand(s); /* a fork's child: the forking thread held it, and gives it back */
   return s;
 }
 
@@ -385,7 +513,7 @@ void luapool_release(luapool *p, lua_State *L) {
   lp_slot *s = check_in(p, L, LP_SLOT_IDLE, "luapool_release");
   if (s == NULL)
     return;
-  lp_local *l = lp_mag_local(p);
+  lp_local *l = local_of(p);
   int reason = lp_upkeep_on_release(&s->upkeep, &p->cfg, lp_upkeep_now(&p->clock));
   if (reason == 0)
     reason = request_end(p, l, s, L);
@@ -409,7 +537,7 @@ void luapool_discard(luapool *p, lua_State *L) {
   lp_slot *s = check_in(p, L, LP_SLOT_CLOSING, "luapool_discard");
   if (s == NULL)
     return;
-  lp_local *l = lp_mag_local(p);
+  lp_local *l = local_of(p);
   lp_watchdog_close_later(p, s, LUAPOOL_CLOSE_DISCARDED);
   lp_mag_count(p, l, LP_C_DISCARDS);
   if (lp_pool_closed(p))
@@ -431,6 +559,7 @@ int luapool_maintain(luapool *p) {
     return LUAPOOL_EINVAL;
   if (lp_pool_closed(p))
     return LUAPOOL_ECLOSED;
+  lp_watchdog_resume(p); /* a fork's child that calls nothing else */
   lp_watchdog_pass(p);
   return LUAPOOL_OK;
 }

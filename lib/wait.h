@@ -48,6 +48,16 @@ void lp_wait_wake_one(lp_wait *w);   /* a state or room became available */
 void lp_wait_wake_all(lp_wait *w);   /* shutdown: every waiter returns LUAPOOL_ECLOSED */
 void lp_wait_wake_drain(lp_wait *w); /* a state came back after shutdown */
 
+/*
+** fork (pool.c's handlers): the mutex is taken before the fork and released after it.  In the
+** child the parent's sleepers do not exist, but the condition variables still count them
+** (signalling would wake nobody, destroying would wait for them for good): they are made anew,
+** and the waiter count, which counted them too, is 0 (the child's one thread is in fork).
+*/
+void lp_wait_fork_prepare(lp_wait *w);
+void lp_wait_fork_parent(lp_wait *w);
+void lp_wait_fork_child(lp_wait *w);
+
 /* Any waiter, after the caller made a state available with a seq_cst atomic of its own. */
 static inline bool lp_wait_any(lp_wait *w) {
   return atomic_load_explicit(&w->waiters, memory_order_seq_cst) != 0;
