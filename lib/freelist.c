@@ -60,9 +60,8 @@ lp_slot *lp_freelist_pop_mpmc(lp_freelist *f) {
 ** done or not done, so the list is a well-formed chain that nobody else walks.
 */
 static void each_alone(ck_stack_t *stack, void (*fn)(lp_slot *s, void *ud), void *ud) {
-  ck_stack_entry_t *e;
-  CK_STACK_FOREACH(stack, e)
-  fn(LP_SLOT_OF_ENTRY(e), ud);
+  for (ck_stack_entry_t *e = stack->head; e != NULL; e = e->next)
+    fn(LP_SLOT_OF_ENTRY(e), ud);
 }
 
 void lp_freelist_each_alone(lp_freelist *f, void (*fn)(lp_slot *s, void *ud), void *ud) {
