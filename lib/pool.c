@@ -501,10 +501,16 @@ static int request_end(luapool *p, lp_local *l, lp_slot *s, lua_State *L) {
   }
 }
 
-/* Caches s (or puts it on the global list); whether an acquire is waiting for it. */
+/*
+** Caches s (or puts it on the global list); whether an acquire is waiting for it.  Publish, then
+** read the waiter count, in one of the two shapes of doc/design.md ("Waking without lost
+** wake-ups"): into the magazine with a seq_cst exchange, then a seq_cst load (the waiter's look,
+** mag_take, is a seq_cst load); onto the global list with ck's push, then a seq_cst
+** read-modify-write of the count (the waiter's increment synchronizes with it).
+*/
 static bool keep_idle(luapool *p, lp_local *l, lp_slot *s) {
   if (l != NULL && lp_mag_push(l, s))
-    return lp_wait_any(&p->wait); /* the push was a seq_cst exchange (lp_mag_push) */
+    return lp_wait_any(&p->wait);
   lp_freelist_push_mpmc(&p->idle, s);
   return lp_wait_any_after_push(&p->wait);
 }

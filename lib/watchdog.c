@@ -105,6 +105,11 @@ static unsigned close_pending(luapool *p) {
   return closed;
 }
 
+/*
+** Every push of the pass onto the global list (here, expire_idle, take_dirty, collect, prewarm)
+** is followed by lp_wait_wake_after_push, a seq_cst read-modify-write of the waiter count: the
+** shape that makes a waiter's look at the list see the push or the pass see the waiter (wait.h).
+*/
 static void reclaim_quiet(luapool *p) {
   unsigned moved = lp_mag_reclaim_quiet(p);
   atomic_fetch_add_explicit(&p->wd.reclaimed, moved, memory_order_relaxed);
