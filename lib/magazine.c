@@ -301,6 +301,10 @@ void lp_mag_forget_pool(luapool *p) {
     free(l);
     l = next;
   }
+}
+
+/* luapool_destroy, last: after the states are closed, whose on_state may still read the stats. */
+void lp_mag_fini(luapool *p) {
   pthread_mutex_destroy(&p->mags.mutex);
 }
 

@@ -50,6 +50,7 @@ typedef struct lp_tls {
 int lp_mag_init(luapool *p);
 void lp_mag_register_pool(luapool *p);
 void lp_mag_forget_pool(luapool *p); /* frees every lp_local; their states are closed */
+void lp_mag_fini(luapool *p);
 
 /*
 ** fork (pool.c's handlers).  lp_mag_fork_prepare takes the live pools' list's lock, the first

@@ -290,6 +290,7 @@ void luapool_destroy(luapool *p) {
            left.stranded);
   lp_slot_arena_fini(&p->arena);
   lp_watchdog_fini(p);
+  lp_mag_fini(p);
   lp_wait_fini(&p->wait);
   free(p);
 }

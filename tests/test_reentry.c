@@ -374,6 +374,38 @@ START_TEST(a_release_from_on_state_of_a_state_destroy_closes_is_refused) {
 }
 END_TEST
 
+static lua_State *during_destroy[2];
+static atomic_int destroy_closes;
+static luapool_stats stats_in_destroy;
+static int acquire_in_destroy = 1;
+
+static void on_state_in_destroy(void *ud, int event, int reason, lua_State *L) {
+  (void)ud, (void)reason;
+  if (event != LUAPOOL_STATE_CLOSED || atomic_fetch_add(&destroy_closes, 1) != 0)
+    return;
+  luapool_stats_get(R.p, &stats_in_destroy);
+  lua_State *other = L == during_destroy[0] ? during_destroy[1] : during_destroy[0];
+  luapool_release(R.p, other); /* works: the pool is shut down, so it is closed here, nested */
+  lua_State *again;
+  acquire_in_destroy = luapool_acquire(R.p, -1, &again);
+}
+
+/* luapool_destroy closes the states still out; on_state, as it does, can still use the pool. */
+START_TEST(calls_from_on_state_during_destroy_work_or_are_refused) {
+  luapool_config cfg;
+  config(&cfg, false);
+  cfg.on_state = on_state_in_destroy;
+  R.p = util_pool(&cfg);
+  during_destroy[0] = util_acquire(R.p);
+  during_destroy[1] = util_acquire(R.p);
+  luapool_destroy(R.p);
+  ck_assert_int_eq(atomic_load(&destroy_closes), 2);
+  ck_assert_uint_eq(stats_in_destroy.created, 2);
+  ck_assert_int_eq(acquire_in_destroy, LUAPOOL_ECLOSED);
+  ck_assert(util_log_has("luapool_destroy: closed 1 state(s) still checked out"));
+}
+END_TEST
+
 static int on_create_raises(lua_State *L, void *ud) {
   (void)ud;
   return luaL_error(L, "on_create fails");
@@ -413,6 +445,7 @@ int main(void) {
   tcase_add_test(tc, acquire_from_a_callback_never_creates_nor_waits);
   tcase_add_test(tc, a_log_callback_that_calls_luapool_is_not_reentered);
   tcase_add_test(tc, a_release_from_on_state_of_a_state_destroy_closes_is_refused);
+  tcase_add_test(tc, calls_from_on_state_during_destroy_work_or_are_refused);
   tcase_add_test(tc, an_error_raised_in_on_create_leaves_no_callback_mark);
   suite_add_tcase(s, tc);
   return util_run_suite(s);
