@@ -1,10 +1,11 @@
 /*
-** base.c: assertions, the log, time, condition variables (base.h).
+** base.c: assertions, the log, the callbacks' mark, time, condition variables (base.h).
 */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "base.h"
 
@@ -15,16 +16,56 @@ void lp_assert_fail(const char *what, const char *file, int line, const char *fn
 }
 #endif
 
+/* The calling thread's mark (base.h).  Not initial-exec: it is read on slow paths only. */
+static _Thread_local lp_cb_mark cb;
+
+lp_cb_mark lp_cb_save(void) {
+  return cb;
+}
+
+void lp_cb_restore(lp_cb_mark mark) {
+  cb = mark;
+}
+
+const char *lp_cb_inside(void) {
+  return cb.depth != 0 ? cb.name : NULL;
+}
+
+static lp_cb_mark cb_enter(const char *name) {
+  lp_cb_mark was = cb;
+  cb.depth++;
+  cb.name = name;
+  return was;
+}
+
+int lp_cb_on_create(const luapool_config *cfg, lua_State *L) {
+  lp_cb_mark was = cb_enter("on_create");
+  int rc = cfg->on_create(L, cfg->on_create_ud); /* a Lua error skips the restore: state.c's
+                                                    protected call restores instead */
+  cb = was;
+  return rc;
+}
+
+void lp_cb_on_state(const luapool_config *cfg, int event, int reason, lua_State *L) {
+  lp_cb_mark was = cb_enter("on_state");
+  cfg->on_state(cfg->on_state_ud, event, reason, L);
+  cb = was;
+}
+
 void lp_log(const luapool_config *cfg, int level, const char *fmt, ...) {
   char msg[512];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
-  if (cfg != NULL && cfg->log != NULL)
+  if (cfg != NULL && cfg->log != NULL && cb.in_log == 0) {
+    lp_cb_mark was = cb_enter("log");
+    cb.in_log++;
     cfg->log(cfg->log_ud, level, msg);
-  else
+    cb = was;
+  } else {
     fprintf(stderr, "luapool: %s\n", msg);
+  }
 }
 
 uint64_t lp_time_ns(void) {
@@ -34,9 +75,12 @@ uint64_t lp_time_ns(void) {
 }
 
 uint64_t lp_time_upkeep_ms(const luapool_config *cfg) {
-  if (cfg->clock_ms != NULL)
-    return cfg->clock_ms(cfg->clock_ud);
-  return lp_time_ns() / 1000000u;
+  if (cfg->clock_ms == NULL)
+    return lp_time_ns() / 1000000u;
+  lp_cb_mark was = cb_enter("clock_ms");
+  uint64_t now = cfg->clock_ms(cfg->clock_ud);
+  cb = was;
+  return now;
 }
 
 void lp_time_deadline(struct timespec *ts, long ms) {
@@ -68,6 +112,11 @@ int lp_cond_init(pthread_cond_t *cond) {
     rc = pthread_cond_init(cond, &attr);
   pthread_condattr_destroy(&attr);
   return rc;
+}
+
+void lp_cond_init_after_fork(pthread_cond_t *cond) {
+  memset(cond, 0, sizeof *cond);
+  (void)lp_cond_init(cond); /* on Linux it does not fail */
 }
 
 int lp_cond_wait(pthread_cond_t *cond, pthread_mutex_t *mutex, const struct timespec *deadline) {

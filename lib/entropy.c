@@ -26,6 +26,10 @@ static void after_fork(void) {
   atomic_fetch_add_explicit(&fork_gen, 1, memory_order_relaxed);
 }
 
+void lp_entropy_after_fork(void) {
+  after_fork();
+}
+
 static void install_atfork(void) {
   pthread_atfork(NULL, NULL, after_fork);
 }
@@ -86,6 +90,12 @@ int lp_entropy_seed_open(lua_State *L, lp_seed *s) {
 */
 bool lp_entropy_reseed(lp_seed *s) {
   if (s->ranstate == NULL || memcmp(s->ranstate, s->last, sizeof s->last) == 0)
+    return true;
+  return lp_entropy_reseed_now(s);
+}
+
+bool lp_entropy_reseed_now(lp_seed *s) {
+  if (s->ranstate == NULL)
     return true;
   if (!entropy_bytes(s->last, sizeof s->last))
     return false;

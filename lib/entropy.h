@@ -25,4 +25,13 @@ int lp_entropy_seed_open(lua_State *L, lp_seed *s);
 /* A new seed, unless nobody drew since the last one; false if the kernel gave no bytes. */
 bool lp_entropy_reseed(lp_seed *s);
 
+/*
+** In a fork's child (pool.c's handler, which may run before entropy.c's own): the calling
+** thread's buffer holds bytes its parent holds too, so the next draw refills it; and a new seed
+** for an idle state whether anybody drew from it or not, since the parent holds the same state
+** and would play the same sequence.  false if the kernel gave no bytes.
+*/
+void lp_entropy_after_fork(void);
+bool lp_entropy_reseed_now(lp_seed *s);
+
 #endif /* LUAPOOL_ENTROPY_H */

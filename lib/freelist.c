@@ -55,6 +55,19 @@ lp_slot *lp_freelist_pop_mpmc(lp_freelist *f) {
   return s;
 }
 
+/*
+** A fork's child: the other threads are gone, and each of their pushes and pops was one CAS,
+** done or not done, so the list is a well-formed chain that nobody else walks.
+*/
+static void each_alone(ck_stack_t *stack, void (*fn)(lp_slot *s, void *ud), void *ud) {
+  for (ck_stack_entry_t *e = stack->head; e != NULL; e = e->next)
+    fn(LP_SLOT_OF_ENTRY(e), ud);
+}
+
+void lp_freelist_each_alone(lp_freelist *f, void (*fn)(lp_slot *s, void *ud), void *ud) {
+  each_alone(&f->stack, fn, ud);
+}
+
 void lp_closelist_init(lp_closelist *c) {
   lp_assert((uintptr_t)&c->stack % 16 == 0);
   ck_stack_init(&c->stack);
@@ -78,4 +91,8 @@ lp_slot *lp_closelist_pop_all_mpsc(lp_closelist *c) {
     lp_assert(lp_slot_state(LP_SLOT_OF_ENTRY(it)) == LP_SLOT_CLOSING);
   }
   return e == NULL ? NULL : LP_SLOT_OF_ENTRY(e);
+}
+
+void lp_closelist_each_alone(lp_closelist *c, void (*fn)(lp_slot *s, void *ud), void *ud) {
+  each_alone(&c->stack, fn, ud);
 }

@@ -26,9 +26,13 @@ void lp_freelist_init(lp_freelist *f);
 void lp_freelist_push_mpmc(lp_freelist *f, lp_slot *s);
 lp_slot *lp_freelist_pop_mpmc(lp_freelist *f);
 
+/* Calls fn for every slot on the list.  Only while no other thread exists (a fork's child). */
+void lp_freelist_each_alone(lp_freelist *f, void (*fn)(lp_slot *s, void *ud), void *ud);
+
 void lp_closelist_init(lp_closelist *c);
 void lp_closelist_push_mpsc(lp_closelist *c, lp_slot *s);
 lp_slot *lp_closelist_pop_all_mpsc(lp_closelist *c);
+void lp_closelist_each_alone(lp_closelist *c, void (*fn)(lp_slot *s, void *ud), void *ud);
 
 /* The next slot of a chain lp_closelist_pop_all_mpsc returned. */
 static inline lp_slot *lp_closelist_next(const lp_slot *s) {

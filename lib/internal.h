@@ -21,8 +21,8 @@
 **   freelist.c                 the Treiber stacks                     lp_freelist_ lp_closelist_
 **   slot.c wait.c              the slot arena; waiting and waking     lp_slot_ lp_wait_
 **   upkeep.h counters.h        retirement rules; event counters       lp_upkeep_ lp_counters_
-**   base.c                     assertions, log, time                  lp_assert lp_log lp_time_
-**                                                                      lp_cond_
+**   base.c                     assertions, log, callbacks, time       lp_assert lp_log lp_cb_
+**                                                                      lp_time_ lp_cond_
 */
 #ifndef LUAPOOL_INTERNAL_H
 #define LUAPOOL_INTERNAL_H

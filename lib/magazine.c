@@ -1,7 +1,7 @@
 /*
 ** magazine.c: per-thread magazines and counters (lp_local), found through thread-local storage.
 **
-** The fast path (magazine_inline.h: lp_mag_local's first probe, lp_mag_pop, lp_mag_push,
+** The fast path (magazine_inline.h: lp_mag_local_hit, lp_mag_pop, lp_mag_push,
 ** lp_mag_count) touches only the calling thread's lp_local: no lock, no write to a shared line.
 ** The magazine is an array of atomic slot pointers.  Only the owner thread fills entries; the
 ** owner and, under the pool's magazine mutex, stealers (waiting acquires, the maintenance pass,
@@ -119,7 +119,7 @@ static lp_local *local_new(luapool *p) {
   return l;
 }
 
-/* Moves entry i to the front, where lp_mag_local looks first. */
+/* Moves entry i to the front, where lp_mag_local_hit looks. */
 static lp_local *tls_front(lp_tls *t, int i) {
   lp_tls_entry e = t->e[i];
   memmove(&t->e[1], &t->e[0], (size_t)i * sizeof e);
@@ -129,7 +129,10 @@ static lp_local *tls_front(lp_tls *t, int i) {
 
 /*
 ** Past the first probe: p further down the table, or p's first use by this thread.  Entries of
-** destroyed pools are recycled (their lp_local was freed by luapool_destroy).
+** destroyed pools are recycled (their lp_local was freed by luapool_destroy).  Inside a callback
+** a thread gets no new magazine (it uses the pool's shared counters and the global list): that
+** would take pools_lock, which is never taken under a pass mutex, the lock a callback's caller
+** may hold (the fork handlers' order, doc/design.md).
 */
 lp_local *lp_mag_local_get_slow(luapool *p) {
   lp_tls *t = tls_self();
@@ -138,6 +141,8 @@ lp_local *lp_mag_local_get_slow(luapool *p) {
   for (int i = 1; i < LP_TLS_POOLS; i++)
     if (t->e[i].pool == p && t->e[i].serial == p->serial)
       return tls_front(t, i);
+  if (lp_cb_inside() != NULL)
+    return NULL;
   int free_entry = -1;
   pthread_mutex_lock(&pools_lock);
   for (int i = LP_TLS_POOLS - 1; i >= 0 && free_entry < 0; i--) {
@@ -161,9 +166,17 @@ static bool local_is_quiet(lp_local *l) {
   return lp_counters_read(&l->counters, LP_C_ACQUIRES) == l->last_acquires;
 }
 
-/* Under the mutex: empties entry i of another thread's magazine; its state, or NULL. */
+/*
+** Under the mutex: empties entry i of another thread's magazine; its state, or NULL.  The look
+** that skips an empty entry is a seq_cst load, not a relaxed one: a waiting acquire makes it
+** after raising the waiter count (seq_cst), and the owner publishes with a seq_cst exchange
+** (lp_mag_push) before it loads the waiter count (seq_cst).  All four are in the total order S:
+** either the owner's load follows the increment (it wakes the waiter) or its exchange precedes
+** this load (this finds the state).  With a relaxed load both could miss, a lost wake-up that
+** C11 and AArch64 allow (x86-64 does not reorder there).  On x86-64 a seq_cst load is a plain mov.
+*/
 static lp_slot *mag_take(lp_local *l, unsigned i) {
-  if (atomic_load_explicit(&l->mag[i], memory_order_relaxed) == NULL)
+  if (atomic_load_explicit(&l->mag[i], memory_order_seq_cst) == NULL)
     return NULL;
   lp_slot *s = atomic_exchange_explicit(&l->mag[i], NULL, memory_order_seq_cst);
   lp_assert(s == NULL || lp_slot_state(s) == LP_SLOT_IDLE);
@@ -288,5 +301,50 @@ void lp_mag_forget_pool(luapool *p) {
     free(l);
     l = next;
   }
+}
+
+/* luapool_destroy, last: after the states are closed, whose on_state may still read the stats. */
+void lp_mag_fini(luapool *p) {
   pthread_mutex_destroy(&p->mags.mutex);
+}
+
+/* ---- fork ------------------------------------------------------------------------------------ */
+
+void lp_mag_fork_prepare(void) {
+  pthread_mutex_lock(&pools_lock);
+}
+
+void lp_mag_fork_parent(void) {
+  pthread_mutex_unlock(&pools_lock);
+}
+
+void lp_mag_fork_child(void) {
+  pthread_mutex_unlock(&pools_lock); /* the child's one thread took it before the fork */
+}
+
+void lp_mag_each_pool_locked(void (*fn)(luapool *p)) {
+  for (luapool *p = pools; p != NULL; p = p->next_pool)
+    fn(p);
+}
+
+void lp_mag_fork_prepare_pool(luapool *p) {
+  pthread_mutex_lock(&p->mags.mutex);
+}
+
+void lp_mag_fork_parent_pool(luapool *p) {
+  pthread_mutex_unlock(&p->mags.mutex);
+}
+
+void lp_mag_fork_child_pool(luapool *p) {
+  p->serial = ++pools_serial; /* under pools_lock, which the handler holds */
+  pthread_mutex_unlock(&p->mags.mutex);
+}
+
+void lp_mag_each_cached_alone(luapool *p, void (*fn)(lp_slot *s, void *ud), void *ud) {
+  for (lp_local *l = p->mags.locals; l != NULL; l = l->next)
+    for (unsigned i = 0; i < l->size; i++) {
+      lp_slot *s = atomic_load_explicit(&l->mag[i], memory_order_relaxed);
+      if (s != NULL)
+        fn(s, ud);
+    }
 }

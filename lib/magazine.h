@@ -50,7 +50,31 @@ typedef struct lp_tls {
 int lp_mag_init(luapool *p);
 void lp_mag_register_pool(luapool *p);
 void lp_mag_forget_pool(luapool *p); /* frees every lp_local; their states are closed */
+void lp_mag_fini(luapool *p);
 
+/*
+** fork (pool.c's handlers).  lp_mag_fork_prepare takes the live pools' list's lock, the first
+** lock of the fork's order (no thread takes it while holding any other luapool lock); until
+** lp_mag_fork_parent or lp_mag_fork_child releases it, the list holds still and
+** lp_mag_each_pool_locked walks it.  The _pool functions take and release one pool's magazine
+** mutex.  In the child, lp_mag_fork_child_pool also gives the pool a new serial: the forking
+** thread's table entries then no longer match it, so its next call on the pool goes through
+** lp_mag_local_get_slow (the slow path pool.c resumes the watchdog on) and gets a new lp_local;
+** the old one stays on the pool's list, its states reachable like any other thread's.
+*/
+void lp_mag_fork_prepare(void);
+void lp_mag_fork_parent(void);
+void lp_mag_fork_child(void);
+void lp_mag_each_pool_locked(void (*fn)(luapool *p));
+void lp_mag_fork_prepare_pool(luapool *p);
+void lp_mag_fork_parent_pool(luapool *p);
+void lp_mag_fork_child_pool(luapool *p);
+/* Calls fn for every state cached in any magazine of p.  Only while no other thread exists (a
+   fork's child). */
+void lp_mag_each_cached_alone(luapool *p, void (*fn)(lp_slot *s, void *ud), void *ud);
+
+/* The calling thread's lp_local for p past the first probe (magazine_inline.h); NULL if it cannot
+   have one (the pool's counters serve). */
 lp_local *lp_mag_local_get_slow(luapool *p);
 /* One idle state out of any thread's magazine (quiet threads' first, if prefer_quiet), or NULL. */
 lp_slot *lp_mag_steal(luapool *p, bool prefer_quiet);

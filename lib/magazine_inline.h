@@ -15,12 +15,15 @@
 */
 extern _Thread_local lp_tls *lp_mag_tls __attribute__((tls_model("initial-exec")));
 
-/* The calling thread's lp_local for p; NULL if it cannot have one (the pool's counters serve). */
-static inline lp_local *lp_mag_local(luapool *p) {
+/*
+** The first probe: the calling thread's lp_local for p if p is the pool it used last, else NULL
+** (then lp_mag_local_get_slow, which pool.c calls after its own slow-path work).
+*/
+static inline lp_local *lp_mag_local_hit(luapool *p) {
   lp_tls *t = lp_mag_tls;
   if (t != NULL && t->e[0].pool == p && t->e[0].serial == p->serial)
-    return t->e[0].local;
-  return lp_mag_local_get_slow(p);
+    return t->e[0].local; /* never NULL in a filled entry */
+  return NULL;
 }
 
 /* Counts n events for the calling thread (counters.h), or in the pool's if it has no lp_local. */

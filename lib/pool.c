@@ -60,9 +60,15 @@ static const char *invalid(const luapool_config *cfg) {
   return NULL;
 }
 
+/*
+** The version is the one check of a structure luapool_config_init may not have filled: until it
+** matches, every other field may be garbage (an uninitialised struct), function pointers
+** included, so the refusal goes to stderr and no callback of cfg is called.  A struct with the
+** right version and garbage elsewhere is not detected (luapool_config_init(3)).
+*/
 static int config_check(const luapool_config *cfg) {
   if (cfg->version != LUAPOOL_CONFIG_VERSION) {
-    lp_log(cfg->version == 0 ? NULL : cfg, LUAPOOL_LOG_ERROR,
+    lp_log(NULL, LUAPOOL_LOG_ERROR,
            "luapool_create: config version %u is not %u: call luapool_config_init first",
            cfg->version, LUAPOOL_CONFIG_VERSION);
     return LUAPOOL_EINVAL;
@@ -73,6 +79,123 @@ static int config_check(const luapool_config *cfg) {
     return LUAPOOL_EINVAL;
   }
   return LUAPOOL_OK;
+}
+
+/* ---- calls from inside a callback --------------------------------------------------------- */
+
+/*
+** True (and a log line) when the calling thread is inside a callback of any pool: then fn would
+** block on what the callback's caller may hold.  A pass runs on_create, on_state, log and
+** clock_ms under its pass mutex (and maintain, shutdown and destroy take it), shutdown joins the
+** watchdog thread the callback may run on and waits for a drain the callback's caller may stand
+** in the way of, an acquire that waits may wait for states the pass holds, and a new state runs
+** on_create again.  Refusing them for every pool, not just the callback's, also keeps
+** pass mutexes from nesting and the pools list's lock (magazine.c) from being taken under one:
+** the order the fork handlers rely on (doc/design.md, "fork").
+*/
+static bool refused_in_callback(const luapool_config *cfg, const char *fn) {
+  const char *cb = lp_cb_inside();
+  if (cb == NULL)
+    return false;
+  lp_log(cfg, LUAPOOL_LOG_ERROR, "%s: called from the %s callback (refused)", fn, cb);
+  return true;
+}
+
+/* ---- fork ------------------------------------------------------------------------------------ */
+
+/*
+** A prefork server creates and prewarms its pools, then forks workers.  The child has one
+** thread, the forking one: a lock another thread held at the fork would stay held for good, and
+** a condition variable still counts the parent's sleepers.  So the prepare handler takes every
+** lock a child may need, in this order, and the parent and child handlers release them:
+**   1. the live pools' list (magazine.c's pools_lock);
+**   2. every pool's pass mutex, in list order;
+**   3. for each pool in list order: the watchdog thread's mutex, the wait mutex, the magazine
+**      mutex, the arena mutex.
+** It is the order of every other path, so prepare cannot deadlock with one.  pools_lock is
+** taken only by a thread that holds no other luapool lock (a thread's first call on a pool,
+** create, destroy, thread exit; inside a callback, where a pass mutex may be held, none of those
+** take it: pool.c's refusals, lp_mag_local_get_slow).  A pass mutex is taken holding nothing (a
+** pass, shutdown), and pass mutexes never nest (maintain, shutdown and destroy refuse inside a
+** callback); under one, the pass and its callbacks take the class-3 locks of any pool.  Among
+** class 3 only the wait mutex is held while another is taken: the magazine mutex (a waiting
+** acquire steals, the drain sums counters), so class 3 never waits across pools.  Thread exit
+** takes pools_lock, then a magazine mutex, then a wait mutex: 1 before 3.
+**
+** In the child: every mutex is released, the condition variables are made anew and the waiter
+** count is 0 (wait.c), the parent's watchdog thread is forgotten and the child's first call
+** starts one (watchdog.c), each pool gets a new serial so that the forking thread's next call
+** takes the slow path that does so (magazine.c).  The states cached in magazines of threads
+** that did not survive the fork stay on the pool's list of magazines, where waiting acquires
+** steal them and the pass reclaims them (such a thread is quiet).  Every idle state on a list
+** gets a new math.random seed: the parent holds the same state.  A state no list holds was in a
+** thread's hands: stranded (slot.h).
+*/
+
+static void fork_prepare_pool(luapool *p) {
+  lp_watchdog_fork_prepare(p);
+  lp_wait_fork_prepare(&p->wait);
+  lp_mag_fork_prepare_pool(p);
+  lp_slot_arena_fork_prepare(&p->arena);
+}
+
+static void fork_prepare(void) {
+  lp_mag_fork_prepare();
+  lp_mag_each_pool_locked(lp_watchdog_fork_prepare_pass);
+  lp_mag_each_pool_locked(fork_prepare_pool);
+}
+
+static void fork_parent_pool(luapool *p) {
+  lp_slot_arena_fork_parent(&p->arena);
+  lp_mag_fork_parent_pool(p);
+  lp_wait_fork_parent(&p->wait);
+  lp_watchdog_fork_parent(p); /* its mutex, and the pass mutex */
+}
+
+static void fork_parent(void) {
+  lp_mag_each_pool_locked(fork_parent_pool);
+  lp_mag_fork_parent();
+}
+
+static void strand(lp_slot *s, void *ud) {
+  (void)ud;
+  lp_slot_strand(s);
+}
+
+static void unstrand(lp_slot *s, void *ud) {
+  (void)ud;
+  lp_slot_unstrand(s);
+}
+
+/* An idle state on a list: not stranded, and reseeded (a failure leaves the parent's seed). */
+static void unstrand_reseed(lp_slot *s, void *ud) {
+  (void)ud;
+  lp_slot_unstrand(s);
+  (void)lp_entropy_reseed_now(&s->x->seed);
+}
+
+static void fork_child_pool(luapool *p) {
+  lp_slot_arena_fork_child(&p->arena);
+  lp_mag_fork_child_pool(p);
+  lp_wait_fork_child(&p->wait);
+  lp_watchdog_fork_child(p);
+  lp_slot_each_state(&p->arena, strand, NULL); /* all, then those a list holds */
+  lp_freelist_each_alone(&p->idle, unstrand_reseed, NULL);
+  lp_mag_each_cached_alone(p, unstrand_reseed, NULL);
+  lp_watchdog_each_closing_alone(p, unstrand, NULL);
+}
+
+static void fork_child(void) {
+  lp_entropy_after_fork();
+  lp_mag_each_pool_locked(fork_child_pool);
+  lp_mag_fork_child();
+}
+
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+static int fork_rc;
+
+static void fork_register(void) {
+  fork_rc = pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
 
 /* ---- create and destroy ------------------------------------------------------------------ */
@@ -96,6 +219,11 @@ int luapool_create(const luapool_config *cfg, luapool **out) {
   int rc = config_check(cfg);
   if (rc != LUAPOOL_OK)
     return rc;
+  if (refused_in_callback(cfg, "luapool_create"))
+    return LUAPOOL_EINVAL;
+  pthread_once(&fork_once, fork_register); /* before the first pool is on the list */
+  if (fork_rc != 0)
+    return LUAPOOL_ENOMEM;
   size_t bytes = (sizeof(luapool) + LP_CACHELINE - 1) / LP_CACHELINE * LP_CACHELINE;
   luapool *p = aligned_alloc(LP_CACHELINE, bytes); /* the free list's cmpxchg16b needs 16 */
   if (p == NULL)
@@ -119,33 +247,68 @@ int luapool_create(const luapool_config *cfg, luapool **out) {
 
 typedef struct leftover {
   luapool *p;
-  unsigned out; /* of those, still checked out */
+  unsigned out;      /* of those, still checked out */
+  unsigned stranded; /* left unclosed: held at a fork by a thread this process does not have */
 } leftover;
 
-/* luapool_destroy: closes a state left in a slot. */
+/*
+** luapool_destroy: closes a state left in a slot.  The slot becomes CLOSING first, so that a
+** release or discard of the state from on_state, called as it closes, is refused instead of
+** closing it a second time.  A stranded state (a fork's child) is left as it is: the thread
+** that had it may have been halfway through changing it, or through closing it.
+*/
 static void close_left(lp_slot *s, void *ud) {
   leftover *left = ud;
-  if (lp_slot_state(s) == LP_SLOT_OUT)
+  if (lp_slot_stranded(s)) {
+    left->stranded++;
+    return;
+  }
+  int was = lp_slot_state(s);
+  if (was == LP_SLOT_OUT)
     left->out++;
+  if (was == LP_SLOT_OUT || was == LP_SLOT_IDLE)
+    lp_slot_try_move(s, was, LP_SLOT_CLOSING);
   lp_state_close(left->p, s, LUAPOOL_CLOSE_SHUTDOWN);
 }
 
 void luapool_destroy(luapool *p) {
-  if (p == NULL)
+  if (p == NULL || refused_in_callback(&p->cfg, "luapool_destroy"))
     return;
   luapool_shutdown(p, 0);
   /* From here no exiting thread reaches p's magazines, and every state is closed by scanning
      the slots: idle ones any racing release left behind, and those still checked out. */
   lp_mag_forget_pool(p);
-  leftover left = {p, 0};
+  leftover left = {p, 0, 0};
   lp_slot_each_state(&p->arena, close_left, &left);
   if (left.out != 0)
     lp_log(&p->cfg, LUAPOOL_LOG_WARN, "luapool_destroy: closed %u state(s) still checked out",
            left.out);
+  if (left.stranded != 0)
+    lp_log(&p->cfg, LUAPOOL_LOG_WARN,
+           "luapool_destroy: left %u state(s) unclosed that threads which did not survive a "
+           "fork held",
+           left.stranded);
   lp_slot_arena_fini(&p->arena);
   lp_watchdog_fini(p);
+  lp_mag_fini(p);
   lp_wait_fini(&p->wait);
   free(p);
+}
+
+/* ---- the calling thread's lp_local ----------------------------------------------------------- */
+
+/*
+** Past the first probe (a thread's first call on p, or after a fork: the pool's serial changed),
+** the child of a fork starts its watchdog thread first.
+*/
+static lp_local *local_slow(luapool *p) {
+  lp_watchdog_resume(p);
+  return lp_mag_local_get_slow(p);
+}
+
+static inline lp_local *local_of(luapool *p) {
+  lp_local *l = lp_mag_local_hit(p);
+  return l != NULL ? l : local_slow(p);
 }
 
 /* ---- acquire ------------------------------------------------------------------------------ */
@@ -167,15 +330,28 @@ static int acquired(luapool *p, lp_local *l, lp_slot *s, int from, int source, l
 /*
 ** Past the magazine: the global list, then room for a new state (*reserved), then another
 ** thread's magazine.  *source says where a state came from.
+**
+** After lp_wait_enter each of the three looks must see what a releaser published before it read
+** the waiter count, or that releaser must see the waiter (doc/design.md, "Waking without lost
+** wake-ups"):
+**  - the global list: ck's pop starts with a plain load of head.  Its releasers publish with
+**    ck's push and then read the count with a read-modify-write (lp_wait_any_after_push), and
+**    every write of the count is a read-modify-write: either that one reads the waiter's
+**    increment (it wakes the waiter), or it precedes the increment in the count's modification
+**    order, so the increment (seq_cst, hence acquire) reads from its release sequence and
+**    synchronizes with it: the push happens before this pop, which then sees it (coherence).
+**    No fence needed, on any architecture;
+**  - room under max_states: lp_state_reserve's loads are seq_cst (the argument is there);
+**  - other magazines: lp_mag_steal's loads are seq_cst (magazine.c, mag_take).
 */
-static lp_slot *take_slow(luapool *p, bool *reserved, int *source) {
+static lp_slot *take_slow(luapool *p, bool may_create, bool *reserved, int *source) {
   *source = LP_C_MISSES;
   lp_slot *s = lp_freelist_pop_mpmc(&p->idle);
   if (s != NULL) {
     *source = LP_C_GLOBAL_HITS;
     return s;
   }
-  if (lp_state_reserve(p)) {
+  if (may_create && lp_state_reserve(p)) {
     *reserved = true;
     return NULL;
   }
@@ -199,7 +375,7 @@ static lp_slot *wait_slow(luapool *p, lp_local *l, long timeout_ms, bool *reserv
       *rc = LUAPOOL_ECLOSED;
       break;
     }
-    s = take_slow(p, reserved, &source);
+    s = take_slow(p, true, reserved, &source);
     if (s != NULL || *reserved || timed_out) {
       *rc = s != NULL || *reserved ? LUAPOOL_OK : LUAPOOL_ETIMEDOUT;
       break;
@@ -216,11 +392,24 @@ static lp_slot *wait_slow(luapool *p, lp_local *l, long timeout_ms, bool *reserv
   return s;
 }
 
+/*
+** Inside a callback an acquire takes an idle state if there is one (the global list, another
+** thread's magazine: locks no callback's caller holds), but neither creates a state (on_create
+** would run again, inside the callback) nor waits (the states it would wait for may be the ones
+** the pass that runs the callback holds): it is refused with LUAPOOL_EINVAL instead.
+*/
 static int acquire_slow(luapool *p, lp_local *l, long timeout_ms, lua_State **out) {
-  bool reserved = false;
+  bool reserved = false, in_callback = lp_cb_inside() != NULL;
   int source, rc = LUAPOOL_OK;
-  lp_slot *s = take_slow(p, &reserved, &source);
+  lp_slot *s = take_slow(p, !in_callback, &reserved, &source);
   if (s == NULL && !reserved) {
+    if (in_callback) {
+      lp_log(&p->cfg, LUAPOOL_LOG_ERROR,
+             "luapool_acquire: called from the %s callback with no idle state: it neither "
+             "creates nor waits there (refused)",
+             lp_cb_inside());
+      return LUAPOOL_EINVAL;
+    }
     if (timeout_ms == 0) {
       lp_mag_count(p, l, LP_C_TIMEOUTS);
       return LUAPOOL_ETIMEDOUT;
@@ -245,7 +434,7 @@ int luapool_acquire(luapool *p, long timeout_ms, lua_State **out) {
     return LUAPOOL_EINVAL;
   if (lp_pool_closed(p))
     return LUAPOOL_ECLOSED;
-  lp_local *l = lp_mag_local(p);
+  lp_local *l = local_of(p);
   lp_slot *s = l != NULL ? lp_mag_pop(l) : NULL;
   if (s != NULL)
     return acquired(p, l, s, LP_SLOT_IDLE, LP_C_MAGAZINE_HITS, out);
@@ -279,6 +468,7 @@ static lp_slot *check_in(luapool *p, lua_State *L, int next, const char *fn) {
            (void *)L);
     return NULL;
   }
+  lp_slot_unstrand(s); /* a fork's child: the forking thread held it, and gives it back */
   return s;
 }
 
@@ -320,10 +510,16 @@ static int reset(luapool *p, lp_local *l, lp_sx *x, lua_State *L, bool stopped) 
   }
 }
 
-/* Caches s (or puts it on the global list); whether an acquire is waiting for it. */
+/*
+** Caches s (or puts it on the global list); whether an acquire is waiting for it.  Publish, then
+** read the waiter count, in one of the two shapes of doc/design.md ("Waking without lost
+** wake-ups"): into the magazine with a seq_cst exchange, then a seq_cst load (the waiter's look,
+** mag_take, is a seq_cst load); onto the global list with ck's push, then a seq_cst
+** read-modify-write of the count (the waiter's increment synchronizes with it).
+*/
 static bool keep_idle(luapool *p, lp_local *l, lp_slot *s) {
   if (l != NULL && lp_mag_push(l, s))
-    return lp_wait_any(&p->wait); /* the push was a seq_cst exchange (lp_mag_push) */
+    return lp_wait_any(&p->wait);
   lp_freelist_push_mpmc(&p->idle, s);
   return lp_wait_any_after_push(&p->wait);
 }
@@ -332,7 +528,7 @@ void luapool_release(luapool *p, lua_State *L) {
   lp_slot *s = check_in(p, L, LP_SLOT_IDLE, "luapool_release");
   if (s == NULL)
     return;
-  lp_local *l = lp_mag_local(p);
+  lp_local *l = local_of(p);
   int why = request_end(p, l, s->x);
   int reason = lp_upkeep_on_release(&s->upkeep, &p->cfg, lp_upkeep_now(&p->clock));
   if (reason == 0)
@@ -357,7 +553,7 @@ void luapool_discard(luapool *p, lua_State *L) {
   lp_slot *s = check_in(p, L, LP_SLOT_CLOSING, "luapool_discard");
   if (s == NULL)
     return;
-  lp_local *l = lp_mag_local(p);
+  lp_local *l = local_of(p);
   (void)request_end(p, l, s->x);
   lp_watchdog_close_later(p, s, LUAPOOL_CLOSE_DISCARDED);
   lp_mag_count(p, l, LP_C_DISCARDS);
@@ -376,10 +572,11 @@ void luapool_stats_get(luapool *p, luapool_stats *out) {
 }
 
 int luapool_maintain(luapool *p) {
-  if (p == NULL)
+  if (p == NULL || refused_in_callback(&p->cfg, "luapool_maintain"))
     return LUAPOOL_EINVAL;
   if (lp_pool_closed(p))
     return LUAPOOL_ECLOSED;
+  lp_watchdog_resume(p); /* a fork's child that calls nothing else */
   lp_watchdog_pass(p);
   return LUAPOOL_OK;
 }
@@ -410,7 +607,7 @@ static int drain(luapool *p, long timeout_ms) {
 }
 
 int luapool_shutdown(luapool *p, long drain_timeout_ms) {
-  if (p == NULL)
+  if (p == NULL || refused_in_callback(&p->cfg, "luapool_shutdown"))
     return LUAPOOL_EINVAL;
   atomic_store_explicit(&p->closed, 1, memory_order_seq_cst);
   lp_wait_wake_all(&p->wait); /* sleeping acquires wake with LUAPOOL_ECLOSED */

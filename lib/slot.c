@@ -10,6 +10,8 @@
 
 #define LP_CHUNK_MIN 16
 
+lp_slot lp_slot_stranded_mark; /* its address marks a stranded slot (slot.h); never used */
+
 int lp_slot_arena_init(lp_arena *a) {
   atomic_init(&a->chunks, NULL);
   a->nslots = 0;
@@ -102,6 +104,19 @@ void lp_slot_each_state(lp_arena *a, void (*fn)(lp_slot *s, void *ud), void *ud)
     for (size_t i = 0; i < c->n; i++)
       if (atomic_load_explicit(&c->slots[i].L, memory_order_relaxed) != NULL)
         fn(&c->slots[i], ud);
+}
+
+void lp_slot_arena_fork_prepare(lp_arena *a) {
+  pthread_mutex_lock(&a->mutex);
+}
+
+void lp_slot_arena_fork_parent(lp_arena *a) {
+  pthread_mutex_unlock(&a->mutex);
+}
+
+/* The child's one thread took the mutex before the fork: it releases it. */
+void lp_slot_arena_fork_child(lp_arena *a) {
+  pthread_mutex_unlock(&a->mutex);
 }
 
 _Static_assert(sizeof(lp_slot) == LP_CACHELINE, "a slot is one cache line");

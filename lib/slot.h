@@ -58,10 +58,37 @@ void lp_slot_arena_fini(lp_arena *a);
 lp_slot *lp_slot_alloc(lp_arena *a);
 void lp_slot_free(lp_arena *a, lp_slot *s);
 lp_slot *lp_slot_check(lp_arena *a, lua_State *L);
-/* Calls fn for every slot that has a state.  Only when nothing else touches the pool (destroy). */
+/* Calls fn for every slot that has a state.  Only when nothing else touches the pool (destroy,
+   a fork's child). */
 void lp_slot_each_state(lp_arena *a, void (*fn)(lp_slot *s, void *ud), void *ud);
+/* fork (pool.c's handlers): the arena's mutex, taken before the fork and released after it. */
+void lp_slot_arena_fork_prepare(lp_arena *a);
+void lp_slot_arena_fork_parent(lp_arena *a);
+void lp_slot_arena_fork_child(lp_arena *a);
 
 #define LP_SLOT_OF_ENTRY(e) ((lp_slot *)(void *)(e))
+
+/*
+** Stranded, in a fork's child: the slot has a state that no list held at the fork, so a thread
+** that does not exist in the child had it (checked out, or between a list and its holder, or
+** being created or closed).  It may be halfway through a change, so luapool_destroy leaves it
+** unclosed.  The mark is kept in spare, which is NULL in every slot that has a state and is not
+** in a pass's chain (no pass runs at a fork: its mutex is held); a release or discard in the
+** child (of a state the forking thread held) clears it, and only a list's holder reads spare.
+*/
+extern lp_slot lp_slot_stranded_mark;
+
+static inline void lp_slot_strand(lp_slot *s) {
+  s->spare = &lp_slot_stranded_mark;
+}
+
+static inline void lp_slot_unstrand(lp_slot *s) {
+  s->spare = NULL;
+}
+
+static inline bool lp_slot_stranded(const lp_slot *s) {
+  return s->spare == &lp_slot_stranded_mark;
+}
 
 /* The slot of a state luapool made (any of its threads); no check: the caller knows. */
 static inline lp_slot *lp_slot_of(lua_State *L) {

@@ -25,21 +25,30 @@ void lp_state_init(luapool *p) {
     atomic_init(&p->states.closed_by[r], 0);
 }
 
+/*
+** A waiting acquire calls this after raising the waiter count (seq_cst, lp_wait_enter), and may
+** decide "no room" from the load alone, or from the value a failed CAS read.  Both are seq_cst:
+** lp_state_unreserve makes room with a seq_cst decrement and then loads the waiter count
+** (seq_cst), so the four operations are in the single total order S, and either the unreserve's
+** load follows the waiter's increment in S (it sees the waiter and wakes it) or the decrement
+** precedes this load in S (this sees the room).  A relaxed load here would let both miss (store
+** buffering: allowed by C11, seen on AArch64, not on x86-64).
+*/
 bool lp_state_reserve(luapool *p) {
   unsigned max = p->cfg.max_states;
-  unsigned n = atomic_load_explicit(&p->states.live, memory_order_relaxed);
+  unsigned n = atomic_load_explicit(&p->states.live, memory_order_seq_cst);
   do {
     if (max != 0 && n >= max)
       return false;
   } while (!atomic_compare_exchange_weak_explicit(&p->states.live, &n, n + 1, memory_order_seq_cst,
-                                                  memory_order_relaxed));
+                                                  memory_order_seq_cst));
   return true;
 }
 
 /*
 ** seq_cst, then a seq_cst load of the waiter count: an acquire that is about to sleep has raised
-** it (seq_cst) before it tries lp_state_reserve, so either it sees the room or this sees it
-** waiting and wakes it.
+** it (seq_cst) before it tries lp_state_reserve, whose loads are seq_cst, so either it sees the
+** room or this sees it waiting and wakes it (the argument at lp_state_reserve).
 */
 void lp_state_unreserve(luapool *p) {
   unsigned was = atomic_fetch_sub_explicit(&p->states.live, 1, memory_order_seq_cst);
@@ -123,7 +132,7 @@ static int state_init(lua_State *L) {
   lp_warn_open(L, &x->warn, a->cfg);
   lp_chunk_open(L, &x->chunks);
   if (a->cfg->on_create != NULL) {
-    a->on_create_rc = a->cfg->on_create(L, a->cfg->on_create_ud);
+    a->on_create_rc = lp_cb_on_create(a->cfg, L);
     if (a->on_create_rc != 0)
       return 0;
   }
@@ -160,7 +169,9 @@ static int state_fill(luapool *p, lua_State *L, lp_sx *x) {
   init_args a = {&p->cfg, x, 0};
   lua_pushcfunction(L, state_init);
   lua_pushlightuserdata(L, &a);
+  lp_cb_mark mark = lp_cb_save();
   int status = lua_pcall(L, 1, 0, 0);
+  lp_cb_restore(mark); /* an error raised in on_create unwound past the callback's own restore */
   if (status != LUA_OK) {
     const char *msg = lua_tostring(L, -1);
     lp_log(&p->cfg, LUAPOOL_LOG_ERROR, "cannot create a Lua state: %s",
@@ -204,7 +215,7 @@ int lp_state_new(luapool *p, lp_slot **out) {
   uint64_t nth = atomic_fetch_add_explicit(&p->states.created, 1, memory_order_relaxed);
   lp_upkeep_init(&s->upkeep, &p->cfg, lp_upkeep_now(&p->clock), p->serial, nth);
   if (p->cfg.on_state != NULL)
-    p->cfg.on_state(p->cfg.on_state_ud, LUAPOOL_STATE_CREATED, 0, L);
+    lp_cb_on_state(&p->cfg, LUAPOOL_STATE_CREATED, 0, L);
   *out = s;
   return LUAPOOL_OK;
 }
@@ -219,7 +230,7 @@ void lp_state_close(luapool *p, lp_slot *s, int reason) {
   lp_assert(reason >= LUAPOOL_CLOSE_TRIMMED && reason <= LUAPOOL_CLOSE_RECYCLED);
   lua_State *L = atomic_load_explicit(&s->L, memory_order_relaxed);
   if (p->cfg.on_state != NULL)
-    p->cfg.on_state(p->cfg.on_state_ud, LUAPOOL_STATE_CLOSED, reason, L);
+    lp_cb_on_state(&p->cfg, LUAPOOL_STATE_CLOSED, reason, L);
   lp_reset_defuse(s->x, L); /* lua_close runs no code a request left behind */
   lua_close(L);
   sx_free(s->x);

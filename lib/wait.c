@@ -63,3 +63,20 @@ void lp_wait_wake_drain(lp_wait *w) {
   pthread_cond_broadcast(&w->drained);
   pthread_mutex_unlock(&w->mutex);
 }
+
+void lp_wait_fork_prepare(lp_wait *w) {
+  pthread_mutex_lock(&w->mutex);
+}
+
+void lp_wait_fork_parent(lp_wait *w) {
+  pthread_mutex_unlock(&w->mutex);
+}
+
+void lp_wait_fork_child(lp_wait *w) {
+  /* The one plain store of waiters (wait.h): no other thread exists to be in its modification
+     order. */
+  atomic_store_explicit(&w->waiters, 0, memory_order_relaxed);
+  lp_cond_init_after_fork(&w->cond);
+  lp_cond_init_after_fork(&w->drained);
+  pthread_mutex_unlock(&w->mutex);
+}

@@ -6,7 +6,14 @@
 ** max_states) does so first and then reads waiters.  Either the look finds the state or the
 ** reader sees the waiter and wakes it; the wake takes the mutex, which the waiter holds from its
 ** look until pthread_cond_wait releases it, so the signal cannot fall in between (the whole
-** argument: doc/design.md, "Waking without lost wakeups").
+** argument: doc/design.md, "Waking without lost wake-ups").
+**
+** Under the C11 model this needs, on each pair of sides, either all four operations seq_cst (a
+** magazine or max_states look: seq_cst loads; the publish and the count's load: seq_cst), or a
+** read-modify-write of waiters on the publishing side (the global list, whose ck push is no C11
+** atomic): every write of waiters is a read-modify-write, so the waiter's increment reads from
+** the release sequence of any read-modify-write before it and synchronizes with it.  (The one
+** plain store, in a fork's child, runs with no other thread in the process.)
 */
 #ifndef LUAPOOL_WAIT_H
 #define LUAPOOL_WAIT_H
@@ -40,6 +47,16 @@ void lp_wait_sleep_drain(lp_wait *w, const struct timespec *deadline);
 void lp_wait_wake_one(lp_wait *w);   /* a state or room became available */
 void lp_wait_wake_all(lp_wait *w);   /* shutdown: every waiter returns LUAPOOL_ECLOSED */
 void lp_wait_wake_drain(lp_wait *w); /* a state came back after shutdown */
+
+/*
+** fork (pool.c's handlers): the mutex is taken before the fork and released after it.  In the
+** child the parent's sleepers do not exist, but the condition variables still count them
+** (signalling would wake nobody, destroying would wait for them for good): they are made anew,
+** and the waiter count, which counted them too, is 0 (the child's one thread is in fork).
+*/
+void lp_wait_fork_prepare(lp_wait *w);
+void lp_wait_fork_parent(lp_wait *w);
+void lp_wait_fork_child(lp_wait *w);
 
 /* Any waiter, after the caller made a state available with a seq_cst atomic of its own. */
 static inline bool lp_wait_any(lp_wait *w) {

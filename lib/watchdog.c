@@ -23,6 +23,7 @@ int lp_watchdog_init(luapool *p) {
   lp_closelist_init(&wd->closing);
   wd->kick = false;
   wd->joinable = false;
+  atomic_init(&wd->resume, false);
   atomic_init(&wd->passes, 0);
   atomic_init(&wd->pass_ns_total, 0);
   atomic_init(&wd->pass_ns_max, 0);
@@ -104,6 +105,11 @@ static unsigned close_pending(luapool *p) {
   return closed;
 }
 
+/*
+** Every push of the pass onto the global list (here, expire_idle, take_dirty, collect, prewarm)
+** is followed by lp_wait_wake_after_push, a seq_cst read-modify-write of the waiter count: the
+** shape that makes a waiter's look at the list see the push or the pass see the waiter (wait.h).
+*/
 static void reclaim_quiet(luapool *p) {
   unsigned moved = lp_mag_reclaim_quiet(p);
   atomic_fetch_add_explicit(&p->wd.reclaimed, moved, memory_order_relaxed);
@@ -355,13 +361,21 @@ static void *watchdog_main(void *arg) {
   return NULL;
 }
 
-int lp_watchdog_start(luapool *p) {
-  if (p->cfg.watchdog_interval_ms == 0)
-    return LUAPOOL_OK;
+/* Under wd.mutex: the thread's handle and joinable are read by the fork handlers and stop. */
+static int start_locked(luapool *p) {
   if (pthread_create(&p->wd.thread, NULL, watchdog_main, p) != 0)
     return LUAPOOL_ENOMEM;
   p->wd.joinable = true;
   return LUAPOOL_OK;
+}
+
+int lp_watchdog_start(luapool *p) {
+  if (p->cfg.watchdog_interval_ms == 0)
+    return LUAPOOL_OK;
+  pthread_mutex_lock(&p->wd.mutex);
+  int rc = start_locked(p);
+  pthread_mutex_unlock(&p->wd.mutex);
+  return rc;
 }
 
 void lp_watchdog_stop(luapool *p) {
@@ -383,4 +397,67 @@ void lp_watchdog_stats(luapool *p, luapool_stats *out) {
   out->pass_ns_total = atomic_load_explicit(&wd->pass_ns_total, memory_order_relaxed);
   out->pass_ns_max = atomic_load_explicit(&wd->pass_ns_max, memory_order_relaxed);
   out->pass_ns_last = atomic_load_explicit(&wd->pass_ns_last, memory_order_relaxed);
+}
+
+/* ---- fork ------------------------------------------------------------------------------------ */
+
+void lp_watchdog_fork_prepare_pass(luapool *p) {
+  pthread_mutex_lock(&p->wd.pass_mutex);
+}
+
+void lp_watchdog_fork_prepare(luapool *p) {
+  pthread_mutex_lock(&p->wd.mutex);
+}
+
+void lp_watchdog_fork_parent(luapool *p) {
+  pthread_mutex_unlock(&p->wd.mutex);
+  pthread_mutex_unlock(&p->wd.pass_mutex);
+}
+
+void lp_watchdog_fork_child(luapool *p) {
+  lp_watchdog *wd = &p->wd;
+  lp_cond_init_after_fork(&wd->cond); /* the parent's thread slept on it */
+  if (wd->joinable) {
+#ifdef LP_TSAN
+    /*
+    ** ThreadSanitizer (gcc 12's) keeps the threads that did not survive the fork in its
+    ** registry, under their pthread_t.  glibc gives the child's next thread the dead thread's
+    ** stack, and with it the same pthread_t, and TSan then dies at that thread's join ("dup
+    ** thread with used id").  Detaching the dead handle makes TSan drop it.  glibc keeps the
+    ** dead thread's descriptor in its stack cache, so the call touches only that; plain builds
+    ** skip it all the same: the thread is not in this process.
+    */
+    pthread_detach(wd->thread);
+#endif
+    wd->joinable = false;
+    atomic_store_explicit(&wd->resume, !lp_pool_closed(p), memory_order_relaxed);
+  }
+  pthread_mutex_unlock(&wd->mutex);
+  pthread_mutex_unlock(&wd->pass_mutex);
+}
+
+void lp_watchdog_each_closing_alone(luapool *p, void (*fn)(lp_slot *s, void *ud), void *ud) {
+  lp_closelist_each_alone(&p->wd.closing, fn, ud);
+}
+
+/*
+** Not in the fork's child handler itself: a thread created there is unsafe under some runtimes
+** (ThreadSanitizer's fork handling is still in progress then).  resume is set once, in the child
+** before any other thread exists, so a relaxed load that reads false is the common, final case;
+** the one that reads true takes wd.mutex, where start and stop agree.  luapool_shutdown sets
+** closed before it takes wd.mutex, so no thread starts after a shutdown began.
+*/
+void lp_watchdog_resume(luapool *p) {
+  lp_watchdog *wd = &p->wd;
+  if (!atomic_load_explicit(&wd->resume, memory_order_relaxed))
+    return;
+  int rc = LUAPOOL_OK;
+  pthread_mutex_lock(&wd->mutex);
+  if (atomic_load_explicit(&wd->resume, memory_order_relaxed) && !lp_pool_closed(p))
+    rc = start_locked(p);
+  atomic_store_explicit(&wd->resume, false, memory_order_relaxed);
+  pthread_mutex_unlock(&wd->mutex);
+  if (rc != LUAPOOL_OK) /* logged after the unlock: no callback runs under wd.mutex */
+    lp_log(&p->cfg, LUAPOOL_LOG_ERROR,
+           "cannot start the watchdog thread after fork: call luapool_maintain");
 }

@@ -19,6 +19,8 @@ typedef struct lp_watchdog {
   bool kick;     /* a pass is wanted now */
   bool joinable; /* the thread runs and nobody has joined it */
   pthread_t thread;
+  _Atomic bool resume; /* a fork's child whose parent had the thread: start one at the child's
+                          first call (lp_watchdog_resume) */
   /* figures for the stats, written by passes (serialized) */
   _Atomic uint64_t passes, pass_ns_total, pass_ns_max, pass_ns_last, collections, reclaimed;
 } lp_watchdog;
@@ -41,5 +43,22 @@ void lp_watchdog_close_later(luapool *p, lp_slot *s, int reason);
 void lp_watchdog_close_all(luapool *p);
 /* The pass figures of luapool_stats. */
 void lp_watchdog_stats(luapool *p, luapool_stats *out);
+
+/*
+** fork (pool.c's handlers; the order is in doc/design.md, "fork").  prepare_pass takes the pass
+** mutex, so that no pass is halfway (holding states in its private chains) at the fork; prepare
+** takes the thread's mutex.  In the child the parent's watchdog thread does not exist: its handle
+** is forgotten, never joined, and the child's first call on the pool (lp_watchdog_resume, from
+** pool.c's slow paths) starts one of its own, outside the fork handler.
+*/
+void lp_watchdog_fork_prepare_pass(luapool *p);
+void lp_watchdog_fork_prepare(luapool *p);
+void lp_watchdog_fork_parent(luapool *p);
+void lp_watchdog_fork_child(luapool *p);
+/* Calls fn for every state on the close list.  Only while no other thread exists. */
+void lp_watchdog_each_closing_alone(luapool *p, void (*fn)(lp_slot *s, void *ud), void *ud);
+/* In a fork's child: starts the watchdog thread if the parent's pool had one and none runs yet.
+   Any thread; cheap (one load) once done. */
+void lp_watchdog_resume(luapool *p);
 
 #endif /* LUAPOOL_WATCHDOG_H */

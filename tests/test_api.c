@@ -1,6 +1,7 @@
 /* The public API on one thread: config, create, acquire/release, misuse, reset, shutdown. */
 #include <lauxlib.h>
 #include <lualib.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,12 +57,81 @@ START_TEST(create_refuses_a_config_not_from_config_init) {
   memset(&cfg, 0, sizeof cfg); /* a zeroed struct: version 0 */
   cfg.log = util_log;
   luapool *p = (luapool *)0x1;
+  util_stderr_begin();
   ck_assert_int_eq(luapool_create(&cfg, &p), LUAPOOL_EINVAL);
   ck_assert_ptr_eq(p, (luapool *)0x1); /* untouched on failure */
   util_config(&cfg);
   cfg.version = LUAPOOL_CONFIG_VERSION + 1;
   ck_assert_int_eq(luapool_create(&cfg, &p), LUAPOOL_EINVAL);
-  ck_assert(util_log_has("luapool_config_init"));
+  const char *err = util_stderr_end();
+  /* A wrong version means the log pointer is not to be trusted: the message goes to stderr. */
+  ck_assert_int_eq(util_log_count(), 0);
+  ck_assert_ptr_nonnull(strstr(err, "config version 2 is not 1: call luapool_config_init"));
+}
+END_TEST
+
+/* The callbacks a garbage config names: none may be called. */
+static atomic_int garbage_calls;
+
+static void garbage_log(void *ud, int level, const char *msg) {
+  (void)ud, (void)level, (void)msg;
+  atomic_fetch_add(&garbage_calls, 1);
+}
+
+static int garbage_on_create(lua_State *L, void *ud) {
+  (void)L, (void)ud;
+  atomic_fetch_add(&garbage_calls, 1);
+  return 0;
+}
+
+static void garbage_on_state(void *ud, int event, int reason, lua_State *L) {
+  (void)ud, (void)event, (void)reason, (void)L;
+  atomic_fetch_add(&garbage_calls, 1);
+}
+
+static uint64_t garbage_clock(void *ud) {
+  (void)ud;
+  atomic_fetch_add(&garbage_calls, 1);
+  return 0;
+}
+
+/* Uninitialised memory, as a caller that forgot luapool_config_init passes it: byte patterns
+   (0xA5 is what some allocators fill fresh memory with), then random bytes. */
+static void garbage_fill(luapool_config *cfg, int i) {
+  static const unsigned char patterns[] = {0xA5, 0xFF, 0x5A, 0x01, 0xCC, 0x80};
+  enum { NPATTERNS = sizeof patterns };
+  if (i < NPATTERNS) {
+    memset(cfg, patterns[i], sizeof *cfg);
+    return;
+  }
+  unsigned seed = (unsigned)i;
+  unsigned char *b = (unsigned char *)cfg;
+  for (size_t k = 0; k < sizeof *cfg; k++)
+    b[k] = (unsigned char)rand_r(&seed);
+  if (cfg->version == LUAPOOL_CONFIG_VERSION)
+    cfg->version++; /* only the version is checked: garbage that matches it is not detected */
+}
+
+START_TEST(create_refuses_an_uninitialised_config_and_calls_none_of_its_pointers) {
+  for (int i = 0; i < 6 + 32; i++) {
+    luapool_config cfg;
+    garbage_fill(&cfg, i);
+    if (i % 2 == 1) { /* pointers that would count a call, instead of crashing on one */
+      cfg.log = garbage_log;
+      cfg.on_create = garbage_on_create;
+      cfg.on_state = garbage_on_state;
+      cfg.clock_ms = garbage_clock;
+    }
+    luapool *p = (luapool *)0x1;
+    util_stderr_begin();
+    int rc = luapool_create(&cfg, &p);
+    const char *err = util_stderr_end();
+    ck_assert_msg(rc == LUAPOOL_EINVAL, "garbage config %d: %s", i, luapool_strerror(rc));
+    ck_assert_ptr_eq(p, (luapool *)0x1);
+    ck_assert_msg(strstr(err, "luapool: luapool_create: config version") != NULL,
+                  "garbage config %d: stderr has %s", i, err);
+  }
+  ck_assert_int_eq(atomic_load(&garbage_calls), 0);
 }
 END_TEST
 
@@ -594,6 +664,7 @@ int main(void) {
   tcase_add_test(tc, config_init_sets_documented_defaults);
   tcase_add_test(tc, config_has_a_fixed_size_for_binary_compatibility);
   tcase_add_test(tc, create_refuses_a_config_not_from_config_init);
+  tcase_add_test(tc, create_refuses_an_uninitialised_config_and_calls_none_of_its_pointers);
   tcase_add_test(tc, create_refuses_invalid_fields);
   tcase_add_test(tc, strerror_names_every_code);
   suite_add_tcase(s, tc);

@@ -428,6 +428,77 @@ START_TEST(stress_no_state_is_ever_held_twice) {
 }
 END_TEST
 
+/* ---- no wake-up is lost ---------------------------------------------------------------- */
+
+/*
+** One state and eight threads that acquire it with no time limit: all but one are asleep or
+** about to sleep nearly all the time, so every hand-off goes through a wake-up, by one of the
+** three ways a state becomes available (_i): into the releaser's magazine, onto the global list,
+** or as room under max_states when a discard closes it.  A lost wake-up leaves every thread
+** asleep for good and the test times out.  (On x86-64 the hardware never shows the store
+** buffering a relaxed look would allow; on AArch64 this is the test that would catch it.)
+*/
+enum { WAKE_THREADS = 8, WAKE_ROUNDS = 300 };
+
+typedef struct wake_run {
+  luapool *p;
+  int path;
+  pthread_barrier_t go;
+  atomic_int errors, holders;
+} wake_run;
+
+static void *wake_worker(void *arg) {
+  wake_run *r = arg;
+  pthread_barrier_wait(&r->go); /* all start together, so that they contend */
+  for (int i = 0; i < WAKE_ROUNDS; i++) {
+    lua_State *L;
+    if (luapool_acquire(r->p, -1, &L) != LUAPOOL_OK) {
+      atomic_fetch_add(&r->errors, 1);
+      continue;
+    }
+    if (atomic_fetch_add(&r->holders, 1) != 0)
+      atomic_fetch_add(&r->errors, 1); /* max_states 1: never two holders */
+    /* hold it a moment: the others go to sleep */
+    sched_yield();
+    atomic_fetch_sub(&r->holders, 1);
+    if (r->path == 2)
+      luapool_discard(r->p, L); /* closed here (no watchdog): room for the next one */
+    else
+      luapool_release(r->p, L);
+  }
+  return NULL;
+}
+
+START_TEST(no_wakeup_is_lost_with_one_state_and_eight_waiters) {
+  static const char *const paths[] = {"magazine", "global list", "room after a discard"};
+  luapool_config cfg;
+  util_config(&cfg);
+  cfg.max_states = 1;
+  cfg.libs = 0; /* creations are cheap: the discard path makes one per round */
+  cfg.reset = LUAPOOL_RESET_STACK;
+  cfg.magazine_size = _i == 0 ? 1 : 0;
+  wake_run r = {.p = util_pool(&cfg), .path = _i};
+  pthread_barrier_init(&r.go, NULL, WAKE_THREADS);
+  pthread_t t[WAKE_THREADS];
+  for (int i = 0; i < WAKE_THREADS; i++)
+    start(&t[i], wake_worker, &r);
+  for (int i = 0; i < WAKE_THREADS; i++)
+    join(t[i]); /* a lost wake-up hangs here: the tcase's timeout fails the test */
+  ck_assert_msg(atomic_load(&r.errors) == 0, "%s: %d errors", paths[_i], atomic_load(&r.errors));
+  luapool_stats s = util_stats(r.p);
+  ck_assert_uint_eq(s.acquires, WAKE_THREADS * WAKE_ROUNDS);
+  ck_assert_uint_eq(s.in_use, 0);
+  ck_assert_uint_le(s.live, 1);
+  ck_assert_msg(s.waits > 0, "%s: no acquire ever waited: the test tested nothing", paths[_i]);
+  if (_i == 2)
+    ck_assert_uint_eq(s.created, WAKE_THREADS * WAKE_ROUNDS);
+  else
+    ck_assert_uint_eq(s.created, 1);
+  luapool_destroy(r.p);
+  pthread_barrier_destroy(&r.go);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("threads");
   TCase *tc = tcase_create("threads");
@@ -439,6 +510,10 @@ int main(void) {
   tcase_add_test(tc, shutdown_wakes_waiters_with_eclosed);
   tcase_add_test(tc, shutdown_drains_states_released_meanwhile);
   tcase_add_test(tc, stress_no_state_is_ever_held_twice);
+  suite_add_tcase(s, tc);
+  tc = tcase_create("wakeups");
+  tcase_set_timeout(tc, 60); /* a lost wake-up hangs: this bounds it */
+  tcase_add_loop_test(tc, no_wakeup_is_lost_with_one_state_and_eight_waiters, 0, 3);
   suite_add_tcase(s, tc);
   return util_run_suite(s);
 }

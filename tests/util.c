@@ -1,9 +1,11 @@
 #include "util.h"
 
+#include <fcntl.h>
 #include <lauxlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 void util_config(luapool_config *cfg) {
   luapool_config_init(cfg);
@@ -117,6 +119,34 @@ bool util_wait_until(bool (*cond)(luapool *p, void *arg), luapool *p, void *arg,
       return false;
     util_sleep_ms(1);
   }
+}
+
+static int stderr_saved = -1, stderr_pipe = -1;
+
+void util_stderr_begin(void) {
+  int fds[2];
+  ck_assert_int_eq(pipe(fds), 0);
+  fflush(stderr);
+  stderr_saved = dup(2);
+  ck_assert_int_ge(stderr_saved, 0);
+  ck_assert_int_ge(dup2(fds[1], 2), 0);
+  close(fds[1]);
+  stderr_pipe = fds[0];
+}
+
+const char *util_stderr_end(void) {
+  static char text[8192];
+  fflush(stderr);
+  ck_assert_int_ge(dup2(stderr_saved, 2), 0); /* closes the pipe's last write end */
+  close(stderr_saved);
+  size_t used = 0;
+  ssize_t n;
+  while (used < sizeof text - 1 && (n = read(stderr_pipe, text + used, sizeof text - 1 - used)) > 0)
+    used += (size_t)n;
+  text[used] = '\0';
+  close(stderr_pipe);
+  stderr_saved = stderr_pipe = -1;
+  return text;
 }
 
 int util_run_suite(Suite *s) {

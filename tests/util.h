@@ -54,6 +54,11 @@ double util_now_ms(void);
 
 void util_sleep_ms(long ms);
 
+/* Captures what the process writes to stderr (fd 2) between begin and end, through a pipe; end
+   restores fd 2 and returns what was written (a static buffer, cut at 8 KiB). */
+void util_stderr_begin(void);
+const char *util_stderr_end(void);
+
 /* Runs a test case file's suite, returns the process exit status. */
 int util_run_suite(Suite *s);
 
