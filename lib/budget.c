@@ -61,6 +61,11 @@ static int period(const lp_budget *b) {
   return period_for(b, 0);
 }
 
+/* a + b, saturating: a charge of UINT64_MAX means "more than any budget". */
+static uint64_t sum(uint64_t a, uint64_t b) {
+  return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
 /*
 ** Charges ran instructions; the reason to stop, or 0.  The interrupt is a relaxed load: it
 ** carries no data, and the next look after the store sees it (C11's coherence order).
@@ -68,7 +73,7 @@ static int period(const lp_budget *b) {
 static int check(lp_budget *b, uint64_t ran) {
   if (atomic_load_explicit(&b->interrupt, memory_order_relaxed))
     return LUAPOOL_STATUS_INTERRUPTED;
-  ran += b->pending;
+  ran = sum(ran, b->pending);
   b->pending = 0;
   if (b->left != UINT64_MAX) {
     if (ran >= b->left) {
@@ -160,7 +165,7 @@ static void budget_hook(lua_State *L, lua_Debug *ar) {
   lp_budget *b = &x->budget;
   set_current(L, b, L); /* a coroutine the host resumes is known from its first look on */
   if (b->why == 0) {
-    uint64_t ran = (uint64_t)lua_gethookcount(L) + lp_alloc_take_grown(&x->alloc) / LP_BUDGET_BYTES;
+    uint64_t ran = sum((uint64_t)lua_gethookcount(L), lp_alloc_take_grown(&x->alloc) / LP_BUDGET_BYTES);
     b->why = check(b, ran);
     if (b->why == 0) {
       int n = period_for(b, lp_alloc_bytes(&x->alloc));
@@ -176,12 +181,13 @@ bool lp_budget_hook_is_ours(lua_State *L) {
   return lua_gethook(L) == budget_hook && lua_gethookmask(L) == LUA_MASKCOUNT;
 }
 
-/* Makes the running thread's hook look at its next instruction. */
+/* Makes the running thread's hook (and the main thread's) look at its next instruction. */
 static void poke(lp_budget *b) {
-  if (b->current != NULL) {
+  if (b->current != NULL)
     lua_sethook(b->current, budget_hook, LUA_MASKCOUNT, 1);
-    b->touched = true;
-  }
+  if (b->main != NULL && b->main != b->current)
+    lua_sethook(b->main, budget_hook, LUA_MASKCOUNT, 1); /* the host's next call looks too */
+  b->touched = true;
 }
 
 /*
@@ -192,7 +198,7 @@ static bool gate(void *ud, size_t grow, bool refused) {
   lp_sx *x = ud;
   lp_budget *b = &x->budget;
   if (refused) {
-    b->pending += lp_alloc_bytes(&x->alloc) / LP_BUDGET_GC_BYTES;
+    b->pending = sum(b->pending, lp_alloc_bytes(&x->alloc) / LP_BUDGET_GC_BYTES);
     poke(b);
     return false;
   }
@@ -205,7 +211,7 @@ static bool gate(void *ud, size_t grow, bool refused) {
   else if (!b->armed)
     return true;
   else if (b->left != UINT64_MAX &&
-           (x->alloc.grown + grow) / LP_BUDGET_BYTES + b->pending >= b->left)
+           sum((x->alloc.grown + grow) / LP_BUDGET_BYTES, b->pending) >= b->left)
     b->why = LUAPOOL_STATUS_INSTRUCTIONS;
   else if (b->deadline != 0 && lp_time_ns() >= b->deadline)
     b->why = LUAPOOL_STATUS_TIME;
@@ -255,7 +261,7 @@ void lp_budget_charge(lua_State *L, uint64_t n) {
   if (b->why == 0) {
     if (!b->armed && !atomic_load_explicit(&b->interrupt, memory_order_relaxed))
       return;
-    b->why = check(b, n + lp_alloc_take_grown(&x->alloc) / LP_BUDGET_BYTES);
+    b->why = check(b, sum(n, lp_alloc_take_grown(&x->alloc) / LP_BUDGET_BYTES));
     if (b->why == 0)
       return;
   }

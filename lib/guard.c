@@ -92,6 +92,11 @@ static bool integer_arg(lua_State *L, int i, lua_Integer def, lua_Integer *v) {
   return isnum != 0;
 }
 
+/* n x k, saturating: a charge never wraps around to a small one. */
+static uint64_t times(uint64_t n, uint64_t k) {
+  return k != 0 && n > UINT64_MAX / k ? UINT64_MAX : n * k;
+}
+
 /* Elements from i to j (0 if none), overflow-safe. */
 static uint64_t span(lua_Integer i, lua_Integer j) {
   return j >= i ? (uint64_t)j - (uint64_t)i + 1 : 0;
@@ -116,7 +121,7 @@ static uint64_t span(lua_Integer i, lua_Integer j) {
 
 /* A walk over argument 1's bytes, at n instructions per byte. */
 static int scan(lua_State *L, int w, uint64_t n) {
-  lp_budget_charge(L, string_bytes(L, 1) * n + 1);
+  lp_budget_charge(L, times(string_bytes(L, 1), n) + 1);
   return call_original(L, w);
 }
 
@@ -138,18 +143,18 @@ SCAN(g_offset, W_OFFSET, LP_COST_BYTE)
 
 /* string.gsub: the subject's walk before, each substitution after (its second result). */
 static int g_gsub(lua_State *L) {
-  lp_budget_charge(L, string_bytes(L, 1) * LP_COST_PATTERN + 1);
+  lp_budget_charge(L, times(string_bytes(L, 1), LP_COST_PATTERN) + 1);
   int n = call_original(L, W_GSUB);
   lua_Integer subs = lua_tointeger(L, -1);
   if (subs > 0)
-    lp_budget_charge(L, (uint64_t)subs * LP_COST_MATCH);
+    lp_budget_charge(L, times((uint64_t)subs, LP_COST_MATCH));
   return n;
 }
 
 /* string.byte(s, i, j), utf8.codepoint(s, i, j): one result per byte, at most. */
 static int results(lua_State *L, int w) {
   uint64_t n = string_bytes(L, 1);
-  lp_budget_charge(L, (lua_gettop(L) >= 3 ? n * LP_COST_UNPACK : n) + 1);
+  lp_budget_charge(L, (lua_gettop(L) >= 3 ? times(n, LP_COST_UNPACK) : n) + 1);
   return call_original(L, w);
 }
 
@@ -180,13 +185,13 @@ static int g_rep(lua_State *L) {
 static int g_move(lua_State *L) {
   lua_Integer f, e;
   if (integer_arg(L, 2, 0, &f) && integer_arg(L, 3, 0, &e))
-    lp_budget_charge(L, span(f, e) * LP_COST_MOVE);
+    lp_budget_charge(L, times(span(f, e), LP_COST_MOVE));
   return call_original(L, W_MOVE);
 }
 
 /* table.insert, table.remove: they shift the elements after the position. */
 static int shift(lua_State *L, int w) {
-  lp_budget_charge(L, table_length(L, 1) * LP_COST_MOVE + 1);
+  lp_budget_charge(L, times(table_length(L, 1), LP_COST_MOVE) + 1);
   return call_original(L, w);
 }
 
@@ -204,7 +209,7 @@ static int g_range(lua_State *L, int w, int first, uint64_t cost) {
   if (integer_arg(L, first, 1, &i) &&
       integer_arg(L, first + 1, (lua_Integer)table_length(L, 1), &j)) {
     uint64_t n = span(i, j);
-    lp_budget_charge(L, n > UINT64_MAX / cost ? UINT64_MAX : n * cost);
+    lp_budget_charge(L, times(n, cost));
   }
   return call_original(L, w);
 }
@@ -220,7 +225,7 @@ static int g_unpack(lua_State *L) {
 /* table.sort: n log n comparisons. */
 static int g_sort(lua_State *L) {
   uint64_t n = table_length(L, 1);
-  lp_budget_charge(L, n * (uint64_t)(1 + log2((double)n + 1)) * LP_COST_SORT);
+  lp_budget_charge(L, times(times(n, (uint64_t)(1 + log2((double)n + 1))), LP_COST_SORT));
   return call_original(L, W_SORT);
 }
 
