@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "fault.h"
 #include "alloc.h"
 
 void lp_alloc_init(lp_alloc *a, size_t mem_limit) {
@@ -34,6 +35,8 @@ static void *alloc_f(void *ud, void *ptr, size_t osize, size_t nsize) {
     return NULL;
   }
   if (nsize > osize) {
+    if (LP_FAULT(LP_FAULT_LUA))
+      return NULL; /* an injected failure (fault.h): as a failed realloc, not a mem_limit hit */
     size_t grow = nsize - osize;
     if (a->bytes > a->limit || grow > a->limit - a->bytes) {
       a->hit = true;
