@@ -2,7 +2,8 @@
 ** fault.c: fault injection (fault.h); compiled to nothing without LP_FAULTS.
 **
 ** Each kind has a countdown: 0 is disarmed; n > 0 means the nth call from now fails.  A call
-** takes one from it with a CAS, and the call that takes the last one fails.  Relaxed throughout:
+** takes one from it with a CAS, and the call that takes the last one fails; armed to persist,
+** the countdown stays at 1 then, and every later call fails too.  Relaxed throughout:
 ** the counts publish no data, and a test reads them after the calls it cares about returned
 ** (on its own thread, or after joining the watchdog thread in destroy).
 */
@@ -14,17 +15,31 @@
 #include <stdatomic.h>
 
 static _Atomic unsigned long countdown[LP_FAULT_KINDS];
+static _Atomic bool persist[LP_FAULT_KINDS];
 static _Atomic unsigned long injected;
 static _Atomic long balance;
 
+static void arm(int kind, unsigned long n, bool persistent) {
+  if (kind < 0 || kind >= LP_FAULT_KINDS)
+    return;
+  atomic_store_explicit(&countdown[kind], 0, memory_order_relaxed); /* no call sees half of it */
+  atomic_store_explicit(&persist[kind], persistent, memory_order_relaxed);
+  atomic_store_explicit(&countdown[kind], n, memory_order_relaxed);
+}
+
 void lp_fault_arm(int kind, unsigned long n) {
-  if (kind >= 0 && kind < LP_FAULT_KINDS)
-    atomic_store_explicit(&countdown[kind], n, memory_order_relaxed);
+  arm(kind, n, false);
+}
+
+void lp_fault_arm_persistent(int kind, unsigned long n) {
+  arm(kind, n, true);
 }
 
 void lp_fault_disarm(void) {
-  for (int k = 0; k < LP_FAULT_KINDS; k++)
+  for (int k = 0; k < LP_FAULT_KINDS; k++) {
     atomic_store_explicit(&countdown[k], 0, memory_order_relaxed);
+    atomic_store_explicit(&persist[k], false, memory_order_relaxed);
+  }
 }
 
 unsigned long lp_fault_injected(void) {
@@ -41,6 +56,8 @@ bool lp_fault_hit(int kind) {
   do {
     if (n == 0)
       return false;
+    if (n == 1 && atomic_load_explicit(&persist[kind], memory_order_relaxed))
+      break; /* stays at 1 */
   } while (!atomic_compare_exchange_weak_explicit(c, &n, n - 1, memory_order_relaxed,
                                                   memory_order_relaxed));
   if (n != 1)

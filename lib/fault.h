@@ -7,8 +7,8 @@
 ** has no trace of this file.
 **
 ** With LP_FAULTS a test arms one kind (lp_fault_arm) so that the nth call of that kind from now
-** fails, once, and reads back how many failures were injected and the balance of luapool's own
-** blocks (allocated minus freed).  The counts are atomics: the watchdog thread allocates too.
+** fails, once (or from then on: lp_fault_arm_persistent), and reads back how many failures were
+** injected and the balance of luapool's own blocks (allocated minus freed).  The counts are atomics: the watchdog thread allocates too.
 ** None of this is exported from libluapool.so (only luapool_* is); the tests link the core
 ** library.  At the bottom of the module order: it calls nothing of luapool's.
 */
@@ -31,6 +31,10 @@ enum {
 /* The nth call of kind from now fails (n >= 1); n 0 disarms that kind.  Any other armed kind
    stays armed. */
 void lp_fault_arm(int kind, unsigned long n);
+/* The nth call of kind from now fails, and every later one, until lp_fault_disarm: memory that
+   stays exhausted (Lua collects and retries a refused growth once, which a one-shot failure of
+   the Lua kind rarely survives to be seen). */
+void lp_fault_arm_persistent(int kind, unsigned long n);
 /* Disarms every kind. */
 void lp_fault_disarm(void);
 /* Failures injected since the process began (every kind). */
