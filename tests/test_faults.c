@@ -53,6 +53,7 @@ static void check_stats(luapool *p, unsigned held) {
   ck_assert_uint_eq(s.live, s.created - s.closed);
   ck_assert_uint_eq(s.idle + s.in_use, s.live);
   ck_assert_uint_eq(s.in_use, held);
+  ck_assert_uint_eq(s.mem_errors, 0); /* an injected failure is no mem_limit hit */
 }
 
 /* Disarmed: the pool serves a request and keeps nothing of it, twice. */
@@ -85,6 +86,43 @@ static void create_act(run *r) {
   }
   luapool_stats s = util_stats(r->p);
   ck_assert_uint_eq(s.live, 3);
+}
+
+/* A module whose functions keep state in upvalues: more for the snapshot to record. */
+static int on_create_module(lua_State *L, void *ud) {
+  (void)ud;
+  static const char src[] = "local cache, n = {}, 0\n"
+                            "mod = {put = function(k, v) cache[k] = v; n = n + 1 end,\n"
+                            "       get = function(k) return cache[k] end, conf = {a = {1, 2}}}";
+  if (luaL_loadstring(L, src) != LUA_OK)
+    lua_error(L); /* a memory error: luapool_create reports LUAPOOL_ENOMEM */
+  lua_call(L, 0, 0);
+  return 0;
+}
+
+static void create_module_act(run *r) {
+  luapool_config cfg;
+  cfg_for(r, &cfg);
+  cfg.min_idle = 2;
+  cfg.on_create = on_create_module;
+  int rc = luapool_create(&cfg, &r->p);
+  ck_assert_msg(documented_pool_rc(rc), "luapool_create with on_create: %d", rc);
+  if (rc != LUAPOOL_OK) {
+    r->p = NULL;
+    return;
+  }
+}
+
+/* Disarmed: the module's upvalue state is put back by the reset. */
+static void create_module_after(run *r) {
+  if (r->p == NULL)
+    return;
+  lua_State *L = util_acquire(r->p);
+  util_run(L, "mod.put('k', 1)");
+  luapool_release(r->p, L);
+  L = util_acquire(r->p);
+  ck_assert_int_eq(util_eval_int(L, "return mod.get('k') == nil"), 1);
+  luapool_release(r->p, L);
 }
 
 static void pool_setup(run *r) {
@@ -125,6 +163,7 @@ static void load_act(run *r) {
       (void)lua_pcall(r->L, 0, 1, 0);
     lua_settop(r->L, 0);
   }
+  ck_assert_int_ne(luapool_status(r->L), LUAPOOL_STATUS_MEMORY); /* not mem_limit's */
 }
 
 /* A pass with work of each kind: states to prewarm up to min_idle, one to recycle, one bloated. */
@@ -168,35 +207,100 @@ static void shutdown_act(run *r) {
   r->p = NULL;
 }
 
+/* A thread of its own: its first call on any pool makes its magazine table, freed at its exit. */
+typedef struct worker {
+  luapool *p;
+  int rc;
+} worker;
+
+static void *worker_main(void *arg) {
+  worker *w = arg;
+  lua_State *L;
+  w->rc = luapool_acquire(w->p, 0, &L);
+  if (w->rc == LUAPOOL_OK) {
+    if (luaL_loadstring(L, "g_thread = {1, 2}") == LUA_OK)
+      (void)lua_pcall(L, 0, 0, 0);
+    lua_settop(L, 0);
+    luapool_release(w->p, L);
+  }
+  return NULL;
+}
+
+static void thread_setup(run *r) {
+  luapool_config cfg;
+  cfg_for(r, &cfg);
+  cfg.min_idle = 1;
+  r->p = util_pool(&cfg);
+}
+
+static void thread_act(run *r) {
+  worker w = {r->p, 0};
+  pthread_t t;
+  ck_assert_int_eq(pthread_create(&t, NULL, worker_main, &w), 0);
+  ck_assert_int_eq(pthread_join(t, NULL), 0);
+  ck_assert_msg(documented_pool_rc(w.rc), "luapool_acquire on a new thread: %d", w.rc);
+}
+
+/* The watchdog thread's pass, woken by a discard, prewarms to min_idle while faults are armed. */
+static void discard_setup(run *r) {
+  luapool_config cfg;
+  cfg_for(r, &cfg);
+  cfg.min_idle = 2;
+  cfg.watchdog_interval_ms = 60000; /* only the discard's kick runs a pass */
+  r->p = util_pool(&cfg);
+  r->L = util_acquire(r->p);
+  util_run(r->L, request);
+}
+
+static bool passed(luapool *p, void *arg) {
+  (void)arg;
+  return util_stats(p).passes >= 1;
+}
+
+static void discard_act(run *r) {
+  luapool_discard(r->p, r->L);
+  r->L = NULL;
+  ck_assert(util_wait_until(passed, r->p, NULL, 60)); /* the pass ran before the disarm */
+}
+
 typedef struct phase {
   const char *name;
   void (*setup)(run *r);
   void (*act)(run *r);
+  void (*after)(run *r); /* disarmed, before the common checks; may be NULL */
 } phase;
 
 static const phase phases[] = {
-    {"create", NULL, create_act},
-    {"acquire", pool_setup, acquire_act},
-    {"release", release_setup, release_act},
-    {"load", load_setup, load_act},
-    {"pass", pass_setup, pass_act},
-    {"shutdown", shutdown_setup, shutdown_act},
+    {"create", NULL, create_act, NULL},
+    {"create_module", NULL, create_module_act, create_module_after},
+    {"acquire", pool_setup, acquire_act, NULL},
+    {"release", release_setup, release_act, NULL},
+    {"load", load_setup, load_act, NULL},
+    {"pass", pass_setup, pass_act, NULL},
+    {"shutdown", shutdown_setup, shutdown_act, NULL},
+    {"thread", thread_setup, thread_act, NULL},
+    {"discard", discard_setup, discard_act, NULL},
 };
 #define NPHASES (sizeof phases / sizeof phases[0])
 
 /* ---- the sweep ---------------------------------------------------------------------------- */
 
 /* One n: returns how many failures it injected. */
-static unsigned long one(const phase *ph, unsigned libs, int kind, unsigned long n) {
+static unsigned long one(const phase *ph, unsigned libs, int kind, bool persist, unsigned long n) {
   long balance = lp_fault_balance();
   run r = {libs, kind, NULL, NULL, 0};
   if (ph->setup != NULL)
     ph->setup(&r);
   unsigned long before = lp_fault_injected();
-  lp_fault_arm(kind, n);
+  if (persist)
+    lp_fault_arm_persistent(kind, n);
+  else
+    lp_fault_arm(kind, n);
   ph->act(&r);
   lp_fault_disarm();
   unsigned long injected = lp_fault_injected() - before;
+  if (ph->after != NULL)
+    ph->after(&r);
   if (r.p != NULL) {
     check_stats(r.p, r.held);
     if (r.held) {
@@ -212,9 +316,9 @@ static unsigned long one(const phase *ph, unsigned libs, int kind, unsigned long
     check_works(p);
     luapool_destroy(p);
   }
-  ck_assert_msg(lp_fault_balance() == balance, "%s %s %s n=%lu: %ld block(s) leaked", ph->name,
-                util_profile_names[libs == LUAPOOL_LIBS_ALL], kind_names[kind], n,
-                lp_fault_balance() - balance);
+  ck_assert_msg(lp_fault_balance() == balance, "%s %s %s%s n=%lu: %ld block(s) leaked", ph->name,
+                util_profile_names[libs == LUAPOOL_LIBS_ALL], kind_names[kind],
+                persist ? " (persistent)" : "", n, lp_fault_balance() - balance);
   return injected;
 }
 
@@ -225,14 +329,17 @@ static unsigned long next_n(int kind, unsigned long n) {
   return kind == LP_FAULT_LUA && !dense && n >= 64 ? n + n / 32 : n + 1;
 }
 
+/* One-shot, then (memory only: a thread that cannot start stays the same) persistent. */
 static void sweep(const phase *ph, int kind) {
-  for (int pi = 0; pi < 2; pi++) {
-    unsigned long n = 1;
-    while (one(ph, util_profiles[pi], kind, n) != 0)
-      n = next_n(kind, n);
-    if (getenv("TEST_FAULTS_VERBOSE") != NULL)
-      fprintf(stderr, "%s %s %s: no fault at n=%lu\n", ph->name, util_profile_names[pi],
-              kind_names[kind], n);
+  for (int persist = 0; persist < (kind == LP_FAULT_THREAD ? 1 : 2); persist++) {
+    for (int pi = 0; pi < 2; pi++) {
+      unsigned long n = 1;
+      while (one(ph, util_profiles[pi], kind, persist, n) != 0)
+        n = next_n(kind, n);
+      if (getenv("TEST_FAULTS_VERBOSE") != NULL)
+        fprintf(stderr, "%s %s %s%s: no fault at n=%lu\n", ph->name, util_profile_names[pi],
+                kind_names[kind], persist ? " (persistent)" : "", n);
+    }
   }
 }
 
