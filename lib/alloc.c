@@ -4,8 +4,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "fault.h"
 #include "alloc.h"
+#include "fault.h"
 
 void lp_alloc_init(lp_alloc *a, size_t mem_limit) {
   a->bytes = 0;

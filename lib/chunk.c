@@ -12,9 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fault.h"
 #include "base.h"
 #include "chunk.h"
+#include "fault.h"
 #include "lptable.h"
 #include "sx.h"
 

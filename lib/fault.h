@@ -8,7 +8,8 @@
 **
 ** With LP_FAULTS a test arms one kind (lp_fault_arm) so that the nth call of that kind from now
 ** fails, once (or from then on: lp_fault_arm_persistent), and reads back how many failures were
-** injected and the balance of luapool's own blocks (allocated minus freed).  The counts are atomics: the watchdog thread allocates too.
+** injected and the balance of luapool's own blocks (allocated minus freed).  The counts are
+** atomics: the watchdog thread allocates too.
 ** None of this is exported from libluapool.so (only luapool_* is); the tests link the core
 ** library.  At the bottom of the module order: it calls nothing of luapool's.
 */

@@ -15,8 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fault.h"
 #include "base.h"
+#include "fault.h"
 #include "snapshot.h"
 
 _Static_assert(sizeof(lua_Number) == sizeof(uint64_t), "lua_Number is a double");

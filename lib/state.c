@@ -12,8 +12,8 @@
 #include <stdlib.h>
 
 #include "fault.h"
-#include "internal.h"
 #include "guard.h"
+#include "internal.h"
 #include "lptable.h"
 #include "reset.h"
 #include "sx.h"

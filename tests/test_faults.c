@@ -41,12 +41,13 @@ static const char *const request =
     "g_req = {1, 2, 3}; tostring = nil; g_str = string.rep('x', 100)\n"
     "if rawget(_G, 'io') then string.x = 1; table.insert = nil; math.pi = 3\n"
     "  math.huge = nil; for i = 1, 100 do math['k' .. i] = i end\n" /* a rehash drops huge */
-    "  for k in pairs(table) do table[k] = nil end table.zz = 1\n" /* shrinks: restoring grows */
+    "  for k in pairs(table) do table[k] = nil end table.zz = 1\n"  /* shrinks: restoring grows */
     "  setmetatable(_G, {__index = function() return 1 end}); collectgarbage('stop') end";
 static const char *const unchanged =
     "return g_req == nil and g_str == nil and tostring ~= nil and g_leak == nil"
     " and string.x == nil and table.insert ~= nil and math.pi > 3.14 and math.huge > 0"
-    " and math.k1 == nil and table.concat ~= nil and table.zz == nil and (rawget(_G, 'io') == nil or getmetatable(_G) == nil)";
+    " and math.k1 == nil and table.concat ~= nil and table.zz == nil and (rawget(_G, 'io') == nil "
+    "or getmetatable(_G) == nil)";
 
 static void check_stats(luapool *p, unsigned held) {
   luapool_stats s = util_stats(p);
