@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "alloc.h"
+#include "fault.h"
 
 void lp_alloc_init(lp_alloc *a, size_t mem_limit) {
   a->bytes = 0;
@@ -34,6 +35,8 @@ static void *alloc_f(void *ud, void *ptr, size_t osize, size_t nsize) {
     return NULL;
   }
   if (nsize > osize) {
+    if (LP_FAULT(LP_FAULT_LUA))
+      return NULL; /* an injected failure (fault.h): as a failed realloc, not a mem_limit hit */
     size_t grow = nsize - osize;
     if (a->bytes > a->limit || grow > a->limit - a->bytes) {
       a->hit = true;

@@ -14,13 +14,14 @@
 
 #include "base.h"
 #include "chunk.h"
+#include "fault.h"
 #include "lptable.h"
 #include "sx.h"
 
 int lp_chunk_init(lp_chunks *c, unsigned cap) {
   memset(c, 0, sizeof *c);
   c->cap = cap;
-  if (cap != 0 && (c->ent = calloc(cap, sizeof *c->ent)) == NULL)
+  if (cap != 0 && (c->ent = lp_calloc(cap, sizeof *c->ent)) == NULL)
     return LUAPOOL_ENOMEM;
   return LUAPOOL_OK;
 }
@@ -32,15 +33,15 @@ void lp_chunk_open(lua_State *L, lp_chunks *c) {
 
 void lp_chunk_free(lp_chunks *c) {
   for (unsigned i = 0; i < c->n; i++) {
-    free(c->ent[i].name);
-    free(c->ent[i].src);
+    lp_free(c->ent[i].name);
+    lp_free(c->ent[i].src);
   }
-  free(c->ent);
+  lp_free(c->ent);
   memset(c, 0, sizeof *c);
 }
 
 static char *copy(const char *s, size_t n) {
-  char *c = malloc(n + 1);
+  char *c = lp_malloc(n + 1);
   if (c != NULL) {
     memcpy(c, s, n);
     c[n] = '\0';
@@ -91,7 +92,7 @@ static lp_cent *take_entry(lp_chunks *c, const char *name, size_t name_len) {
       if (c->ent[i].used < e->used)
         e = &c->ent[i];
   }
-  free(e->name);
+  lp_free(e->name);
   e->name = copy(name, name_len);
   e->name_len = name_len;
   return e;
@@ -99,12 +100,12 @@ static lp_cent *take_entry(lp_chunks *c, const char *name, size_t name_len) {
 
 /* Keeps the compiled function on top of the stack in e, unless there is no memory for the key. */
 static void keep(lua_State *L, lp_chunks *c, lp_cent *e, const char *src, size_t len) {
-  free(e->src);
+  lp_free(e->src);
   e->src = copy(src, len);
   e->len = len;
   if (e->name == NULL || e->src == NULL) { /* not cached, and never matched */
-    free(e->name);
-    free(e->src);
+    lp_free(e->name);
+    lp_free(e->src);
     e->name = e->src = NULL;
     e->name_len = (size_t)-1;
     e->fn = NULL;

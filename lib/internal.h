@@ -23,6 +23,7 @@
 **   upkeep.h counters.h        retirement rules; event counters       lp_upkeep_ lp_counters_
 **   base.c                     assertions, log, callbacks, time       lp_assert lp_log lp_cb_
 **                                                                      lp_time_ lp_cond_
+**   fault.c fault.h            test only: fault injection (LP_FAULTS)  lp_fault_ lp_malloc ...
 */
 #ifndef LUAPOOL_INTERNAL_H
 #define LUAPOOL_INTERNAL_H

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fault.h"
 #include "magazine_inline.h"
 #include "wait.h"
 
@@ -56,7 +57,7 @@ static void local_retire(luapool *p, lp_local *l) {
   if (l->next != NULL)
     l->next->prev = l->prev;
   pthread_mutex_unlock(&p->mags.mutex);
-  free(l);
+  lp_free(l);
   if (gave)
     lp_wait_wake_after_push(&p->wait);
 }
@@ -73,7 +74,7 @@ static void tls_destructor(void *arg) {
   }
   pthread_mutex_unlock(&pools_lock);
   lp_mag_tls = NULL;
-  free(t);
+  lp_free(t);
 }
 
 static void tls_key_create(void) {
@@ -87,11 +88,11 @@ static lp_tls *tls_self(void) {
   pthread_once(&tls_once, tls_key_create);
   if (tls_key_rc != 0)
     return NULL;
-  lp_tls *t = calloc(1, sizeof *t);
+  lp_tls *t = lp_calloc(1, sizeof *t);
   if (t == NULL)
     return NULL;
   if (pthread_setspecific(tls_key, t) != 0) { /* arms the exit destructor */
-    free(t);
+    lp_free(t);
     return NULL;
   }
   lp_mag_tls = t;
@@ -101,7 +102,7 @@ static lp_tls *tls_self(void) {
 static lp_local *local_new(luapool *p) {
   size_t bytes = sizeof(lp_local) + p->cfg.magazine_size * sizeof(_Atomic(lp_slot *));
   bytes = (bytes + LP_CACHELINE - 1) / LP_CACHELINE * LP_CACHELINE; /* no false sharing */
-  lp_local *l = aligned_alloc(LP_CACHELINE, bytes);
+  lp_local *l = lp_aligned_alloc(LP_CACHELINE, bytes);
   if (l == NULL)
     return NULL;
   memset(l, 0, bytes);
@@ -298,7 +299,7 @@ void lp_mag_forget_pool(luapool *p) {
   pthread_mutex_unlock(&p->mags.mutex);
   while (l != NULL) {
     lp_local *next = l->next;
-    free(l);
+    lp_free(l);
     l = next;
   }
 }

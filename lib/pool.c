@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fault.h"
 #include "internal.h"
 #include "magazine_inline.h"
 #include "reset.h"
@@ -225,13 +226,13 @@ int luapool_create(const luapool_config *cfg, luapool **out) {
   if (fork_rc != 0)
     return LUAPOOL_ENOMEM;
   size_t bytes = (sizeof(luapool) + LP_CACHELINE - 1) / LP_CACHELINE * LP_CACHELINE;
-  luapool *p = aligned_alloc(LP_CACHELINE, bytes); /* the free list's cmpxchg16b needs 16 */
+  luapool *p = lp_aligned_alloc(LP_CACHELINE, bytes); /* the free list's cmpxchg16b needs 16 */
   if (p == NULL)
     return LUAPOOL_ENOMEM;
   memset(p, 0, bytes);
   p->cfg = *cfg;
   if (pool_init(p) != LUAPOOL_OK) {
-    free(p);
+    lp_free(p);
     return LUAPOOL_ENOMEM;
   }
   rc = lp_watchdog_prewarm(p, 0, cfg->min_idle); /* min_idle states are ready at return */
@@ -292,7 +293,7 @@ void luapool_destroy(luapool *p) {
   lp_watchdog_fini(p);
   lp_mag_fini(p);
   lp_wait_fini(&p->wait);
-  free(p);
+  lp_free(p);
 }
 
 /* ---- the calling thread's lp_local ----------------------------------------------------------- */

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fault.h"
 #include "slot.h"
 
 #define LP_CHUNK_MIN 16
@@ -23,7 +24,7 @@ void lp_slot_arena_fini(lp_arena *a) {
   lp_slot_chunk *c = atomic_load_explicit(&a->chunks, memory_order_relaxed);
   while (c != NULL) {
     lp_slot_chunk *next = c->next;
-    free(c);
+    lp_free(c);
     c = next;
   }
   atomic_store_explicit(&a->chunks, NULL, memory_order_relaxed);
@@ -34,7 +35,7 @@ void lp_slot_arena_fini(lp_arena *a) {
 static int grow_locked(lp_arena *a) {
   size_t n = a->nslots < LP_CHUNK_MIN ? LP_CHUNK_MIN : a->nslots;
   size_t bytes = sizeof(lp_slot_chunk) + n * sizeof(lp_slot); /* slots are a cache line each */
-  lp_slot_chunk *c = aligned_alloc(LP_CACHELINE, bytes);
+  lp_slot_chunk *c = lp_aligned_alloc(LP_CACHELINE, bytes);
   if (c == NULL)
     return LUAPOOL_ENOMEM;
   memset(c, 0, bytes);

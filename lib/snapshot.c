@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "base.h"
+#include "fault.h"
 #include "snapshot.h"
 
 _Static_assert(sizeof(lua_Number) == sizeof(uint64_t), "lua_Number is a double");
@@ -90,7 +91,7 @@ static void fingerprint_table(lua_State *L, int t, lp_rec *r) {
     lua_pop(L, 1);
     n++;
   }
-  lp_fp *fp = realloc(r->fp, (size_t)(n > 0 ? 2 * n : 1) * sizeof *fp);
+  lp_fp *fp = lp_realloc(r->fp, (size_t)(n > 0 ? 2 * n : 1) * sizeof *fp);
   if (fp == NULL) {
     luaL_error(L, "not enough memory");
     return; /* not reached: luaL_error does not return */
@@ -147,7 +148,7 @@ static void *grow(lua_State *L, void *p, int *cap, int need, size_t size) {
   if (need <= *cap)
     return p;
   int n = *cap < 16 ? 16 : *cap * 2;
-  void *q = realloc(p, (size_t)n * size);
+  void *q = lp_realloc(p, (size_t)n * size);
   if (q == NULL)
     luaL_error(L, "not enough memory");
   *cap = n;
@@ -286,8 +287,8 @@ static void record_function(lua_State *L, walk *w, int f, int nup) {
   r->n = nup;
   r->mt.type = LUA_TNIL;
   r->mt.bits = 0;
-  r->fp = malloc((size_t)nup * sizeof *r->fp);
-  r->uid = lua_fn ? malloc((size_t)nup * sizeof *r->uid) : NULL;
+  r->fp = lp_malloc((size_t)nup * sizeof *r->fp);
+  r->uid = lua_fn ? lp_malloc((size_t)nup * sizeof *r->uid) : NULL;
   lua_Integer at = 2 * (lua_Integer)s->nfn++; /* counted now: lp_snapshot_free frees both */
   if (r->fp == NULL || (lua_fn && r->uid == NULL)) {
     luaL_error(L, "not enough memory");
@@ -331,7 +332,7 @@ static void record_thread(lua_State *L, walk *w, int o) {
   t->hook = lua_gethook(co);
   t->mask = lua_gethookmask(co);
   t->count = lua_gethookcount(co);
-  t->fp = malloc((size_t)(t->top > 0 ? t->top : 1) * sizeof *t->fp);
+  t->fp = lp_malloc((size_t)(t->top > 0 ? t->top : 1) * sizeof *t->fp);
   s->nthr++;
   if (t->fp == NULL)
     luaL_error(L, "not enough memory");
@@ -528,7 +529,7 @@ int lp_snapshot_record(lua_State *L, lp_snapshot *s) {
     lua_settop(L, o - 1);
   }
   lua_settop(L, base);
-  s->dirty = malloc((size_t)(s->ntab + s->nfn + 1) * sizeof *s->dirty);
+  s->dirty = lp_malloc((size_t)(s->ntab + s->nfn + 1) * sizeof *s->dirty);
   if (s->dirty == NULL)
     luaL_error(L, "not enough memory");
   fill_check_thread(L, s);
@@ -537,17 +538,17 @@ int lp_snapshot_record(lua_State *L, lp_snapshot *s) {
 
 void lp_snapshot_free(lp_snapshot *s) {
   for (int i = 0; i < s->ntab; i++)
-    free(s->tab[i].fp);
+    lp_free(s->tab[i].fp);
   for (int i = 0; i < s->nfn; i++) {
-    free(s->fn[i].fp);
-    free(s->fn[i].uid);
+    lp_free(s->fn[i].fp);
+    lp_free(s->fn[i].uid);
   }
   for (int i = 0; i < s->nthr; i++)
-    free(s->thr[i].fp);
-  free(s->tab);
-  free(s->fn);
-  free(s->thr);
-  free(s->dirty);
+    lp_free(s->thr[i].fp);
+  lp_free(s->tab);
+  lp_free(s->fn);
+  lp_free(s->thr);
+  lp_free(s->dirty);
   memset(s, 0, sizeof *s);
 }
 

@@ -11,8 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "internal.h"
+#include "fault.h"
 #include "guard.h"
+#include "internal.h"
 #include "lptable.h"
 #include "reset.h"
 #include "sx.h"
@@ -145,13 +146,13 @@ static int state_init(lua_State *L) {
 
 /* The parts a state needs before lua_newstate; NULL when out of memory. */
 static lp_sx *sx_new(const luapool_config *cfg) {
-  lp_sx *x = calloc(1, sizeof *x);
+  lp_sx *x = lp_calloc(1, sizeof *x);
   if (x == NULL)
     return NULL;
   lp_alloc_init(&x->alloc, cfg->mem_limit);
   lp_budget_init(&x->budget);
   if (lp_chunk_init(&x->chunks, cfg->chunk_cache) != LUAPOOL_OK) {
-    free(x);
+    lp_free(x);
     return NULL;
   }
   return x;
@@ -161,7 +162,7 @@ static lp_sx *sx_new(const luapool_config *cfg) {
 static void sx_free(lp_sx *x) {
   lp_snapshot_free(&x->snapshot);
   lp_chunk_free(&x->chunks);
-  free(x);
+  lp_free(x);
 }
 
 /* Runs the creation sequence on L; LUAPOOL_OK, or the error (logged). */

@@ -9,6 +9,7 @@
 */
 #include <malloc.h>
 
+#include "fault.h"
 #include "internal.h"
 #include "magazine.h"
 #include "state.h"
@@ -363,7 +364,7 @@ static void *watchdog_main(void *arg) {
 
 /* Under wd.mutex: the thread's handle and joinable are read by the fork handlers and stop. */
 static int start_locked(luapool *p) {
-  if (pthread_create(&p->wd.thread, NULL, watchdog_main, p) != 0)
+  if (lp_pthread_create(&p->wd.thread, NULL, watchdog_main, p) != 0)
     return LUAPOOL_ENOMEM;
   p->wd.joinable = true;
   return LUAPOOL_OK;
