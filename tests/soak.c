@@ -25,6 +25,9 @@
 **  - resident memory (/proc/self/statm) at the end above the peak seen during the warm-up (the
 **    first fifth of the run, at least 5 s) by more than RSS_TOL_PCT % + RSS_TOL_MB MiB;
 **  - a forked child that does not exit 0 within 30 s.
+**
+** SOAK_SEED=N repeats a run's choices (as far as threads allow); SOAK_SELFTEST_NO_RESET=1 runs
+** with LUAPOOL_RESET_STACK, where the marker check must fail within seconds (the check works).
 */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -228,6 +231,8 @@ static void make_pool(void) {
   cfg.budget_ms = 2000;
   cfg.on_state = on_state;
   cfg.log = pool_log;
+  if (getenv("SOAK_SELFTEST_NO_RESET"))
+    cfg.reset = LUAPOOL_RESET_STACK; /* the checks' own test: the marker check must fail */
   atomic_store(&seen_created, 0);
   atomic_store(&seen_closed, 0);
   int rc = luapool_create(&cfg, &pool);
