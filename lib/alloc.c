@@ -13,12 +13,20 @@ void lp_alloc_init(lp_alloc *a, size_t mem_limit) {
   a->limit = mem_limit != 0 ? mem_limit : SIZE_MAX;
   a->grown = 0;
   a->hit = false;
+  a->refusing = false;
   a->gate = NULL;
   a->gate_ud = NULL;
 }
 
 /*
-** A refused allocation makes Lua collect and retry, then raise a memory error in the script.
+** A refused growth makes Lua collect in full and retry the same call (lmem.c, tryagain), then
+** raise a memory error if the retry is refused too.  A retry that succeeds was no memory error:
+** the garbage (often the previous request's, which the reset does not collect) made room.  So a
+** refusal stays "refusing" until the next growth call: the same call succeeding cures it; the
+** same call refused again, or any other growth (Lua gave up without retrying, raising or, as for
+** the string table's resize, ignoring it) makes it a hit.  lp_alloc_was_refused counts a
+** refusal still unresolved, which Lua is out of once the host asks.
+**
 ** Lua counts every block as the size it asked for, and names that size back on the next call, so
 ** the count follows Lua's even when a shrink that realloc refused leaves the block larger.
 **
@@ -38,8 +46,21 @@ static void *alloc_f(void *ud, void *ptr, size_t osize, size_t nsize) {
     if (LP_FAULT(LP_FAULT_LUA))
       return NULL; /* an injected failure (fault.h): as a failed realloc, not a mem_limit hit */
     size_t grow = nsize - osize;
-    if (a->bytes > a->limit || grow > a->limit - a->bytes) {
-      a->hit = true;
+    bool over = a->bytes > a->limit || grow > a->limit - a->bytes;
+    bool retry = false;
+    if (a->refusing) {
+      retry = ptr == a->refused_ptr && osize == a->refused_osize && nsize == a->refused_nsize;
+      a->refusing = false;
+      if (!retry || over)
+        a->hit = true; /* the refusal was final: no retry, or the retry refused too */
+    }
+    if (over) {
+      if (!retry) { /* a first try: Lua may collect and retry it */
+        a->refusing = true;
+        a->refused_ptr = ptr;
+        a->refused_osize = osize;
+        a->refused_nsize = nsize;
+      }
       if (a->gate != NULL)
         (void)a->gate(a->gate_ud, grow, true);
       return NULL;
@@ -72,6 +93,7 @@ lp_alloc *lp_alloc_of(lua_State *L) {
 void lp_alloc_settle(lp_alloc *a) {
   a->peak = a->bytes;
   a->hit = false;
+  a->refusing = false;
 }
 
 size_t lp_alloc_lift_limit(lp_alloc *a) {

@@ -28,6 +28,11 @@ typedef struct lp_alloc {
   size_t limit; /* mem_limit; SIZE_MAX for none, and while lifted */
   size_t grown; /* bytes the heap grew by since lp_alloc_take_grown (the budget charges them) */
   bool hit;     /* an allocation was refused since lp_alloc_take_hit */
+  /* A refusal Lua may still retry after its emergency collection (alloc.c): the call refused,
+     and whether it is unresolved.  Only a refusal the retry does not cure counts as hit. */
+  bool refusing;
+  const void *refused_ptr;
+  size_t refused_osize, refused_nsize;
   lp_alloc_gate_f gate;
   void *gate_ud;
 } lp_alloc;
@@ -59,7 +64,7 @@ static inline size_t lp_alloc_take_grown(lp_alloc *a) {
 
 /* Was an allocation refused for mem_limit since lp_alloc_take_hit? */
 static inline bool lp_alloc_was_refused(const lp_alloc *a) {
-  return a->hit;
+  return a->hit || a->refusing; /* one not retried yet is final: Lua is out of the call */
 }
 
 /* Within mem_limit?  The reset's invariant: after it, yes, or the state is closed. */
@@ -69,9 +74,10 @@ static inline bool lp_alloc_within_limit(const lp_alloc *a) {
 
 /* Was an allocation refused since the last call?  Clears the flag (every release asks). */
 static inline bool lp_alloc_take_hit(lp_alloc *a) {
-  if (!a->hit)
+  if (!a->hit && !a->refusing)
     return false;
   a->hit = false;
+  a->refusing = false;
   return true;
 }
 
