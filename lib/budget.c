@@ -240,6 +240,9 @@ void lp_budget_open(lua_State *L, lp_sx *x) {
 void lp_budget_arm(lua_State *L, lp_budget *b, uint64_t instructions, unsigned ms) {
   b->why = 0;
   b->pending = 0;
+  /* from now: growth since the last look (an earlier request's, the reset's restore) is not
+     this budget's */
+  (void)lp_alloc_take_grown(&lp_sx_of(L)->alloc);
   b->left = instructions != 0 ? instructions : UINT64_MAX;
   b->deadline = ms != 0 ? lp_time_ns() + (uint64_t)ms * 1000000u : 0;
   b->armed = instructions != 0 || ms != 0;

@@ -304,6 +304,27 @@ START_TEST(running_thread_is_forgotten_at_release) {
 }
 END_TEST
 
+/* The heap growth a request leaves uncharged (no hook looked after it) is not charged to the
+   next request's budget, nor what the reset's restore allocates. */
+START_TEST(an_earlier_requests_growth_is_not_charged) {
+  for (int profile = 0; profile < 2; profile++) {
+    luapool_config cfg;
+    util_config_libs(&cfg, util_profiles[profile]);
+    luapool *p = util_pool(&cfg);
+    lua_State *L = util_acquire(p);
+    util_run(L, "big = ('x'):rep(1024):rep(16384)"); /* 16 MiB, the last thing it does */
+    luapool_release(p, L);
+    L = util_acquire(p);
+    ck_assert_int_eq(luapool_set_budget(L, 1000000, 0), LUAPOOL_OK);
+    ck_assert_int_eq(util_eval_int(L, "local n = 0 for i = 1, 10000 do n = n + 1 end return n"),
+                     10000);
+    ck_assert_int_eq(luapool_status(L), LUAPOOL_STATUS_OK);
+    luapool_release(p, L);
+    luapool_destroy(p);
+  }
+}
+END_TEST
+
 /* ---- the interrupt ------------------------------------------------------------------------- */
 
 typedef struct interrupter {
@@ -529,6 +550,7 @@ int main(void) {
   tcase_add_test(tc, interrupt_of_an_idle_state_is_dropped);
   tcase_add_test(tc, hook_looks_more_often_on_a_large_heap);
   tcase_add_test(tc, running_thread_is_forgotten_at_release);
+  tcase_add_test(tc, an_earlier_requests_growth_is_not_charged);
   suite_add_tcase(s, tc);
   tc = tcase_create("cleanup");
   tcase_set_timeout(tc, 120);
