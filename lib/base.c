@@ -11,7 +11,7 @@
 
 #ifdef LP_DEBUG
 void lp_assert_fail(const char *what, const char *file, int line, const char *fn) {
-  fprintf(stderr, "luapool: %s:%d: %s: assertion failed: %s\n", file, line, fn, what);
+  (void)fprintf(stderr, "luapool: %s:%d: %s: assertion failed: %s\n", file, line, fn, what);
   abort();
 }
 #endif
@@ -56,7 +56,7 @@ void lp_log(const luapool_config *cfg, int level, const char *fmt, ...) {
   char msg[512];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
+  (void)vsnprintf(msg, sizeof msg, fmt, ap); /* a longer message is cut: fine for a log */
   va_end(ap);
   if (cfg != NULL && cfg->log != NULL && cb.in_log == 0) {
     lp_cb_mark was = cb_enter("log");
@@ -64,19 +64,19 @@ void lp_log(const luapool_config *cfg, int level, const char *fmt, ...) {
     cfg->log(cfg->log_ud, level, msg);
     cb = was;
   } else {
-    fprintf(stderr, "luapool: %s\n", msg);
+    (void)fprintf(stderr, "luapool: %s\n", msg);
   }
 }
 
 uint64_t lp_time_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+  return (uint64_t)ts.tv_sec * 1000000000U + (uint64_t)ts.tv_nsec;
 }
 
 uint64_t lp_time_upkeep_ms(const luapool_config *cfg) {
   if (cfg->clock_ms == NULL)
-    return lp_time_ns() / 1000000u;
+    return lp_time_ns() / 1000000U;
   lp_cb_mark was = cb_enter("clock_ms");
   uint64_t now = cfg->clock_ms(cfg->clock_ud);
   cb = was;
@@ -115,7 +115,7 @@ int lp_cond_init(pthread_cond_t *cond) {
 }
 
 void lp_cond_init_after_fork(pthread_cond_t *cond) {
-  memset(cond, 0, sizeof *cond);
+  memset(cond, 0, sizeof(pthread_cond_t));
   (void)lp_cond_init(cond); /* on Linux it does not fail */
 }
 

@@ -209,7 +209,7 @@ static bool gate(void *ud, size_t grow, bool refused) {
   if (atomic_load_explicit(&b->interrupt, memory_order_relaxed))
     b->why = LUAPOOL_STATUS_INTERRUPTED;
   else if (!b->armed)
-    return true;
+    return true; /* NOLINT(bugprone-branch-clone): the order of the tests is the point */
   else if (b->left != UINT64_MAX &&
            sum((x->alloc.grown + grow) / LP_BUDGET_BYTES, b->pending) >= b->left)
     b->why = LUAPOOL_STATUS_INSTRUCTIONS;
@@ -244,7 +244,7 @@ void lp_budget_arm(lua_State *L, lp_budget *b, uint64_t instructions, unsigned m
      this budget's */
   (void)lp_alloc_take_grown(&lp_sx_of(L)->alloc);
   b->left = instructions != 0 ? instructions : UINT64_MAX;
-  b->deadline = ms != 0 ? lp_time_ns() + (uint64_t)ms * 1000000u : 0;
+  b->deadline = ms != 0 ? lp_time_ns() + (uint64_t)ms * 1000000U : 0;
   b->armed = instructions != 0 || ms != 0;
   lua_sethook(L, budget_hook, LUA_MASKCOUNT, period(b));
   if (b->main != L)

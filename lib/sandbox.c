@@ -354,6 +354,9 @@ static void push_ro_index(lua_State *L, const freeze_ctx *c, int t) {
 ** Pushes the proxy of the real table at index t (made once per table), after making proxies
 ** for the tables t holds, recursively.  t itself is not changed.
 */
+/* Recursive over the nesting of the tables frozen (the libraries the host sets up, not request
+   data); luaL_checkstack bounds the depth with a Lua error. */
+/* NOLINTNEXTLINE(misc-no-recursion) */
 static void proxy_of(lua_State *L, const freeze_ctx *c, int t) {
   t = lua_absindex(L, t);
   luaL_checkstack(L, 8, "tables nested too deeply to freeze");
@@ -394,6 +397,7 @@ static void proxy_of(lua_State *L, const freeze_ctx *c, int t) {
 ** the userdata it holds.  Changes nothing in t.  Returns whether t is flat: it holds no table
 ** that has or gets a proxy (proxies themselves map to themselves).
 */
+/* NOLINTNEXTLINE(misc-no-recursion): with proxy_of, bounded by its luaL_checkstack */
 static bool proxy_entries(lua_State *L, const freeze_ctx *c, int t) {
   bool flat = true;
   lua_pushnil(L);

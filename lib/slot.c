@@ -92,7 +92,7 @@ lp_slot *lp_slot_check(lp_arena *a, lua_State *L) {
     if (addr >= base && addr < base + c->n * sizeof(lp_slot)) {
       if ((addr - base) % sizeof(lp_slot) != 0)
         return NULL;
-      lp_slot *s = (lp_slot *)addr;
+      lp_slot *s = &c->slots[(addr - base) / sizeof(lp_slot)];
       return atomic_load_explicit(&s->L, memory_order_relaxed) == L ? s : NULL;
     }
   }

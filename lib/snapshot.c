@@ -334,8 +334,10 @@ static void record_thread(lua_State *L, walk *w, int o) {
   t->count = lua_gethookcount(co);
   t->fp = lp_malloc((size_t)(t->top > 0 ? t->top : 1) * sizeof *t->fp);
   s->nthr++;
-  if (t->fp == NULL)
+  if (t->fp == NULL) {
     luaL_error(L, "not enough memory");
+    return; /* not reached (luaL_error does not return), but the analyzer cannot know */
+  }
   for (int i = 1; i <= t->top; i++)
     fp_make(co, i, &t->fp[i - 1]);
   lua_pushvalue(L, o);

@@ -44,9 +44,9 @@ static inline uint64_t lp_upkeep_now(lp_upkeep_clock *c) {
 
 /* splitmix64: a well-mixed value from a counter, for the lifetime jitter. */
 static inline uint64_t lp_upkeep_mix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15u;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9u;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebu;
+  x += 0x9e3779b97f4a7c15U;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9U;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebU;
   return x ^ (x >> 31);
 }
 
@@ -63,7 +63,7 @@ static inline void lp_upkeep_init(lp_upkeep *u, const luapool_config *cfg, uint6
   u->expires_ms = UINT64_MAX;
   uint64_t life = cfg->max_lifetime_ms;
   if (life != 0)
-    u->expires_ms = now + life - lp_upkeep_mix64(serial * 0x100000001b3u + nth) % (life / 10 + 1);
+    u->expires_ms = now + life - lp_upkeep_mix64(serial * 0x100000001b3U + nth) % (life / 10 + 1);
 }
 
 static inline void lp_upkeep_acquired(lp_upkeep *u) {

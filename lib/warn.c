@@ -11,7 +11,7 @@ static void flush(lp_warn *w) {
   if (w->cfg != NULL && w->cfg->log != NULL)
     lp_log(w->cfg, LUAPOOL_LOG_WARN, "Lua warning: %s", w->buf);
   else
-    fprintf(stderr, "Lua warning: %s\n", w->buf);
+    (void)fprintf(stderr, "Lua warning: %s\n", w->buf);
   w->len = 0;
   w->buf[0] = '\0';
 }

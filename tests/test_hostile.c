@@ -542,6 +542,10 @@ END_TEST
 int main(void) {
   Suite *s = suite_create("hostile");
   TCase *tc = tcase_create("budget");
+  /* Tagged heavy: budgets run out after up to 10^8 Lua instructions per shape, and one shape
+     compares 16 MiB strings 10,000 times; under valgrind that is many minutes (.ci/run skips it
+     there; the sanitizer builds run it). */
+  tcase_set_tags(tc, "heavy");
   tcase_set_timeout(tc, 120);
   tcase_add_loop_test(tc, each_shape, 0, NCASES);
   tcase_add_loop_test(tc, each_shape_in_a_host_coroutine, 0, NCASES);
