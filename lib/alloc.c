@@ -33,6 +33,40 @@ void lp_alloc_init(lp_alloc *a, size_t mem_limit) {
 ** The limit test cannot wrap: a heap already above the limit (a restore lifts it, alloc.h)
 ** refuses every growth, and grow > limit - bytes is computed only when bytes <= limit.
 */
+/*
+** May the block at ptr grow from osize to nsize?  A refusal for mem_limit stays pending until
+** Lua's next growth: Lua collects and retries the same call once, and only a refusal the retry
+** does not cure is a memory error (hit).
+*/
+static bool may_grow(lp_alloc *a, void *ptr, size_t osize, size_t nsize) {
+  if (LP_FAULT(LP_FAULT_LUA))
+    return false; /* an injected failure (fault.h): as a failed realloc, not a mem_limit hit */
+  size_t grow = nsize - osize;
+  bool over = a->bytes > a->limit || grow > a->limit - a->bytes;
+  bool retry = false;
+  if (a->refusing) {
+    retry = ptr == a->refused_ptr && osize == a->refused_osize && nsize == a->refused_nsize;
+    a->refusing = false;
+    if (!retry || over)
+      a->hit = true; /* the refusal was final: no retry, or the retry refused too */
+  }
+  if (over) {
+    if (!retry) { /* a first try: Lua may collect and retry it */
+      a->refusing = true;
+      a->refused_ptr = ptr;
+      a->refused_osize = osize;
+      a->refused_nsize = nsize;
+    }
+    if (a->gate != NULL)
+      (void)a->gate(a->gate_ud, grow, true);
+    return false;
+  }
+  if (grow >= LP_ALLOC_GATE_BYTES && a->gate != NULL && !a->gate(a->gate_ud, grow, false))
+    return false;
+  a->grown += grow;
+  return true;
+}
+
 static void *alloc_f(void *ud, void *ptr, size_t osize, size_t nsize) {
   lp_alloc *a = ud;
   if (ptr == NULL)
@@ -42,33 +76,8 @@ static void *alloc_f(void *ud, void *ptr, size_t osize, size_t nsize) {
     a->bytes -= osize;
     return NULL;
   }
-  if (nsize > osize) {
-    if (LP_FAULT(LP_FAULT_LUA))
-      return NULL; /* an injected failure (fault.h): as a failed realloc, not a mem_limit hit */
-    size_t grow = nsize - osize;
-    bool over = a->bytes > a->limit || grow > a->limit - a->bytes;
-    bool retry = false;
-    if (a->refusing) {
-      retry = ptr == a->refused_ptr && osize == a->refused_osize && nsize == a->refused_nsize;
-      a->refusing = false;
-      if (!retry || over)
-        a->hit = true; /* the refusal was final: no retry, or the retry refused too */
-    }
-    if (over) {
-      if (!retry) { /* a first try: Lua may collect and retry it */
-        a->refusing = true;
-        a->refused_ptr = ptr;
-        a->refused_osize = osize;
-        a->refused_nsize = nsize;
-      }
-      if (a->gate != NULL)
-        (void)a->gate(a->gate_ud, grow, true);
-      return NULL;
-    }
-    if (grow >= LP_ALLOC_GATE_BYTES && a->gate != NULL && !a->gate(a->gate_ud, grow, false))
-      return NULL;
-    a->grown += grow;
-  }
+  if (nsize > osize && !may_grow(a, ptr, osize, nsize))
+    return NULL;
   void *q = realloc(ptr, nsize);
   if (q == NULL) {
     if (nsize > osize)
