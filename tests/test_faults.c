@@ -41,7 +41,10 @@ static const char *const request =
     "g_req = {1, 2, 3}; tostring = nil; g_str = string.rep('x', 100)\n"
     "if rawget(_G, 'io') then string.x = 1; table.insert = nil; math.pi = 3\n"
     "  math.huge = nil; for i = 1, 100 do math['k' .. i] = i end\n" /* a rehash drops huge */
-    "  for k in pairs(table) do table[k] = nil end table.zz = 1\n"  /* shrinks: restoring grows */
+    "  for k in pairs(table) do table[k] = nil end table.zz = 1\n"
+    /* new keys that collide force a rehash that shrinks table: the restore must grow it (the
+       Lua heap grows inside the reset) */
+    "  for i = 1, 16 do table['t' .. i] = i end for i = 1, 16 do table['t' .. i] = nil end\n"
     "  setmetatable(_G, {__index = function() return 1 end}); collectgarbage('stop') end";
 static const char *const unchanged =
     "return g_req == nil and g_str == nil and tostring ~= nil and g_leak == nil"
