@@ -71,7 +71,7 @@ static uint64_t sum(uint64_t a, uint64_t b) {
 ** carries no data, and the next look after the store sees it (C11's coherence order).
 */
 static int check(lp_budget *b, uint64_t ran) {
-  if (atomic_load_explicit(&b->interrupt, memory_order_relaxed))
+  if (lp_budget_interrupted(b))
     return LUAPOOL_STATUS_INTERRUPTED;
   ran = sum(ran, b->pending);
   b->pending = 0;
@@ -206,7 +206,7 @@ static bool gate(void *ud, size_t grow, bool refused) {
     poke(b);
     return false; /* stopped: a C function that allocates in a loop ends here */
   }
-  if (atomic_load_explicit(&b->interrupt, memory_order_relaxed))
+  if (lp_budget_interrupted(b))
     b->why = LUAPOOL_STATUS_INTERRUPTED;
   else if (!b->armed)
     return true; /* NOLINT(bugprone-branch-clone): the order of the tests is the point */
@@ -262,7 +262,7 @@ void lp_budget_charge(lua_State *L, uint64_t n) {
   lp_sx *x = lp_sx_of(L);
   lp_budget *b = &x->budget;
   if (b->why == 0) {
-    if (!b->armed && !atomic_load_explicit(&b->interrupt, memory_order_relaxed))
+    if (!b->armed && !lp_budget_interrupted(b))
       return;
     b->why = check(b, sum(n, lp_alloc_take_grown(&x->alloc) / LP_BUDGET_BYTES));
     if (b->why == 0)
@@ -275,7 +275,7 @@ lua_State *lp_budget_enter_thread(lua_State *L, lua_State *co) {
   lp_budget *b = &lp_sx_of(L)->budget;
   if (b->why != 0)
     lp_budget_raise(L);
-  if ((b->armed || atomic_load_explicit(&b->interrupt, memory_order_relaxed)) &&
+  if ((b->armed || lp_budget_interrupted(b)) &&
       !lp_budget_hook_is_ours(co)) {
     /* a thread without the hook (a script's own hook, set before the budget): it gets it, and
        what its count may miss is charged now */
@@ -318,7 +318,7 @@ int lp_budget_status(lp_sx *x) {
   lp_budget *b = &x->budget;
   if (b->why != 0)
     return b->why;
-  if (atomic_load_explicit(&b->interrupt, memory_order_relaxed))
+  if (lp_budget_interrupted(b))
     return LUAPOOL_STATUS_INTERRUPTED;
   return lp_alloc_was_refused(&x->alloc) ? LUAPOOL_STATUS_MEMORY : LUAPOOL_STATUS_OK;
 }

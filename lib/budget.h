@@ -54,6 +54,11 @@ void lp_budget_arm(lua_State *L, lp_budget *b, uint64_t instructions, unsigned m
 void lp_budget_clear(lp_budget *b);
 bool lp_budget_hook_is_ours(lua_State *L);
 
+/* Has luapool_interrupt been called?  Relaxed: the flag carries no data (budget.c). */
+static inline bool lp_budget_interrupted(lp_budget *b) {
+  return atomic_load_explicit(&b->interrupt, memory_order_relaxed);
+}
+
 /*
 ** The request on the state is over: the budget and the interrupt go, and the main thread gets
 ** back its hook as creation left it.  Returns why the request stopped (0: it did not).  Every
@@ -62,7 +67,7 @@ bool lp_budget_hook_is_ours(lua_State *L);
 static inline int lp_budget_end(lp_budget *b) {
   int why = b->why;
   if (b->armed || why != 0 || b->touched || b->current != b->main ||
-      atomic_load_explicit(&b->interrupt, memory_order_relaxed) ||
+      lp_budget_interrupted(b) ||
       lua_gethook(b->main) != b->hook) /* the host's own lua_sethook */
     lp_budget_clear(b);
   return why;
@@ -70,13 +75,10 @@ static inline int lp_budget_end(lp_budget *b) {
 
 /* An acquire begins: an interrupt meant for an earlier holder (a late call) is dropped. */
 static inline void lp_budget_begin(lp_budget *b) {
-  if (atomic_load_explicit(&b->interrupt, memory_order_relaxed))
+  if (lp_budget_interrupted(b))
     atomic_store_explicit(&b->interrupt, false, memory_order_relaxed);
 }
 
-static inline bool lp_budget_stopped(const lp_budget *b) {
-  return b->why != 0;
-}
 
 /* The library wrappers (guard.c), on the thread L that calls them. */
 /* Charges n instructions; raises the budget's error if the request is or gets stopped. */
