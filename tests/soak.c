@@ -306,9 +306,13 @@ static void int_register(int slot, lua_State *L) {
   pthread_mutex_unlock(&int_mu);
 }
 
+/* Runs until every worker is joined (not only until `stopping`): a worker may still be inside an
+** interrupt-kind request when the run ends, and it waits for this thread, not for its 5 s backstop. */
+static _Atomic bool int_stopping;
+
 static void *interrupter(void *arg) {
   uint64_t seed = (uintptr_t)arg | 1;
-  while (!atomic_load(&stopping)) {
+  while (!atomic_load(&int_stopping)) {
     sleep_us(200 + rnd(&seed) % 1000);
     pthread_mutex_lock(&int_mu);
     for (int i = 0; i <= MAX_WORKERS; i++)
@@ -755,6 +759,7 @@ int main(int argc, char **argv) {
   for (int i = 0; i < MAX_WORKERS; i++)
     if (atomic_load(&workers[i].state) != 0)
       pthread_join(workers[i].tid, NULL);
+  atomic_store(&int_stopping, true);
   pthread_join(intr, NULL);
   luapool_stats s;
   reload(&s, false);
