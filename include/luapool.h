@@ -198,6 +198,11 @@ int luapool_status(lua_State *L); /* LUAPOOL_STATUS_*: why this acquire's reques
 /* Any thread, while L is checked out: stops its request at the next check, uncatchably. */
 int luapool_interrupt(lua_State *L);
 
+/* From on_create only: a module loaded once per state, kept across resets (luapool_module(3)).
+   reset, if not NULL, puts back what the module keeps out of Lua's sight, after every request. */
+int luapool_module(lua_State *L, const char *name, lua_CFunction open, lua_CFunction reset);
+int luapool_module_source(lua_State *L, const char *name, const char *src, size_t len);
+
 #ifdef __cplusplus
 }
 #endif

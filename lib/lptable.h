@@ -20,7 +20,8 @@ enum {
   LP_T_FINALIZERS, /* sandbox.c: the objects scripts gave a __gc metatable (weak keys) */
   LP_T_CURRENT,  /* budget.c: the thread running the request (the main thread between two) */
   LP_T_TSNAP,    /* snapshot.c: the coroutines the reset checks (never restored: a change taints) */
-  LP_T_COUNT = LP_T_TSNAP
+  LP_T_MODRESET, /* module.c: reset function, module pairs of luapool_module's modules */
+  LP_T_COUNT = LP_T_MODRESET
 };
 
 /*

@@ -101,6 +101,17 @@ static bool within_limit(lua_State *L, const lp_alloc *a) {
   return lp_alloc_within_limit(a);
 }
 
+/* The reset functions of luapool_module's modules, with the request's mem_limit lifted (as the
+   restore): host code putting the state back must not fail for what the request used. */
+static bool module_resets(lua_State *L, lp_sx *x) {
+  if (x->modules.resets == 0)
+    return true;
+  size_t limit = lp_alloc_lift_limit(&x->alloc);
+  bool ok = lp_module_reset(&x->modules, L);
+  lp_alloc_restore_limit(&x->alloc, limit);
+  return ok;
+}
+
 int lp_reset_full(const luapool_config *cfg, lp_sx *x, lua_State *L, bool stopped) {
   if (lp_sandbox_has_finalizer(&x->sandbox))
     return LP_RESET_TAINTED; /* a user finalizer could run in the next user's turn */
@@ -110,6 +121,8 @@ int lp_reset_full(const luapool_config *cfg, lp_sx *x, lua_State *L, bool stoppe
   if (changed && !restore_changes(L, x))
     return LP_RESET_TAINTED;
   changed |= lp_snapshot_restore_type_metatables(&x->snapshot);
+  if (!module_resets(L, x))
+    return LP_RESET_TAINTED; /* a module's hidden state may still be the request's */
   if (bloated(cfg, L, &x->alloc))
     return LP_RESET_BLOAT;
   if (!within_limit(L, &x->alloc))

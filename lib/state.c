@@ -133,7 +133,9 @@ static int state_init(lua_State *L) {
   lp_warn_open(L, &x->warn, a->cfg);
   lp_chunk_open(L, &x->chunks);
   if (a->cfg->on_create != NULL) {
+    lp_module_begin(&x->modules);
     a->on_create_rc = lp_cb_on_create(a->cfg, L);
+    lp_module_end(&x->modules);
     if (a->on_create_rc != 0)
       return 0;
   }

@@ -17,6 +17,7 @@
 #include "budget.h"
 #include "chunk.h"
 #include "entropy.h"
+#include "module.h"
 #include "sandbox.h"
 #include "slot.h"
 #include "snapshot.h"
@@ -30,6 +31,7 @@ typedef struct lp_sx {
   lp_warn warn;         /* warn.c: the warn switch */
   lp_chunks chunks;     /* chunk.c: luapool_load's cache */
   lp_sandbox sandbox;   /* sandbox.c: finalizers noted */
+  lp_modules modules;   /* module.c: luapool_module's reset functions */
 } lp_sx;
 
 /*
