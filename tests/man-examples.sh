@@ -1,7 +1,9 @@
 #!/bin/sh
-# Every code example in the man pages (each .EX/.EE block of doc/*.3) compiles against the
-# public header, so the pages cannot drift from the API:
-#   - a block with main() is a whole program;
+# Every code example in the man pages (each .EX/.EE block of doc/*.3) and in the guides (each
+# ```c block of doc/*.md and README.md) compiles against the public header, so the pages cannot
+# drift from the API:
+#   - a block with main() is a whole program: it is also linked with the library just built
+#     (through libtool, with the build's sanitizer flags) and run, and must exit 0;
 #   - a block that starts with "typedef struct" lists a public struct: each field line must be
 #     in include/luapool.h, in the same order;
 #   - a shell command (starting with "cc ") is skipped;
@@ -47,8 +49,19 @@ for page in "$src"/doc/*.3; do
     }' "$page"
 done
 
+# The guides' ```c blocks, as md-<guide>.<n>.txt.
+for guide in "$src"/doc/*.md "$src"/README.md; do
+  [ -e "$guide" ] || continue
+  base=md-$(basename "$guide" .md)
+  awk -v out="$tmp/$base" '
+    /^```c[[:space:]]*$/ { n++; file = out "." n ".txt"; inblock = 1; next }
+    /^```/ && inblock { inblock = 0; close(file); next }
+    inblock { print > file }' "$guide"
+done
+
 fail=0
 count=0
+ran=0
 for block in "$tmp"/*.txt; do
   [ -e "$block" ] || continue
   name=$(basename "$block" .txt)
@@ -104,6 +117,24 @@ for block in "$tmp"/*.txt; do
     echo "FAIL: the example $name does not compile:" >&2
     cat "$tmp/err" >&2
     fail=1
+    continue
+  fi
+  # A whole program runs, when the build told us how to link it (make check does).
+  if grep -q 'main(void)' "$block" && [ -n "${LIBTOOL:-}" ] && [ -n "${top_builddir:-}" ]; then
+    # shellcheck disable=SC2086
+    if ! $LIBTOOL --quiet --mode=link --tag=CC $cc -std=c11 -pthread ${SAN_CFLAGS:-} \
+      -I"$src/include" ${LUA_CFLAGS:-} -o "$tmp/$name" "$c" "$top_builddir/lib/libluapool.la" \
+      ${LUA_LIBS:-} 2>"$tmp/err"; then
+      echo "FAIL: the example $name does not link:" >&2
+      cat "$tmp/err" >&2
+      fail=1
+    elif ! (cd "$tmp" && timeout 60 "./$name" >"$tmp/$name.out" 2>&1); then
+      echo "FAIL: the example $name does not run (exit status non-zero); it printed:" >&2
+      cat "$tmp/$name.out" >&2
+      fail=1
+    else
+      ran=$((ran + 1))
+    fi
   fi
 done
 if [ "$count" -eq 0 ]; then
@@ -111,4 +142,4 @@ if [ "$count" -eq 0 ]; then
   exit 1
 fi
 [ "$fail" -eq 0 ] || exit 1
-echo "PASS: the $count code examples of the man pages compile"
+echo "PASS: the $count code examples of the man pages and guides compile; $ran whole programs ran"
