@@ -46,6 +46,13 @@ int lp_cb_on_create(const luapool_config *cfg, lua_State *L) {
   return rc;
 }
 
+int lp_cb_pcall(lua_State *L, int nargs, int nresults, const char *name) {
+  lp_cb_mark was = cb_enter(name);
+  int status = lua_pcall(L, nargs, nresults, 0);
+  cb = was;
+  return status;
+}
+
 void lp_cb_on_state(const luapool_config *cfg, int event, int reason, lua_State *L) {
   lp_cb_mark was = cb_enter("on_state");
   cfg->on_state(cfg->on_state_ud, event, reason, L);

@@ -70,6 +70,9 @@ void lp_cb_restore(lp_cb_mark mark);
 /* cfg->on_create (not NULL) and cfg->on_state (not NULL), marked. */
 int lp_cb_on_create(const luapool_config *cfg, lua_State *L);
 void lp_cb_on_state(const luapool_config *cfg, int event, int reason, lua_State *L);
+/* lua_pcall(L, nargs, nresults, 0) of host code, marked as the callback name (module.c's reset
+   functions): the mark is put back however the call ends. */
+int lp_cb_pcall(lua_State *L, int nargs, int nresults, const char *name);
 
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t lp_time_ns(void);

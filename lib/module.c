@@ -17,6 +17,7 @@
 */
 #include <lauxlib.h>
 
+#include "base.h"
 #include "lptable.h"
 #include "module.h"
 #include "sx.h"
@@ -131,7 +132,8 @@ static int run_resets(lua_State *L) {
 bool lp_module_reset_slow(lp_modules *m, lua_State *L) {
   (void)m;
   lua_pushcfunction(L, run_resets);
-  bool ok = lua_pcall(L, 0, 0, 0) == LUA_OK;
+  bool ok = lp_cb_pcall(L, 0, 0, "module reset") == LUA_OK; /* the host's code: no luapool
+                                                               call that would block in it */
   lua_settop(L, 0);
   return ok;
 }

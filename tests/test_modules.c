@@ -57,6 +57,22 @@ static int reset_hidden(lua_State *L) {
   return 0;
 }
 
+/* A reset function that calls back into the pool it serves. */
+static luapool *reentered_pool;
+static atomic_int reentered_rc = 1;
+
+static int reset_reenters(lua_State *L) {
+  atomic_store(&reentered_rc, luapool_maintain(reentered_pool));
+  luapool_destroy(reentered_pool); /* refused: the release that runs it holds the pool */
+  (void)L;
+  return 0;
+}
+
+static int on_create_reenters(lua_State *L, void *ud) {
+  (void)ud;
+  return luapool_module(L, "hidden", open_hidden, reset_reenters) != LUAPOOL_OK;
+}
+
 static int open_fails(lua_State *L) {
   return luaL_error(L, "open_fails fails on purpose");
 }
@@ -287,6 +303,21 @@ START_TEST(a_reset_function_does_not_run_under_reset_stack) {
 }
 END_TEST
 
+START_TEST(a_reset_function_cannot_maintain_or_destroy_the_pool) {
+  luapool_config cfg;
+  util_config_libs(&cfg, util_profiles[_i]);
+  cfg.on_create = on_create_reenters;
+  reentered_pool = util_pool(&cfg);
+  ck_assert_int_eq(request_int(reentered_pool, "return require('hidden').version"), 1);
+  ck_assert_int_eq(atomic_load(&reentered_rc), LUAPOOL_EINVAL);
+  ck_assert(util_log_has("called from the module reset callback"));
+  /* The pool is whole: the state came back and serves again. */
+  ck_assert_int_eq(request_int(reentered_pool, "return require('hidden').version"), 1);
+  ck_assert_uint_eq(util_stats(reentered_pool).created, 1);
+  luapool_destroy(reentered_pool);
+}
+END_TEST
+
 /* ---- errors and misuse --------------------------------------------------------------------------
  */
 
@@ -433,6 +464,7 @@ int main(void) {
   tcase_add_loop_test(tc, without_a_reset_function_the_hidden_state_is_the_hosts, 0, 2);
   tcase_add_loop_test(tc, a_failing_reset_function_closes_the_state, 0, 2);
   tcase_add_test(tc, a_reset_function_does_not_run_under_reset_stack);
+  tcase_add_loop_test(tc, a_reset_function_cannot_maintain_or_destroy_the_pool, 0, 2);
   tcase_add_loop_test(tc, errors_in_on_create_are_reported_and_leave_the_state_usable, 0, 2);
   tcase_add_loop_test(tc, outside_on_create_it_is_refused, 0, 2);
 #ifdef HAVE_LUA_CJSON
