@@ -71,6 +71,14 @@ void lp_cb_restore(lp_cb_mark mark);
 int lp_cb_on_create(const luapool_config *cfg, lua_State *L);
 void lp_cb_on_state(const luapool_config *cfg, int event, int reason, lua_State *L);
 
+/*
+** The calling thread's Linux thread id (gettid), as ps and /proc show it; one system call per
+** thread, then a thread-local load.  lp_thread_id_after_fork: in a fork's child (its one thread
+** is the forking one, which has a new id there), forget the cached id.
+*/
+long lp_thread_id(void);
+void lp_thread_id_after_fork(void);
+
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t lp_time_ns(void);
 
