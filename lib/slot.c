@@ -136,5 +136,5 @@ void lp_slot_arena_fork_child(lp_arena *a) {
   pthread_mutex_unlock(&a->mutex);
 }
 
-_Static_assert(sizeof(lp_slot) == 2 * LP_CACHELINE,
+_Static_assert(sizeof(lp_slot) == (size_t)2 * LP_CACHELINE,
                "a slot is two cache lines: the hot one, and the host part the pass reads");
