@@ -133,7 +133,10 @@ typedef struct luapool_config {
   unsigned budget_ms;           /* wall-clock ms per acquire; 0 */
   unsigned chunk_cache;         /* chunks luapool_load keeps compiled per state; 32 */
 
-  void *reserved[14]; /* room for the fields of later versions; leave zero */
+  unsigned held_warn_ms; /* the watchdog logs (once per acquire) and counts a state held this
+                            long (held_too_long); 0 = off, the default */
+  unsigned reserved_u2;  /* padding */
+  void *reserved[13];    /* room for the fields of later versions; leave zero */
 } luapool_config;
 
 /*
@@ -176,7 +179,8 @@ typedef struct luapool_stats {
   uint64_t cache_misses;     /* luapool_load calls that compiled */
   uint64_t recycled;         /* replaced for recycle_kb */
   uint64_t interrupted;      /* acquires luapool_interrupt stopped */
-  uint64_t reserved[9];      /* room for the counters of later versions */
+  uint64_t held_too_long;    /* acquires the watchdog saw held for held_warn_ms or longer */
+  uint64_t reserved[8];      /* room for the counters of later versions */
 } luapool_stats;
 
 void luapool_config_init(luapool_config *cfg);
@@ -197,6 +201,10 @@ int luapool_load(lua_State *L, const char *name, const char *src, size_t len); /
 int luapool_status(lua_State *L); /* LUAPOOL_STATUS_*: why this acquire's request stopped */
 /* Any thread, while L is checked out: stops its request at the next check, uncatchably. */
 int luapool_interrupt(lua_State *L);
+/* The host's pointer for this acquire (the request, the tenant), for host functions to find;
+   cleared when the state is released or discarded.  L may be any thread of the state. */
+int luapool_set_context(lua_State *L, void *ctx); /* LUAPOOL_EINVAL: not checked out */
+void *luapool_context(lua_State *L);              /* NULL: none, or not checked out */
 
 /* From on_create only: a module loaded once per state, kept across resets (luapool_module(3)).
    reset, if not NULL, puts back what the module keeps out of Lua's sight, after every request. */

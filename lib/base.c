@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "base.h"
 
@@ -73,6 +75,19 @@ void lp_log(const luapool_config *cfg, int level, const char *fmt, ...) {
   } else {
     (void)fprintf(stderr, "luapool: %s\n", msg);
   }
+}
+
+/* The calling thread's id, 0 until its first lp_thread_id.  Read only when held_warn_ms is on. */
+static _Thread_local long thread_id;
+
+long lp_thread_id(void) {
+  if (thread_id == 0)
+    thread_id = (long)syscall(SYS_gettid);
+  return thread_id;
+}
+
+void lp_thread_id_after_fork(void) {
+  thread_id = 0;
 }
 
 uint64_t lp_time_ns(void) {

@@ -74,6 +74,14 @@ void lp_cb_on_state(const luapool_config *cfg, int event, int reason, lua_State 
    functions): the mark is put back however the call ends. */
 int lp_cb_pcall(lua_State *L, int nargs, int nresults, const char *name);
 
+/*
+** The calling thread's Linux thread id (gettid), as ps and /proc show it; one system call per
+** thread, then a thread-local load.  lp_thread_id_after_fork: in a fork's child (its one thread
+** is the forking one, which has a new id there), forget the cached id.
+*/
+long lp_thread_id(void);
+void lp_thread_id_after_fork(void);
+
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t lp_time_ns(void);
 

@@ -17,6 +17,11 @@
 
 /* ---- configuration ----------------------------------------------------------------------- */
 
+/* The public structs keep their size (ABI): new fields come out of their reserved space. */
+_Static_assert(sizeof(luapool_config) == 256 || sizeof(void *) != 8,
+               "luapool_config is 256 bytes on LP64: take new fields from reserved");
+_Static_assert(sizeof(luapool_stats) == 328, "luapool_stats is 328 bytes: take from reserved");
+
 void luapool_config_init(luapool_config *cfg) {
   if (cfg == NULL)
     return;
@@ -39,6 +44,7 @@ void luapool_config_init(luapool_config *cfg) {
   cfg->budget_instructions = 0;
   cfg->budget_ms = 0;
   cfg->chunk_cache = 32;
+  cfg->held_warn_ms = 0;
 }
 
 /* What is wrong with cfg's fields, or NULL. */
@@ -188,6 +194,7 @@ static void fork_child_pool(luapool *p) {
 
 static void fork_child(void) {
   lp_entropy_after_fork();
+  lp_thread_id_after_fork();
   lp_mag_each_pool_locked(fork_child_pool);
   lp_mag_fork_child();
 }
@@ -321,6 +328,8 @@ static int acquired(luapool *p, lp_local *l, lp_slot *s, int from, int source, l
   lp_mag_count(p, l, source);
   lp_mag_count(p, l, LP_C_ACQUIRES);
   lua_State *L = atomic_load_explicit(&s->L, memory_order_relaxed);
+  if (p->cfg.held_warn_ms != 0) /* one predictable branch when off */
+    lp_slot_held_begin(s, lp_upkeep_now(&p->clock), lp_thread_id(), L);
   lp_budget_begin(&s->x->budget);
   if (p->cfg.budget_instructions != 0 || p->cfg.budget_ms != 0)
     lp_budget_arm(L, &s->x->budget, p->cfg.budget_instructions, p->cfg.budget_ms);
@@ -474,11 +483,16 @@ static lp_slot *check_in(luapool *p, lua_State *L, int next, const char *fn) {
 }
 
 /*
-** The end of a request, however it ends (released, expired at release, discarded): what each
-** part counted (memory errors, the budget, the chunk cache) is handed back and counted, and the
-** budget and the hooks go.  Returns why the request stopped (budget.h), 0 if it did not.
+** The end of a request, however it ends (released, expired at release, discarded): the host's
+** context goes (the next request never sees it), the held record ends, what each part counted
+** (memory errors, the budget, the chunk cache) is handed back and counted, and the budget and
+** the hooks go.  Returns why the request stopped (budget.h), 0 if it did not.
 */
-static int request_end(luapool *p, lp_local *l, lp_sx *x) {
+static int request_end(luapool *p, lp_local *l, lp_slot *s) {
+  lp_sx *x = s->x;
+  lp_slot_context_set(s, NULL);
+  if (p->cfg.held_warn_ms != 0)
+    lp_slot_held_end(s);
   if (lp_alloc_take_hit(&x->alloc))
     lp_mag_count(p, l, LP_C_MEM_ERRORS);
   int why = lp_budget_end(&x->budget);
@@ -530,7 +544,7 @@ void luapool_release(luapool *p, lua_State *L) {
   if (s == NULL)
     return;
   lp_local *l = local_of(p);
-  int why = request_end(p, l, s->x);
+  int why = request_end(p, l, s);
   int reason = lp_upkeep_on_release(&s->upkeep, &p->cfg, lp_upkeep_now(&p->clock));
   if (reason == 0)
     reason = reset(p, l, s->x, L, why != 0);
@@ -555,11 +569,44 @@ void luapool_discard(luapool *p, lua_State *L) {
   if (s == NULL)
     return;
   lp_local *l = local_of(p);
-  (void)request_end(p, l, s->x);
+  (void)request_end(p, l, s);
   lp_watchdog_close_later(p, s, LUAPOOL_CLOSE_DISCARDED);
   lp_mag_count(p, l, LP_C_DISCARDS);
   if (lp_pool_closed(p))
     lp_wait_wake_drain(&p->wait);
+}
+
+/* ---- the host's context ------------------------------------------------------------------- */
+
+/*
+** The slot of the state L is a thread of, if a pool made that state and it is checked out; else
+** NULL.  As luapool_interrupt and luapool_status, the allocator decides whether L is luapool's
+** (lp_sx_check): a foreign state's extra space holds anything, and is read only once that test
+** passed.  The slot's state is read relaxed: on the holder's thread it is the holder's own last
+** store (or the one it was handed); another thread asks at its own risk, as for the interrupt.
+*/
+static lp_slot *checked_out(lua_State *L) {
+  if (L == NULL || lp_sx_check(L) == NULL)
+    return NULL;
+  lp_slot *s = lp_slot_of(L);
+  return lp_slot_state(s) == LP_SLOT_OUT ? s : NULL;
+}
+
+int luapool_set_context(lua_State *L, void *ctx) {
+  lp_slot *s = checked_out(L);
+  if (s == NULL) {
+    lp_log(NULL, LUAPOOL_LOG_ERROR,
+           "luapool_set_context: lua_State %p is no checked-out state of a pool (refused)",
+           (void *)L);
+    return LUAPOOL_EINVAL;
+  }
+  lp_slot_context_set(s, ctx);
+  return LUAPOOL_OK;
+}
+
+void *luapool_context(lua_State *L) {
+  lp_slot *s = checked_out(L);
+  return s != NULL ? lp_slot_context(s) : NULL;
 }
 
 /* ---- stats, maintenance, shutdown, errors ------------------------------------------------- */

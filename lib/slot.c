@@ -34,7 +34,7 @@ void lp_slot_arena_fini(lp_arena *a) {
 /* Grows the arena by a chunk as large as all before it; under the mutex. */
 static int grow_locked(lp_arena *a) {
   size_t n = a->nslots < LP_CHUNK_MIN ? LP_CHUNK_MIN : a->nslots;
-  size_t bytes = sizeof(lp_slot_chunk) + n * sizeof(lp_slot); /* slots are a cache line each */
+  size_t bytes = sizeof(lp_slot_chunk) + n * sizeof(lp_slot); /* slots are two cache lines each */
   lp_slot_chunk *c = lp_aligned_alloc(LP_CACHELINE, bytes);
   if (c == NULL)
     return LUAPOOL_ENOMEM;
@@ -44,6 +44,12 @@ static int grow_locked(lp_arena *a) {
     lp_slot *s = &c->slots[i];
     atomic_init(&s->L, NULL);
     atomic_init(&s->state, LP_SLOT_EMPTY);
+    atomic_init(&s->host.context, NULL);
+    atomic_init(&s->host.held, 0);
+    atomic_init(&s->host.since_ms, 0);
+    atomic_init(&s->host.tid, 0);
+    atomic_init(&s->host.L, NULL);
+    s->host.reported = 0;
     s->spare = a->spare;
     a->spare = s;
   }
@@ -72,6 +78,7 @@ void lp_slot_free(lp_arena *a, lp_slot *s) {
   atomic_store_explicit(&s->L, NULL, memory_order_relaxed);
   atomic_store_explicit(&s->state, LP_SLOT_EMPTY, memory_order_relaxed);
   s->x = NULL;
+  lp_slot_context_set(s, NULL); /* a state closed while out (destroy) leaves none to the next */
   pthread_mutex_lock(&a->mutex);
   s->spare = a->spare;
   a->spare = s;
@@ -107,6 +114,15 @@ void lp_slot_each_state(lp_arena *a, void (*fn)(lp_slot *s, void *ud), void *ud)
         fn(&c->slots[i], ud);
 }
 
+void lp_slot_each_concurrent(lp_arena *a, void (*fn)(lp_slot *s, void *ud), void *ud) {
+  /* acquire: pairs with grow_locked's release store, so each chunk's next, n and initialized
+     slots are visible; the slots' own fields are the callback's to read atomically */
+  for (lp_slot_chunk *c = atomic_load_explicit(&a->chunks, memory_order_acquire); c != NULL;
+       c = c->next)
+    for (size_t i = 0; i < c->n; i++)
+      fn(&c->slots[i], ud);
+}
+
 void lp_slot_arena_fork_prepare(lp_arena *a) {
   pthread_mutex_lock(&a->mutex);
 }
@@ -120,4 +136,5 @@ void lp_slot_arena_fork_child(lp_arena *a) {
   pthread_mutex_unlock(&a->mutex);
 }
 
-_Static_assert(sizeof(lp_slot) == LP_CACHELINE, "a slot is one cache line");
+_Static_assert(sizeof(lp_slot) == (size_t)2 * LP_CACHELINE,
+               "a slot is two cache lines: the hot one, and the host part the pass reads");

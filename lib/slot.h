@@ -26,8 +26,38 @@ enum {
 struct lp_sx; /* sx.h: the state's per-module parts */
 
 /*
-** The state's extra space (lua_getextraspace) points back to its slot.  One cache line per slot:
-** release writes state, and neighbours belong to other threads.
+** The slot's host part: what the holder of the state says about its request, read by the
+** watchdog from another thread while the holder runs (lp_slot_each_concurrent).  A line of its
+** own, so the pass's reads never share the hot line that acquire and release write.
+**
+** held is a sequence number: even while the slot is not held (with held_warn_ms on), odd from
+** the acquire that wrote since_ms and tid until its request ends.  Only the holder writes
+** context, held, since_ms and tid, and the hand-offs between holders order their writes (as
+** for lp_upkeep).  The argument for the watchdog's reads is at lp_slot_held_read and in
+** doc/design.md ("Per-request context and held-too-long").
+*/
+typedef struct lp_slot_host {
+  _Atomic(void *) context;   /* luapool_set_context's pointer; NULL between requests */
+  _Atomic uint64_t held;     /* the acquire sequence (above); stays 0 when held_warn_ms is 0 */
+  _Atomic uint64_t since_ms; /* the coarse clock at the acquire numbered held */
+  _Atomic long tid;          /* the acquiring thread (lp_thread_id) */
+  _Atomic(lua_State *) L;    /* the state it was given (the log names it) */
+  uint64_t reported;         /* the pass's only: the held value it last reported */
+} lp_slot_host;
+
+/* What lp_slot_held_read found: one acquire's record, read whole. */
+typedef struct lp_slot_held_view {
+  uint64_t seq;      /* the acquire's sequence number (odd) */
+  uint64_t since_ms; /* when it began, on the coarse clock */
+  long tid;          /* by which thread */
+  lua_State *L;      /* the state it was given */
+  void *context;     /* its context at the time of the read */
+} lp_slot_held_view;
+
+/*
+** The state's extra space (lua_getextraspace) points back to its slot.  Two cache lines per slot:
+** the first is what acquire and release touch (release writes state, and neighbours belong to
+** other threads), the second the host part, which the watchdog reads while the holder runs.
 */
 typedef struct lp_slot {
   _Alignas(LP_CACHELINE) ck_stack_entry_t entry; /* first member: the lists' link */
@@ -38,6 +68,7 @@ typedef struct lp_slot {
   struct lp_slot *spare;  /* the spare list's link (under the arena's mutex); a maintenance
                              pass's private chain while it holds the slot */
   struct lp_sx *x;        /* the state's parts, while it has a state (state.c) */
+  _Alignas(LP_CACHELINE) lp_slot_host host; /* the second line: the holder's word to the pass */
 } lp_slot;
 
 typedef struct lp_slot_chunk {
@@ -61,6 +92,14 @@ lp_slot *lp_slot_check(lp_arena *a, lua_State *L);
 /* Calls fn for every slot that has a state.  Only when nothing else touches the pool (destroy,
    a fork's child). */
 void lp_slot_each_state(lp_arena *a, void (*fn)(lp_slot *s, void *ud), void *ud);
+/*
+** Calls fn for every slot of the arena, with or without a state, while other threads acquire,
+** release, create and close states: fn may read only the slot's atomics (and what no other
+** thread writes).  Slots are never freed before luapool_destroy, and a chunk is on the list
+** whole before it is reachable (grow_locked's release store), so the walk reads no freed or
+** half-made memory.  Slots added during the walk may be missed.
+*/
+void lp_slot_each_concurrent(lp_arena *a, void (*fn)(lp_slot *s, void *ud), void *ud);
 /* fork (pool.c's handlers): the arena's mutex, taken before the fork and released after it. */
 void lp_slot_arena_fork_prepare(lp_arena *a);
 void lp_slot_arena_fork_parent(lp_arena *a);
@@ -134,6 +173,75 @@ static inline bool lp_slot_try_move(lp_slot *s, int from, int to) {
   lp_assert(lp_slot_move_ok(from, to));
   return atomic_compare_exchange_strong_explicit(&s->state, &from, to, memory_order_acq_rel,
                                                  memory_order_relaxed);
+}
+
+/* ---- the host part (lp_slot_host) --------------------------------------------------------- */
+
+/*
+** The holder's context.  Relaxed both ways: the pointer is the only datum (luapool never reads
+** what it points to), the holder reads back its own store (coherence), and the next holder's
+** read follows the clear at the end of the request through the hand-off that gave it the slot.
+** The watchdog's read only logs the value.
+*/
+static inline void lp_slot_context_set(lp_slot *s, void *ctx) {
+  atomic_store_explicit(&s->host.context, ctx, memory_order_relaxed);
+}
+
+static inline void *lp_slot_context(lp_slot *s) {
+  return atomic_load_explicit(&s->host.context, memory_order_relaxed);
+}
+
+/*
+** The holder, at acquire (held_warn_ms on): the record of this acquire, then the odd sequence
+** number that makes it visible.  The release fence orders the end of the previous request (its
+** even store, sequenced or handed off before) before the new fields: a reader whose relaxed
+** load of a field reads one of them, then passes its acquire fence, sees that even store or a
+** later one, and drops its read.  The release store of the odd number publishes the fields to
+** a reader whose acquire load reads it.
+*/
+static inline void lp_slot_held_begin(lp_slot *s, uint64_t now_ms, long tid, lua_State *L) {
+  uint64_t seq = atomic_load_explicit(&s->host.held, memory_order_relaxed); /* the holder's own */
+  lp_assert(seq % 2 == 0);
+  atomic_thread_fence(memory_order_release);
+  atomic_store_explicit(&s->host.since_ms, now_ms, memory_order_relaxed);
+  atomic_store_explicit(&s->host.tid, tid, memory_order_relaxed);
+  atomic_store_explicit(&s->host.L, L, memory_order_relaxed);
+  atomic_store_explicit(&s->host.held, seq + 1, memory_order_release);
+}
+
+/*
+** The holder, at the end of its request (held_warn_ms on).  Relaxed: it writes no data, and a
+** reader that misses it reports a state released a moment ago, held as long as it says.
+*/
+static inline void lp_slot_held_end(lp_slot *s) {
+  uint64_t seq = atomic_load_explicit(&s->host.held, memory_order_relaxed);
+  lp_assert(seq % 2 == 1);
+  atomic_store_explicit(&s->host.held, seq + 1, memory_order_relaxed);
+}
+
+/*
+** Any thread (the pass): the record of the acquire now holding s, read whole, or false when s
+** is not held or its record changed during the read (a release, a new acquire: the next pass
+** looks again).  A seqlock's reader: the sequence (acquire), the fields (relaxed), an acquire
+** fence, the sequence again.  If both reads of the sequence return the same odd n, every field
+** read is the one acquire n wrote: the first read synchronizes with n's release store, so the
+** fields are n's or later; a later one was written after a release fence that follows n's end
+** (n + 1), and the acquire fence after reading it makes that end visible to the second read,
+** which would then not return n.
+*/
+static inline bool lp_slot_held_read(lp_slot *s, lp_slot_held_view *v) {
+  uint64_t seq = atomic_load_explicit(&s->host.held, memory_order_acquire);
+  if (seq % 2 == 0)
+    return false;
+  v->since_ms = atomic_load_explicit(&s->host.since_ms, memory_order_relaxed);
+  v->tid = atomic_load_explicit(&s->host.tid, memory_order_relaxed);
+  v->L = atomic_load_explicit(&s->host.L, memory_order_relaxed);
+  v->context = atomic_load_explicit(&s->host.context, memory_order_relaxed);
+  atomic_thread_fence(memory_order_acquire);
+  if (atomic_load_explicit(&s->host.held, memory_order_relaxed) != seq)
+    return false;
+  v->seq = seq;
+  return true;
 }
 
 #endif /* LUAPOOL_SLOT_H */

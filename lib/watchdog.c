@@ -31,6 +31,7 @@ int lp_watchdog_init(luapool *p) {
   atomic_init(&wd->pass_ns_last, 0);
   atomic_init(&wd->collections, 0);
   atomic_init(&wd->reclaimed, 0);
+  atomic_init(&wd->held_too_long, 0);
   if (pthread_mutex_init(&wd->pass_mutex, NULL) != 0 || pthread_mutex_init(&wd->mutex, NULL) != 0 ||
       lp_cond_init(&wd->cond) != 0)
     return LUAPOOL_ENOMEM; /* on Linux these initializers do not fail */
@@ -248,6 +249,46 @@ int lp_watchdog_prewarm(luapool *p, unsigned idle, unsigned target) {
   return rc;
 }
 
+/* ---- held too long -------------------------------------------------------------------------- */
+
+typedef struct held_scan {
+  luapool *p;
+  uint64_t now; /* the pass's clock */
+} held_scan;
+
+/*
+** One slot of the held-too-long scan.  The slot belongs to whoever holds it: only its host part
+** is read, with lp_slot_held_read's seqlock reads, and only reported (the pass's own field) is
+** written; passes are serialized by the pass mutex.  The acquire time is the coarse clock the
+** acquire read, at most one pass old: so the time is rounded up by at most the time between
+** two passes, as idle_timeout_ms is.
+*/
+static void held_check(lp_slot *s, void *ud) {
+  held_scan *h = ud;
+  lp_slot_held_view v;
+  if (!lp_slot_held_read(s, &v) || v.seq == s->host.reported)
+    return;
+  uint64_t held = h->now > v.since_ms ? h->now - v.since_ms : 0;
+  if (held < h->p->cfg.held_warn_ms)
+    return;
+  s->host.reported = v.seq; /* once per acquire */
+  atomic_fetch_add_explicit(&h->p->wd.held_too_long, 1, memory_order_relaxed); /* a figure */
+  lp_log(&h->p->cfg, LUAPOOL_LOG_WARN, "state %p held for %llu ms by thread %ld (context %p)",
+         (void *)v.L, (unsigned long long)held, v.tid, v.context);
+}
+
+/*
+** Reports each state held held_warn_ms or longer, once per acquire: a leak (a request that
+** forgot to release) or a request stuck in the host.  The states stay their holders': the scan
+** reads, never takes.
+*/
+static void report_held(luapool *p, uint64_t now) {
+  if (p->cfg.held_warn_ms == 0)
+    return;
+  held_scan h = {p, now};
+  lp_slot_each_concurrent(&p->arena, held_check, &h);
+}
+
 static void record_pass(luapool *p, uint64_t ns) {
   lp_watchdog *wd = &p->wd;
   atomic_fetch_add_explicit(&wd->passes, 1, memory_order_relaxed);
@@ -260,6 +301,7 @@ static void record_pass(luapool *p, uint64_t ns) {
 /*
 ** One pass, under the pass mutex:
 **  1. advance the coarse clock that releases stamp states with;
+**     then report the states held past held_warn_ms (read only; they are their holders');
 **  2. close what waits to be closed (discarded, tainted, expired on release);
 **  3. move quiet threads' magazines to the global list;
 **  4. close states past their lifetime or idle timeout (not below min_idle);
@@ -274,6 +316,7 @@ static void pass_locked(luapool *p) {
   uint64_t t0 = lp_time_ns();
   uint64_t now = lp_time_upkeep_ms(&p->cfg);
   lp_upkeep_tick(&p->clock, now);
+  report_held(p, now);
 
   unsigned closed = close_pending(p);
   reclaim_quiet(p);
@@ -394,6 +437,7 @@ void lp_watchdog_stats(luapool *p, luapool_stats *out) {
   lp_watchdog *wd = &p->wd;
   out->collections = atomic_load_explicit(&wd->collections, memory_order_relaxed);
   out->reclaimed = atomic_load_explicit(&wd->reclaimed, memory_order_relaxed);
+  out->held_too_long = atomic_load_explicit(&wd->held_too_long, memory_order_relaxed);
   out->passes = atomic_load_explicit(&wd->passes, memory_order_relaxed);
   out->pass_ns_total = atomic_load_explicit(&wd->pass_ns_total, memory_order_relaxed);
   out->pass_ns_max = atomic_load_explicit(&wd->pass_ns_max, memory_order_relaxed);

@@ -23,6 +23,7 @@ typedef struct lp_watchdog {
                           first call (lp_watchdog_resume) */
   /* figures for the stats, written by passes (serialized) */
   _Atomic uint64_t passes, pass_ns_total, pass_ns_max, pass_ns_last, collections, reclaimed;
+  _Atomic uint64_t held_too_long; /* acquires reported held past held_warn_ms */
 } lp_watchdog;
 
 int lp_watchdog_init(luapool *p);

@@ -42,12 +42,15 @@ START_TEST(config_has_a_fixed_size_for_binary_compatibility) {
     /* version 0.2's fields (limits, chunk cache) */
     ck_assert_uint_eq(offsetof(luapool_config, mem_limit), 120);
     ck_assert_uint_eq(offsetof(luapool_config, chunk_cache), 140);
-    ck_assert_uint_eq(offsetof(luapool_config, reserved), 144);
+    /* held_warn_ms (and its padding) took the first pointer of version 0.2's reserved */
+    ck_assert_uint_eq(offsetof(luapool_config, held_warn_ms), 144);
+    ck_assert_uint_eq(offsetof(luapool_config, reserved), 152);
     /* recycle_kb took the place of version 0.2's padding */
     ck_assert_uint_eq(offsetof(luapool_config, recycle_kb), 84);
     /* the stats: the same size, recycled from the reserved counters */
     ck_assert_uint_eq(sizeof(luapool_stats), 328);
     ck_assert_uint_eq(offsetof(luapool_stats, recycled), 240);
+    ck_assert_uint_eq(offsetof(luapool_stats, held_too_long), 256);
   }
 }
 END_TEST
