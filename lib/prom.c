@@ -133,11 +133,12 @@ static void put_row(lp_prom_out *o, const char *prefix, const lp_prom_row *r,
   const char *type = r->type == LP_PROM_COUNTER ? "counter" : "gauge";
   put(o, "# HELP %s_%s %s\n# TYPE %s_%s %s\n", prefix, r->name, r->help, prefix, r->name, type);
   uint64_t v = field_of(st, r);
-  char text[32];
-  if (r->seconds)
+  if (r->seconds) {
+    char text[32];
     put(o, "%s_%s %s\n", prefix, r->name, seconds_text(text, v, false));
-  else
+  } else {
     put(o, "%s_%s %" PRIu64 "\n", prefix, r->name, v);
+  }
 }
 
 /*

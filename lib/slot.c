@@ -124,5 +124,5 @@ void lp_slot_arena_fork_child(lp_arena *a) {
   pthread_mutex_unlock(&a->mutex);
 }
 
-_Static_assert(sizeof(lp_slot) == 2 * LP_CACHELINE, "a slot is two cache lines (slot.h)");
+_Static_assert(sizeof(lp_slot) == (size_t)2 * LP_CACHELINE, "a slot is two cache lines (slot.h)");
 _Static_assert(offsetof(lp_slot, heap_seen) == LP_CACHELINE, "heap_seen starts the second line");

@@ -16,7 +16,7 @@
 
 _Static_assert(LUAPOOL_WAIT_BUCKETS == LP_WAIT_BUCKETS, "the public and the counted buckets");
 _Static_assert(sizeof(luapool_stats) == 328, "luapool_stats has a fixed size (reserved space)");
-_Static_assert(sizeof(luapool_wait_histogram) == (2 * LUAPOOL_WAIT_BUCKETS + 2) * 8,
+_Static_assert(sizeof(luapool_wait_histogram) == (2 * (size_t)LUAPOOL_WAIT_BUCKETS + 2) * 8,
                "luapool_wait_histogram has no padding");
 
 static void fill_from(luapool *p, const uint64_t sums[LP_C_COUNT], luapool_stats *out) {
