@@ -9,6 +9,7 @@
 #ifndef LUAPOOL_H
 #define LUAPOOL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include <lua.h>
@@ -180,8 +181,24 @@ typedef struct luapool_stats {
   uint64_t recycled;         /* replaced for recycle_kb */
   uint64_t interrupted;      /* acquires luapool_interrupt stopped */
   uint64_t held_too_long;    /* acquires the watchdog saw held for held_warn_ms or longer */
-  uint64_t reserved[8];      /* room for the counters of later versions */
+  uint64_t heap_bytes;       /* the Lua heaps of the live states, summed, as last measured */
+  uint64_t heap_max;         /* the largest Lua heap a state reached, as seen at a release */
+  uint64_t reserved[6];      /* room for the counters of later versions */
 } luapool_stats;
+
+/*
+** How long luapool_acquire took (luapool_wait_histogram_get(3)).  Bucket i counts the acquires
+** whose time was at most le_ns[i] and above le_ns[i - 1]: not cumulative.  le_ns[i] is 4 us
+** times 2^i (4 us to about 1.05 s), the last UINT64_MAX.  A magazine hit is not timed: it is in
+** bucket 0.
+*/
+#define LUAPOOL_WAIT_BUCKETS 20
+typedef struct luapool_wait_histogram {
+  uint64_t count[LUAPOOL_WAIT_BUCKETS]; /* acquires in bucket i only */
+  uint64_t le_ns[LUAPOOL_WAIT_BUCKETS]; /* upper bounds, ns; the last is UINT64_MAX */
+  uint64_t sum_ns;                      /* the time of the timed (slow-path) acquires, summed */
+  uint64_t total;                       /* acquires counted: successful and timed out */
+} luapool_wait_histogram;
 
 void luapool_config_init(luapool_config *cfg);
 int luapool_create(const luapool_config *cfg, luapool **out);
@@ -189,6 +206,11 @@ int luapool_acquire(luapool *p, long timeout_ms, lua_State **out); /* 0: try; < 
 void luapool_release(luapool *p, lua_State *L); /* reset, then keep for reuse (or close) */
 void luapool_discard(luapool *p, lua_State *L); /* close it: the caller knows it is spoiled */
 void luapool_stats_get(luapool *p, luapool_stats *out);
+int luapool_wait_histogram_get(luapool *p, luapool_wait_histogram *out);
+/* The stats and the histogram in Prometheus's text format (0.0.4), snprintf-style: returns the
+   length the whole text needs (without the NUL), or a negative LUAPOOL_E* code.  prefix: the
+   metric names' prefix, NULL for "luapool". */
+long luapool_stats_prometheus(luapool *p, const char *prefix, char *buf, size_t len);
 int luapool_maintain(luapool *p); /* one watchdog pass now, on the calling thread */
 int luapool_shutdown(luapool *p, long drain_timeout_ms); /* < 0: no limit */
 void luapool_destroy(luapool *p);

@@ -85,6 +85,11 @@ static inline size_t lp_alloc_bytes(const lp_alloc *a) {
   return a->bytes;
 }
 
+/* The heap's high-water mark since the state was made (lp_alloc_settle): the stats' heap_max. */
+static inline size_t lp_alloc_peak(const lp_alloc *a) {
+  return a->peak;
+}
+
 /* The heap above kb KiB (bloat_kb)? */
 static inline bool lp_alloc_above_kb(const lp_alloc *a, unsigned kb) {
   return a->bytes / 1024 > kb;

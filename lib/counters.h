@@ -30,8 +30,27 @@ enum {
   LP_C_BUDGET_EXCEEDED, /* requests whose budget ran out */
   LP_C_RESTORED,        /* releases whose reset found and undid a change */
   LP_C_INTERRUPTED,     /* requests luapool_interrupt stopped */
+  /* The acquire wait histogram (luapool_wait_histogram_get): slow acquires whose time went past
+     bucket 0's bound, by bucket (1 to LP_WAIT_BUCKETS - 1), and the time of every slow acquire.
+     Bucket 0 has no counter: it is derived on read (lp_counters_wait_bucket). */
+  LP_C_WAIT_BUCKET1,
+  LP_C_WAIT_BUCKET_LAST = LP_C_WAIT_BUCKET1 + 18, /* LP_WAIT_BUCKETS - 2 */
+  LP_C_WAIT_NS,
   LP_C_COUNT
 };
+
+/*
+** The acquire wait histogram's buckets.  Bucket i (i < LP_WAIT_BUCKETS - 1) holds the acquires
+** whose time in luapool_acquire was at most LP_WAIT_BUCKET0_NS << i nanoseconds (and more than
+** the bound before it); the last bucket holds the rest.  A magazine hit is not timed (the fast
+** path reads no clock) and counts as bucket 0, as does a slow acquire within bucket 0's bound:
+** neither is counted anywhere, bucket 0 being what the other buckets leave of the acquires.
+*/
+#define LP_WAIT_BUCKETS 20
+#define LP_WAIT_BUCKET0_NS 4000U
+
+_Static_assert(LP_C_WAIT_BUCKET_LAST - LP_C_WAIT_BUCKET1 == LP_WAIT_BUCKETS - 2,
+               "one counter per bucket but bucket 0");
 
 typedef struct lp_counters {
   _Atomic uint64_t c[LP_C_COUNT];
@@ -51,6 +70,23 @@ static inline void lp_counters_add_owner(lp_counters *k, int i, uint64_t n) {
 /* Any thread. */
 static inline void lp_counters_add_shared(lp_counters *k, int i, uint64_t n) {
   atomic_fetch_add_explicit(&k->c[i], n, memory_order_release);
+}
+
+/* The upper bound of bucket i in nanoseconds; UINT64_MAX for the last. */
+static inline uint64_t lp_counters_wait_le_ns(int i) {
+  return i < LP_WAIT_BUCKETS - 1 ? (uint64_t)LP_WAIT_BUCKET0_NS << i : UINT64_MAX;
+}
+
+/*
+** The counter of a slow acquire that took ns nanoseconds, or -1 for bucket 0 (not counted).  For
+** ns above bucket 0's bound, q = (ns - 1) / LP_WAIT_BUCKET0_NS is at least 1, and ns lies in
+** bucket i exactly when 2^(i-1) <= q < 2^i, i.e. i is q's bit length.
+*/
+static inline int lp_counters_wait_bucket(uint64_t ns) {
+  if (ns <= LP_WAIT_BUCKET0_NS)
+    return -1;
+  int bits = 64 - __builtin_clzll((ns - 1) / LP_WAIT_BUCKET0_NS);
+  return LP_C_WAIT_BUCKET1 - 1 + (bits < LP_WAIT_BUCKETS - 1 ? bits : LP_WAIT_BUCKETS - 1);
 }
 
 /* Any thread; acquire: a count seen implies what its thread did before counting it. */

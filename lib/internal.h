@@ -7,6 +7,7 @@
 ** calls between files have no cycle):
 **
 **   pool.c                     luapool_* (the public API)             (statics only)
+**   prom.c                     luapool_stats_prometheus               lp_prom_
 **   internal.h                 struct luapool                         lp_pool_
 **   stats.c                    merging the counters on read           lp_stats_
 **   watchdog.c                 the pass, its thread, the close list   lp_watchdog_

@@ -439,6 +439,33 @@ static int acquire_slow(luapool *p, lp_local *l, long timeout_ms, lua_State **ou
   return acquired(p, l, s, LP_SLOT_EMPTY, LP_C_MISSES, out);
 }
 
+/* The state's heap figures for the stats (slot.h), noted by its holder. */
+static void note_heap(luapool *p, lp_slot *s) {
+  const lp_alloc *a = &s->x->alloc;
+  lp_slot_heap_note(&p->arena, s, lp_alloc_bytes(a), lp_alloc_peak(a));
+}
+
+/*
+** The slow path, timed for the wait histogram (counters.h): the clock is read here, never on the
+** magazine hit, which is bucket 0 by derivation.  Only what the histogram's total counts is timed
+** (acquires and timeouts); its counts go to the thread's own counters, no shared line.  A state
+** acquired here may be new, or unmeasured since its creation: its heap is noted.
+*/
+static int acquire_slow_timed(luapool *p, lp_local *l, long timeout_ms, lua_State **out) {
+  uint64_t t0 = lp_time_ns();
+  int rc = acquire_slow(p, l, timeout_ms, out);
+  if (rc != LUAPOOL_OK && rc != LUAPOOL_ETIMEDOUT)
+    return rc;
+  uint64_t ns = lp_time_ns() - t0;
+  int bucket = lp_counters_wait_bucket(ns);
+  if (bucket >= 0)
+    lp_mag_count(p, l, bucket);
+  lp_mag_add(p, l, LP_C_WAIT_NS, ns);
+  if (rc == LUAPOOL_OK)
+    note_heap(p, lp_slot_of(*out));
+  return rc;
+}
+
 int luapool_acquire(luapool *p, long timeout_ms, lua_State **out) {
   if (p == NULL || out == NULL)
     return LUAPOOL_EINVAL;
@@ -448,7 +475,7 @@ int luapool_acquire(luapool *p, long timeout_ms, lua_State **out) {
   lp_slot *s = l != NULL ? lp_mag_pop(l) : NULL;
   if (s != NULL)
     return acquired(p, l, s, LP_SLOT_IDLE, LP_C_MAGAZINE_HITS, out);
-  return acquire_slow(p, l, timeout_ms, out);
+  return acquire_slow_timed(p, l, timeout_ms, out);
 }
 
 /* ---- release and discard ------------------------------------------------------------------ */
@@ -548,6 +575,7 @@ void luapool_release(luapool *p, lua_State *L) {
   int reason = lp_upkeep_on_release(&s->upkeep, &p->cfg, lp_upkeep_now(&p->clock));
   if (reason == 0)
     reason = reset(p, l, s->x, L, why != 0);
+  note_heap(p, s); /* before the state goes where others take it */
   bool waiters = false;
   if (reason != 0) {
     lp_slot_move(s, LP_SLOT_IDLE, LP_SLOT_CLOSING);

@@ -17,6 +17,7 @@ int lp_slot_arena_init(lp_arena *a) {
   atomic_init(&a->chunks, NULL);
   a->nslots = 0;
   a->spare = NULL;
+  atomic_init(&a->heap_max, 0);
   return pthread_mutex_init(&a->mutex, NULL) == 0 ? LUAPOOL_OK : LUAPOOL_ENOMEM;
 }
 
@@ -50,6 +51,7 @@ static int grow_locked(lp_arena *a) {
     atomic_init(&s->host.tid, 0);
     atomic_init(&s->host.L, NULL);
     s->host.reported = 0;
+    atomic_init(&s->heap_seen, 0);
     s->spare = a->spare;
     a->spare = s;
   }
@@ -77,6 +79,8 @@ void lp_slot_free(lp_arena *a, lp_slot *s) {
   lp_assert(lp_slot_state(s) != LP_SLOT_EMPTY || atomic_load(&s->L) == NULL);
   atomic_store_explicit(&s->L, NULL, memory_order_relaxed);
   atomic_store_explicit(&s->state, LP_SLOT_EMPTY, memory_order_relaxed);
+  /* relaxed: a figure only (slot.h); the stats stop counting the closed state's heap */
+  atomic_store_explicit(&s->heap_seen, 0, memory_order_relaxed);
   s->x = NULL;
   lp_slot_context_set(s, NULL); /* a state closed while out (destroy) leaves none to the next */
   pthread_mutex_lock(&a->mutex);
@@ -138,3 +142,4 @@ void lp_slot_arena_fork_child(lp_arena *a) {
 
 _Static_assert(sizeof(lp_slot) == (size_t)2 * LP_CACHELINE,
                "a slot is two cache lines: the hot one, and the host part the pass reads");
+_Static_assert(offsetof(lp_slot, heap_seen) >= LP_CACHELINE, "heap_seen is on the second line");

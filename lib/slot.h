@@ -57,7 +57,8 @@ typedef struct lp_slot_held_view {
 /*
 ** The state's extra space (lua_getextraspace) points back to its slot.  Two cache lines per slot:
 ** the first is what acquire and release touch (release writes state, and neighbours belong to
-** other threads), the second the host part, which the watchdog reads while the holder runs.
+** other threads), the second what other threads read while the holder runs: the host part (the watchdog)
+** and the heap figure (the stats), so that those reads never pull the first line away.
 */
 typedef struct lp_slot {
   _Alignas(LP_CACHELINE) ck_stack_entry_t entry; /* first member: the lists' link */
@@ -69,6 +70,8 @@ typedef struct lp_slot {
                              pass's private chain while it holds the slot */
   struct lp_sx *x;        /* the state's parts, while it has a state (state.c) */
   _Alignas(LP_CACHELINE) lp_slot_host host; /* the second line: the holder's word to the pass */
+  _Atomic uint64_t heap_seen; /* the state's Lua heap as last measured (lp_slot_heap_note); 0
+                                 while the slot has no state; on the second line */
 } lp_slot;
 
 typedef struct lp_slot_chunk {
@@ -82,6 +85,7 @@ typedef struct lp_arena {
   _Atomic(lp_slot_chunk *) chunks; /* read without the lock by lp_slot_check */
   size_t nslots;
   lp_slot *spare;
+  _Atomic uint64_t heap_max; /* the largest heap_seen peak noted (lp_slot_heap_note) */
 } lp_arena;
 
 int lp_slot_arena_init(lp_arena *a);
@@ -242,6 +246,50 @@ static inline bool lp_slot_held_read(lp_slot *s, lp_slot_held_view *v) {
     return false;
   v->seq = seq;
   return true;
+}
+
+/*
+** The heap figures of luapool_stats.  Each slot's heap_seen is written only by the state's
+** holder (a releaser after the reset, an acquirer past the magazine, the pass that creates it),
+** and zeroed by lp_slot_free once the state is closed; any thread may sum them.
+*/
+
+/*
+** Holder only: notes the state's heap (bytes) and the high-water mark it reached (peak).  The
+** store is relaxed: the figure publishes nothing, and the next holder's write is ordered after
+** this one by the hand-off that gives it the slot, so the figure a slot shows is its latest
+** holder's.  The maximum only grows: a CAS loop, entered only when peak beats the maximum read
+** (rarely, once the pool has run a while), so the common case is a load of a line that is
+** written almost never.  Relaxed: the maximum is a value, not a publication, and the CAS
+** retries on any newer value, so no larger maximum is ever lost.
+*/
+static inline void lp_slot_heap_note(lp_arena *a, lp_slot *s, uint64_t bytes, uint64_t peak) {
+  atomic_store_explicit(&s->heap_seen, bytes, memory_order_relaxed);
+  uint64_t max = atomic_load_explicit(&a->heap_max, memory_order_relaxed);
+  while (peak > max && !atomic_compare_exchange_weak_explicit(
+                           &a->heap_max, &max, peak, memory_order_relaxed, memory_order_relaxed)) {
+  }
+}
+
+/*
+** Any thread, concurrently with everything but luapool_destroy: the heap_seen of every slot,
+** summed.  The chunk list is walked as lp_slot_check walks it (published with release, loaded
+** with acquire: a chunk's n and slots are initialized before it is published, and chunks are
+** freed only by luapool_destroy); each heap_seen is one relaxed atomic load, so a slot being
+** noted or freed meanwhile shows its old figure or its new one, never a torn one.  A snapshot.
+*/
+static inline uint64_t lp_slot_heap_sum_concurrent(lp_arena *a) {
+  uint64_t sum = 0;
+  for (lp_slot_chunk *c = atomic_load_explicit(&a->chunks, memory_order_acquire); c != NULL;
+       c = c->next)
+    for (size_t i = 0; i < c->n; i++)
+      sum += atomic_load_explicit(&c->slots[i].heap_seen, memory_order_relaxed);
+  return sum;
+}
+
+/* Any thread: the largest peak noted. */
+static inline uint64_t lp_slot_heap_max_concurrent(lp_arena *a) {
+  return atomic_load_explicit(&a->heap_max, memory_order_relaxed);
 }
 
 #endif /* LUAPOOL_SLOT_H */

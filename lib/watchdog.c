@@ -243,6 +243,8 @@ int lp_watchdog_prewarm(luapool *p, unsigned idle, unsigned target) {
       break;
     }
     lp_slot_move(s, LP_SLOT_EMPTY, LP_SLOT_IDLE);
+    /* metrics: the new state's heap, for the stats' heap_bytes (slot.h) */
+    lp_slot_heap_note(&p->arena, s, lp_alloc_bytes(&s->x->alloc), lp_alloc_peak(&s->x->alloc));
     lp_freelist_push_mpmc(&p->idle, s);
     lp_wait_wake_after_push(&p->wait);
   }
