@@ -57,8 +57,9 @@ typedef struct lp_slot_held_view {
 /*
 ** The state's extra space (lua_getextraspace) points back to its slot.  Two cache lines per slot:
 ** the first is what acquire and release touch (release writes state, and neighbours belong to
-** other threads), the second what other threads read while the holder runs: the host part (the watchdog)
-** and the heap figure (the stats), so that those reads never pull the first line away.
+** other threads), the second what other threads read while the holder runs: the host part
+** (the watchdog) and the heap figure (the stats), so that those reads never pull the first line
+** away.
 */
 typedef struct lp_slot {
   _Alignas(LP_CACHELINE) ck_stack_entry_t entry; /* first member: the lists' link */
