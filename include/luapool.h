@@ -71,8 +71,9 @@ enum {
   LUAPOOL_CLOSE_TAINTED,      /* reset could not restore it */
   LUAPOOL_CLOSE_DISCARDED,    /* luapool_discard */
   LUAPOOL_CLOSE_SHUTDOWN,     /* luapool_shutdown, a release after it, or luapool_destroy */
-  LUAPOOL_CLOSE_RECYCLED      /* idle, its heap once grew recycle_kb above what it keeps: a
+  LUAPOOL_CLOSE_RECYCLED,     /* idle, its heap once grew recycle_kb above what it keeps: a
                                  fresh state takes its place (luapool_maintain(3)) */
+  LUAPOOL_CLOSE_RELOADED      /* made by an older generation than luapool_reload's latest */
 };
 
 /* Why a request stopped, or which limit it ran into (luapool_status). */
@@ -176,7 +177,10 @@ typedef struct luapool_stats {
   uint64_t cache_misses;     /* luapool_load calls that compiled */
   uint64_t recycled;         /* replaced for recycle_kb */
   uint64_t interrupted;      /* acquires luapool_interrupt stopped */
-  uint64_t reserved[9];      /* room for the counters of later versions */
+  uint64_t reloads;          /* luapool_reload calls that started a generation */
+  uint64_t reload_closed;    /* states closed for an older generation (LUAPOOL_CLOSE_RELOADED) */
+  uint64_t generation;       /* the current generation: 1 until the first reload */
+  uint64_t reserved[6];      /* room for the counters of later versions */
 } luapool_stats;
 
 void luapool_config_init(luapool_config *cfg);
@@ -197,6 +201,15 @@ int luapool_load(lua_State *L, const char *name, const char *src, size_t len); /
 int luapool_status(lua_State *L); /* LUAPOOL_STATUS_*: why this acquire's request stopped */
 /* Any thread, while L is checked out: stops its request at the next check, uncatchably. */
 int luapool_interrupt(lua_State *L);
+
+/*
+** Hot reload: a new generation of states.  From its return no acquire gets a state made by an
+** older generation; on_create NULL keeps the current on_create and its ud.  The new on_create
+** runs once before the switch: if it fails, LUAPOOL_EINIT and nothing changes.
+*/
+int luapool_reload(luapool *p, int (*on_create)(lua_State *L, void *ud), void *ud,
+                   uint64_t *generation);
+uint64_t luapool_generation(luapool *p); /* the current generation (1 at create); 0 for NULL */
 
 #ifdef __cplusplus
 }

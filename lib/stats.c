@@ -4,16 +4,20 @@
 ** figures (watchdog.c).  Totals (closed, live, idle, in_use) are sums and differences of those.
 */
 #include "stats.h"
+#include "internal.h"
 #include "magazine.h"
 #include "state.h"
 #include "watchdog.h"
 
+_Static_assert(sizeof(luapool_stats) == 328, "luapool_stats keeps its size: new counters take "
+                                             "reserved space");
+
 void lp_stats_fill(luapool *p, luapool_stats *out) {
-  uint64_t sums[LP_C_COUNT], by[LUAPOOL_CLOSE_RECYCLED + 1];
+  uint64_t sums[LP_C_COUNT], by[LP_CLOSE_REASONS];
   lp_mag_sum(p, sums);
   out->created = lp_state_counts(p, by);
   out->closed = 0;
-  for (int r = 0; r <= LUAPOOL_CLOSE_RECYCLED; r++)
+  for (int r = 0; r < LP_CLOSE_REASONS; r++)
     out->closed += by[r];
   out->acquires = sums[LP_C_ACQUIRES];
   out->releases = sums[LP_C_RELEASES];
@@ -37,6 +41,9 @@ void lp_stats_fill(luapool *p, luapool_stats *out) {
   out->bloated = by[LUAPOOL_CLOSE_BLOAT];
   out->shutdown_closed = by[LUAPOOL_CLOSE_SHUTDOWN];
   out->recycled = by[LUAPOOL_CLOSE_RECYCLED];
+  out->reload_closed = by[LUAPOOL_CLOSE_RELOADED];
+  out->reloads = lp_state_reloads(p);
+  out->generation = lp_pool_generation(p);
   lp_watchdog_stats(p, out);
   uint64_t live = out->created > out->closed ? out->created - out->closed : 0;
   out->live = (unsigned)live;
