@@ -373,8 +373,8 @@ static lp_slot *take_slow(luapool *p, bool may_create, bool *reserved, int *sour
 ** Sleeps until take_slow succeeds, the pool closes, or the deadline (if any) passes; each look
 ** is made after lp_wait_enter raised the waiter count, so no wake-up is lost (wait.h).
 */
-static lp_slot *wait_slow(luapool *p, lp_local *l, const struct timespec *deadline,
-                          bool *reserved, int *rc) {
+static lp_slot *wait_slow(luapool *p, lp_local *l, const struct timespec *deadline, bool *reserved,
+                          int *rc) {
   lp_slot *s = NULL;
   int source;
   bool slept = false, timed_out = false;
@@ -412,8 +412,7 @@ static lp_slot *wait_slow(luapool *p, lp_local *l, const struct timespec *deadli
 ** lp_state_new).  Retiring is outside wait_slow, which holds the wait mutex: closing a state
 ** wakes a waiter.
 */
-static int acquire_slow(luapool *p, lp_local *l, uint64_t gen, long timeout_ms,
-                        lua_State **out) {
+static int acquire_slow(luapool *p, lp_local *l, uint64_t gen, long timeout_ms, lua_State **out) {
   bool in_callback = lp_cb_inside() != NULL;
   struct timespec deadline;
   if (timeout_ms > 0)

@@ -85,7 +85,7 @@ void lp_state_unreserve(luapool *p) {
 static int panic_f(lua_State *L) {
   const char *msg = lua_tostring(L, -1);
   (void)fprintf(stderr, "luapool: PANIC: unprotected error in call to Lua API (%s)\n",
-          msg != NULL ? msg : "error object is not a string");
+                msg != NULL ? msg : "error object is not a string");
   return 0; /* Lua aborts */
 }
 

@@ -23,17 +23,17 @@
 typedef struct lp_gen {
   int (*on_create)(lua_State *L, void *ud);
   void *on_create_ud;
-  uint64_t number;      /* 1 for luapool_create's, then one more per reload */
-  struct lp_gen *older; /* the one it replaced: the chain lp_state_fini frees */
+  uint64_t number;       /* 1 for luapool_create's, then one more per reload */
+  struct lp_gen *older;  /* the one it replaced: the chain lp_state_fini frees */
   _Atomic unsigned live; /* its states that exist: a slow-path count (creation, close), which tells
                             the pass whether any older state is left (lp_state_any_old) */
 } lp_gen;
 
-/* A pool's part.  Written on the slow paths only. */
+/* A pool's part.  Written on the slow paths only (a reload is one). */
 typedef struct lp_states {
-  _Alignas(LP_CACHELINE) _Atomic unsigned live;  /* existing or being created */
-  _Atomic uint64_t created;                      /* states made */
-  _Atomic uint64_t closed_by[LP_CLOSE_REASONS];  /* states closed, by reason */
+  _Alignas(LP_CACHELINE) _Atomic unsigned live; /* existing or being created */
+  _Atomic uint64_t created;                     /* states made */
+  _Atomic uint64_t closed_by[LP_CLOSE_REASONS]; /* states closed, by reason */
   /*
   ** The current generation, on a line of its own: every acquire and release loads generation
   ** (lp_pool_generation), and only a reload writes the line.  A reload stores current, then
