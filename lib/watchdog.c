@@ -400,12 +400,13 @@ static int reload_locked(luapool *p, int (*on_create)(lua_State *L, void *ud), v
   lp_slot *s;
   int rc = lp_state_new_of(p, g, &s);
   if (rc != LUAPOOL_OK) {
+    uint64_t serving = g->older->number;
     lp_state_unreserve(p);
     lp_state_gen_drop(g);
     lp_log(&p->cfg, LUAPOOL_LOG_ERROR,
            "luapool_reload: the new generation cannot create a state: generation %llu keeps "
            "serving",
-           (unsigned long long)g->number - 1);
+           (unsigned long long)serving);
     return rc;
   }
   lp_slot_move(s, LP_SLOT_EMPTY, LP_SLOT_IDLE);
