@@ -402,15 +402,49 @@ static lp_slot *wait_slow(luapool *p, lp_local *l, const struct timespec *deadli
 }
 
 /*
-** Inside a callback an acquire takes an idle state if there is one (the global list, another
-** thread's magazine: locks no callback's caller holds), but neither creates a state (on_create
-** would run again, inside the callback) nor waits (the states it would wait for may be the ones
-** the pass that runs the callback holds): it is refused with LUAPOOL_EINVAL instead.
-**
-** A state of a generation older than gen is retired and the look starts again (the deadline
-** stays): there are finitely many, and a state this acquire creates is never one (state.c,
-** lp_state_new).  Retiring is outside wait_slow, which holds the wait mutex: closing a state
-** wakes a waiter.
+** take_slow found neither a state nor room.  Inside a callback an acquire takes an idle state if
+** there is one (the global list, another thread's magazine: locks no callback's caller holds),
+** but neither creates a state (on_create would run again, inside the callback) nor waits (the
+** states it would wait for may be the ones the pass that runs the callback holds): it is refused
+** with LUAPOOL_EINVAL instead.  A try (timeout 0) times out; anything else waits.  NULL, with
+** *rc, when the acquire ends here.
+*/
+static lp_slot *look_longer(luapool *p, lp_local *l, bool in_callback, long timeout_ms,
+                            const struct timespec *deadline, bool *reserved, int *rc) {
+  if (in_callback) {
+    lp_log(&p->cfg, LUAPOOL_LOG_ERROR,
+           "luapool_acquire: called from the %s callback with no idle state: it neither "
+           "creates nor waits there (refused)",
+           lp_cb_inside());
+    *rc = LUAPOOL_EINVAL;
+    return NULL;
+  }
+  if (timeout_ms == 0) {
+    lp_mag_count(p, l, LP_C_TIMEOUTS);
+    *rc = LUAPOOL_ETIMEDOUT;
+    return NULL;
+  }
+  return wait_slow(p, l, timeout_ms < 0 ? NULL : deadline, reserved, rc);
+}
+
+/* A new state under the reservation the caller holds (given back if the creation fails). */
+static int acquire_new(luapool *p, lp_local *l, uint64_t gen, lua_State **out) {
+  lp_slot *s;
+  int rc = lp_state_new(p, &s);
+  if (rc != LUAPOOL_OK) {
+    lp_state_unreserve(p);
+    return rc;
+  }
+  lp_assert(!lp_sx_stale(s->x, gen)); /* lp_state_new read gen's triple or a later one */
+  (void)gen;
+  return acquired(p, l, s, LP_SLOT_EMPTY, LP_C_MISSES, out);
+}
+
+/*
+** Past the magazine.  A state of a generation older than gen is retired and the look starts
+** again (the deadline stays): there are finitely many, and a state this acquire creates is never
+** one (state.c, lp_state_new).  Retiring is outside wait_slow, which holds the wait mutex:
+** closing a state wakes a waiter.
 */
 static int acquire_slow(luapool *p, lp_local *l, uint64_t gen, long timeout_ms, lua_State **out) {
   bool in_callback = lp_cb_inside() != NULL;
@@ -422,31 +456,13 @@ static int acquire_slow(luapool *p, lp_local *l, uint64_t gen, long timeout_ms, 
     int source, rc = LUAPOOL_OK;
     lp_slot *s = take_slow(p, !in_callback, &reserved, &source);
     if (s == NULL && !reserved) {
-      if (in_callback) {
-        lp_log(&p->cfg, LUAPOOL_LOG_ERROR,
-               "luapool_acquire: called from the %s callback with no idle state: it neither "
-               "creates nor waits there (refused)",
-               lp_cb_inside());
-        return LUAPOOL_EINVAL;
-      }
-      if (timeout_ms == 0) {
-        lp_mag_count(p, l, LP_C_TIMEOUTS);
-        return LUAPOOL_ETIMEDOUT;
-      }
-      s = wait_slow(p, l, timeout_ms < 0 ? NULL : &deadline, &reserved, &rc);
+      s = look_longer(p, l, in_callback, timeout_ms, &deadline, &reserved, &rc);
       if (rc != LUAPOOL_OK)
         return rc;
       source = LP_C_MISSES;
     }
-    if (reserved) {
-      rc = lp_state_new(p, &s);
-      if (rc != LUAPOOL_OK) {
-        lp_state_unreserve(p);
-        return rc;
-      }
-      lp_assert(!lp_sx_stale(s->x, gen));
-      return acquired(p, l, s, LP_SLOT_EMPTY, LP_C_MISSES, out);
-    }
+    if (reserved)
+      return acquire_new(p, l, gen, out);
     if (!lp_sx_stale(s->x, gen))
       return acquired(p, l, s, LP_SLOT_IDLE, source, out);
     retire(p, s);
