@@ -153,6 +153,81 @@ START_TEST(a_state_held_across_a_reload_is_closed_at_its_release) {
 }
 END_TEST
 
+/* A creation that started before a reload and ends after it: on_create waits for the signal. */
+typedef struct slow_create {
+  pthread_mutex_t mutex;
+  pthread_cond_t cond;
+  bool inside, go;
+  luapool *p;
+  long long gen_got;
+} slow_create;
+
+static int on_create_slowly(lua_State *L, void *ud) {
+  slow_create *c = ud;
+  pthread_mutex_lock(&c->mutex);
+  c->inside = true;
+  pthread_cond_broadcast(&c->cond);
+  while (!c->go)
+    pthread_cond_wait(&c->cond, &c->mutex);
+  pthread_mutex_unlock(&c->mutex);
+  lua_pushinteger(L, 1);
+  lua_setglobal(L, "gen");
+  return 0;
+}
+
+static void *acquire_during_reload(void *arg) {
+  slow_create *c = arg;
+  lua_State *L;
+  if (luapool_acquire(c->p, 10000, &L) != LUAPOOL_OK)
+    return NULL;
+  lua_getglobal(L, "gen");
+  c->gen_got = lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  luapool_release(c->p, L);
+  return NULL;
+}
+
+START_TEST(a_state_created_across_a_reload_keeps_its_generation_and_is_closed_at_release) {
+  slow_create c = {.inside = false, .go = false, .gen_got = 0};
+  pthread_mutex_init(&c.mutex, NULL);
+  pthread_cond_init(&c.cond, NULL);
+  mark m2 = {2, 0};
+  events e = {0};
+  luapool_config cfg;
+  util_config(&cfg);
+  cfg.on_create = on_create_slowly;
+  cfg.on_create_ud = &c;
+  cfg.on_state = count_event;
+  cfg.on_state_ud = &e;
+  c.p = util_pool(&cfg);
+  pthread_t t;
+  ck_assert_int_eq(pthread_create(&t, NULL, acquire_during_reload, &c), 0);
+  pthread_mutex_lock(&c.mutex);
+  while (!c.inside)
+    pthread_cond_wait(&c.cond, &c.mutex);
+  pthread_mutex_unlock(&c.mutex);
+  /* the creation is inside generation 1's on_create: the reload does not wait for it */
+  ck_assert_int_eq(luapool_reload(c.p, on_create_mark, &m2, NULL), LUAPOOL_OK);
+  pthread_mutex_lock(&c.mutex);
+  c.go = true;
+  pthread_cond_broadcast(&c.cond);
+  pthread_mutex_unlock(&c.mutex);
+  ck_assert_int_eq(pthread_join(t, NULL), 0);
+  /* its acquire began before the reload returned: generation 1 was its to get, wholly */
+  ck_assert_int_eq(c.gen_got, 1);
+  luapool_stats s = util_stats(c.p);
+  ck_assert_uint_eq(s.reload_closed, 1); /* at its release */
+  ck_assert_int_eq(atomic_load(&e.reloaded), 1);
+  ck_assert_uint_eq(s.live, 1);
+  lua_State *L = util_acquire(c.p);
+  ck_assert_int_eq(gen_of(L), 2);
+  luapool_release(c.p, L);
+  luapool_destroy(c.p);
+  pthread_mutex_destroy(&c.mutex);
+  pthread_cond_destroy(&c.cond);
+}
+END_TEST
+
 /* ---- the pass ------------------------------------------------------------------------------ */
 
 typedef struct parked {
@@ -633,6 +708,7 @@ int main(void) {
   tcase_add_test(tc, the_generation_starts_at_one_and_each_reload_adds_one);
   tcase_add_test(tc, after_a_reload_no_acquire_returns_an_old_state);
   tcase_add_test(tc, a_state_held_across_a_reload_is_closed_at_its_release);
+  tcase_add_test(tc, a_state_created_across_a_reload_keeps_its_generation_and_is_closed_at_release);
   tcase_add_test(tc, the_pass_closes_old_idle_states_in_magazines_and_on_the_global_list);
   tcase_add_test(tc, the_pass_closes_even_a_single_old_idle_state);
   tcase_add_test(tc, the_pass_prewarms_min_idle_states_of_the_new_generation);
