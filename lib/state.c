@@ -334,6 +334,7 @@ void lp_state_gen_publish(luapool *p, lp_gen *g) {
   atomic_fetch_add_explicit(&st->reloads, 1, memory_order_relaxed); /* a count */
 }
 
+/* g was never published: only the reloading thread ever had it, so relaxed. */
 void lp_state_gen_drop(lp_gen *g) {
   lp_assert(atomic_load_explicit(&g->live, memory_order_relaxed) == 0);
   lp_free(g);
@@ -346,11 +347,12 @@ void lp_state_gen_drop(lp_gen *g) {
 ** state themselves); once the pool is quiet it is exact.
 */
 bool lp_state_any_old(luapool *p) {
+  /* acquire: g is dereferenced, and its initialization was published with release */
   lp_gen *g = atomic_load_explicit(&p->states.current, memory_order_acquire);
   unsigned current = atomic_load_explicit(&g->live, memory_order_relaxed);
   return lp_state_live(p) > current;
 }
 
 uint64_t lp_state_reloads(luapool *p) {
-  return atomic_load_explicit(&p->states.reloads, memory_order_relaxed);
+  return atomic_load_explicit(&p->states.reloads, memory_order_relaxed); /* a count, a snapshot */
 }
