@@ -72,8 +72,9 @@ enum {
   LUAPOOL_CLOSE_TAINTED,      /* reset could not restore it */
   LUAPOOL_CLOSE_DISCARDED,    /* luapool_discard */
   LUAPOOL_CLOSE_SHUTDOWN,     /* luapool_shutdown, a release after it, or luapool_destroy */
-  LUAPOOL_CLOSE_RECYCLED      /* idle, its heap once grew recycle_kb above what it keeps: a
+  LUAPOOL_CLOSE_RECYCLED,     /* idle, its heap once grew recycle_kb above what it keeps: a
                                  fresh state takes its place (luapool_maintain(3)) */
+  LUAPOOL_CLOSE_RELOADED      /* made by an older generation than luapool_reload's latest */
 };
 
 /* Why a request stopped, or which limit it ran into (luapool_status). */
@@ -183,7 +184,10 @@ typedef struct luapool_stats {
   uint64_t held_too_long;    /* acquires the watchdog saw held for held_warn_ms or longer */
   uint64_t heap_bytes;       /* the Lua heaps of the live states, summed, as last measured */
   uint64_t heap_max;         /* the largest Lua heap a state reached, as seen at a release */
-  uint64_t reserved[6];      /* room for the counters of later versions */
+  uint64_t reloads;          /* luapool_reload calls that started a generation */
+  uint64_t reload_closed;    /* states closed for an older generation (LUAPOOL_CLOSE_RELOADED) */
+  uint64_t generation;       /* the current generation: 1 until the first reload */
+  uint64_t reserved[3];      /* room for the counters of later versions */
 } luapool_stats;
 
 /*
@@ -232,6 +236,15 @@ void *luapool_context(lua_State *L);              /* NULL: none, or not checked 
    reset, if not NULL, puts back what the module keeps out of Lua's sight, after every request. */
 int luapool_module(lua_State *L, const char *name, lua_CFunction open, lua_CFunction reset);
 int luapool_module_source(lua_State *L, const char *name, const char *src, size_t len);
+
+/*
+** Hot reload: a new generation of states.  From its return no acquire gets a state made by an
+** older generation; on_create NULL keeps the current on_create and its ud.  The new on_create
+** runs once before the switch: if it fails, LUAPOOL_EINIT and nothing changes.
+*/
+int luapool_reload(luapool *p, int (*on_create)(lua_State *L, void *ud), void *ud,
+                   uint64_t *generation);
+uint64_t luapool_generation(luapool *p); /* the current generation (1 at create); 0 for NULL */
 
 #ifdef __cplusplus
 }

@@ -40,10 +40,10 @@ static lp_cb_mark cb_enter(const char *name) {
   return was;
 }
 
-int lp_cb_on_create(const luapool_config *cfg, lua_State *L) {
+int lp_cb_on_create(int (*on_create)(lua_State *L, void *ud), void *ud, lua_State *L) {
   lp_cb_mark was = cb_enter("on_create");
-  int rc = cfg->on_create(L, cfg->on_create_ud); /* a Lua error skips the restore: state.c's
-                                                    protected call restores instead */
+  int rc = on_create(L, ud); /* a Lua error skips the restore: state.c's protected call restores
+                                instead */
   cb = was;
   return rc;
 }

@@ -67,8 +67,9 @@ typedef struct lp_cb_mark {
 const char *lp_cb_inside(void);
 lp_cb_mark lp_cb_save(void);
 void lp_cb_restore(lp_cb_mark mark);
-/* cfg->on_create (not NULL) and cfg->on_state (not NULL), marked. */
-int lp_cb_on_create(const luapool_config *cfg, lua_State *L);
+/* A generation's on_create (not NULL; state.c: the current one, not always cfg's) and
+   cfg->on_state (not NULL), marked. */
+int lp_cb_on_create(int (*on_create)(lua_State *L, void *ud), void *ud, lua_State *L);
 void lp_cb_on_state(const luapool_config *cfg, int event, int reason, lua_State *L);
 /* lua_pcall(L, nargs, nresults, 0) of host code, marked as the callback name (module.c's reset
    functions): the mark is put back however the call ends. */

@@ -62,4 +62,13 @@ static inline bool lp_pool_closed(luapool *p) {
   return atomic_load_explicit(&p->closed, memory_order_acquire) != 0;
 }
 
+/*
+** The current generation (luapool_reload): one load of a line only reloads write, on every
+** acquire and release.  Acquire, pairing with lp_state_gen_publish's release store: a thread that
+** reads a number then creates its states with that generation or a later one (state.c).
+*/
+static inline uint64_t lp_pool_generation(luapool *p) {
+  return atomic_load_explicit(&p->states.generation, memory_order_acquire);
+}
+
 #endif /* LUAPOOL_INTERNAL_H */

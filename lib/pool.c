@@ -288,6 +288,7 @@ void luapool_destroy(luapool *p) {
   lp_mag_forget_pool(p);
   leftover left = {p, 0, 0};
   lp_slot_each_state(&p->arena, close_left, &left);
+  lp_state_fini(p);
   if (left.out != 0)
     lp_log(&p->cfg, LUAPOOL_LOG_WARN, "luapool_destroy: closed %u state(s) still checked out",
            left.out);
@@ -320,6 +321,15 @@ static inline lp_local *local_of(luapool *p) {
 }
 
 /* ---- acquire ------------------------------------------------------------------------------ */
+
+/*
+** s (from a list) was made by a generation older than the one this acquire loaded: it is closed
+** instead of handed out (through the close list, as a discard), and the acquire looks again.
+*/
+static void retire(luapool *p, lp_slot *s) {
+  lp_slot_move(s, LP_SLOT_IDLE, LP_SLOT_CLOSING);
+  lp_watchdog_close_later(p, s, LUAPOOL_CLOSE_RELOADED);
+}
 
 /* s (from its list, or new) goes to the caller, counted by where it came from. */
 static int acquired(luapool *p, lp_local *l, lp_slot *s, int from, int source, lua_State **out) {
@@ -372,10 +382,8 @@ static lp_slot *take_slow(luapool *p, bool may_create, bool *reserved, int *sour
 ** Sleeps until take_slow succeeds, the pool closes, or the deadline (if any) passes; each look
 ** is made after lp_wait_enter raised the waiter count, so no wake-up is lost (wait.h).
 */
-static lp_slot *wait_slow(luapool *p, lp_local *l, long timeout_ms, bool *reserved, int *rc) {
-  struct timespec deadline;
-  if (timeout_ms > 0)
-    lp_time_deadline(&deadline, timeout_ms);
+static lp_slot *wait_slow(luapool *p, lp_local *l, const struct timespec *deadline, bool *reserved,
+                          int *rc) {
   lp_slot *s = NULL;
   int source;
   bool slept = false, timed_out = false;
@@ -391,7 +399,7 @@ static lp_slot *wait_slow(luapool *p, lp_local *l, long timeout_ms, bool *reserv
       break;
     }
     slept = true;
-    if (lp_wait_sleep(&p->wait, timeout_ms < 0 ? NULL : &deadline) == ETIMEDOUT)
+    if (lp_wait_sleep(&p->wait, deadline) == ETIMEDOUT)
       timed_out = true; /* one more look, then give up */
   }
   lp_wait_leave(&p->wait);
@@ -403,39 +411,41 @@ static lp_slot *wait_slow(luapool *p, lp_local *l, long timeout_ms, bool *reserv
 }
 
 /*
-** Inside a callback an acquire takes an idle state if there is one (the global list, another
-** thread's magazine: locks no callback's caller holds), but neither creates a state (on_create
-** would run again, inside the callback) nor waits (the states it would wait for may be the ones
-** the pass that runs the callback holds): it is refused with LUAPOOL_EINVAL instead.
+** take_slow found neither a state nor room.  Inside a callback an acquire takes an idle state if
+** there is one (the global list, another thread's magazine: locks no callback's caller holds),
+** but neither creates a state (on_create would run again, inside the callback) nor waits (the
+** states it would wait for may be the ones the pass that runs the callback holds): it is refused
+** with LUAPOOL_EINVAL instead.  A try (timeout 0) times out; anything else waits.  NULL, with
+** *rc, when the acquire ends here.
 */
-static int acquire_slow(luapool *p, lp_local *l, long timeout_ms, lua_State **out) {
-  bool reserved = false, in_callback = lp_cb_inside() != NULL;
-  int source, rc = LUAPOOL_OK;
-  lp_slot *s = take_slow(p, !in_callback, &reserved, &source);
-  if (s == NULL && !reserved) {
-    if (in_callback) {
-      lp_log(&p->cfg, LUAPOOL_LOG_ERROR,
-             "luapool_acquire: called from the %s callback with no idle state: it neither "
-             "creates nor waits there (refused)",
-             lp_cb_inside());
-      return LUAPOOL_EINVAL;
-    }
-    if (timeout_ms == 0) {
-      lp_mag_count(p, l, LP_C_TIMEOUTS);
-      return LUAPOOL_ETIMEDOUT;
-    }
-    s = wait_slow(p, l, timeout_ms, &reserved, &rc);
-    if (rc != LUAPOOL_OK)
-      return rc;
-    source = LP_C_MISSES;
+static lp_slot *look_longer(luapool *p, lp_local *l, bool in_callback, long timeout_ms,
+                            const struct timespec *deadline, bool *reserved, int *rc) {
+  if (in_callback) {
+    lp_log(&p->cfg, LUAPOOL_LOG_ERROR,
+           "luapool_acquire: called from the %s callback with no idle state: it neither "
+           "creates nor waits there (refused)",
+           lp_cb_inside());
+    *rc = LUAPOOL_EINVAL;
+    return NULL;
   }
-  if (!reserved)
-    return acquired(p, l, s, LP_SLOT_IDLE, source, out);
-  rc = lp_state_new(p, &s);
+  if (timeout_ms == 0) {
+    lp_mag_count(p, l, LP_C_TIMEOUTS);
+    *rc = LUAPOOL_ETIMEDOUT;
+    return NULL;
+  }
+  return wait_slow(p, l, timeout_ms < 0 ? NULL : deadline, reserved, rc);
+}
+
+/* A new state under the reservation the caller holds (given back if the creation fails). */
+static int acquire_new(luapool *p, lp_local *l, uint64_t gen, lua_State **out) {
+  lp_slot *s;
+  int rc = lp_state_new(p, &s);
   if (rc != LUAPOOL_OK) {
     lp_state_unreserve(p);
     return rc;
   }
+  lp_assert(!lp_sx_stale(s->x, gen)); /* lp_state_new read gen's triple or a later one */
+  (void)gen;
   return acquired(p, l, s, LP_SLOT_EMPTY, LP_C_MISSES, out);
 }
 
@@ -446,14 +456,44 @@ static void note_heap(luapool *p, lp_slot *s) {
 }
 
 /*
+** Past the magazine.  A state of a generation older than gen is retired and the look starts
+** again (the deadline stays): there are finitely many, and a state this acquire creates is never
+** one (state.c, lp_state_new).  Retiring is outside wait_slow, which holds the wait mutex:
+** closing a state wakes a waiter.
+*/
+static int acquire_slow(luapool *p, lp_local *l, uint64_t gen, long timeout_ms, lua_State **out) {
+  bool in_callback = lp_cb_inside() != NULL;
+  struct timespec deadline;
+  if (timeout_ms > 0)
+    lp_time_deadline(&deadline, timeout_ms);
+  for (;;) {
+    bool reserved = false;
+    int source, rc = LUAPOOL_OK;
+    lp_slot *s = take_slow(p, !in_callback, &reserved, &source);
+    if (s == NULL && !reserved) {
+      s = look_longer(p, l, in_callback, timeout_ms, &deadline, &reserved, &rc);
+      if (rc != LUAPOOL_OK)
+        return rc;
+      source = LP_C_MISSES;
+    }
+    if (reserved)
+      return acquire_new(p, l, gen, out);
+    if (!lp_sx_stale(s->x, gen))
+      return acquired(p, l, s, LP_SLOT_IDLE, source, out);
+    retire(p, s);
+  }
+}
+
+/*
 ** The slow path, timed for the wait histogram (counters.h): the clock is read here, never on the
 ** magazine hit, which is bucket 0 by derivation.  Only what the histogram's total counts is timed
 ** (acquires and timeouts); its counts go to the thread's own counters, no shared line.  A state
 ** acquired here may be new, or unmeasured since its creation: its heap is noted.
 */
-static int acquire_slow_timed(luapool *p, lp_local *l, long timeout_ms, lua_State **out) {
+static int acquire_slow_timed(luapool *p, lp_local *l, uint64_t gen, long timeout_ms,
+                              lua_State **out) {
   uint64_t t0 = lp_time_ns();
-  int rc = acquire_slow(p, l, timeout_ms, out);
+  int rc = acquire_slow(p, l, gen, timeout_ms, out);
   if (rc != LUAPOOL_OK && rc != LUAPOOL_ETIMEDOUT)
     return rc;
   uint64_t ns = lp_time_ns() - t0;
@@ -472,10 +512,14 @@ int luapool_acquire(luapool *p, long timeout_ms, lua_State **out) {
   if (lp_pool_closed(p))
     return LUAPOOL_ECLOSED;
   lp_local *l = local_of(p);
-  lp_slot *s = l != NULL ? lp_mag_pop(l) : NULL;
-  if (s != NULL)
-    return acquired(p, l, s, LP_SLOT_IDLE, LP_C_MAGAZINE_HITS, out);
-  return acquire_slow_timed(p, l, timeout_ms, out);
+  uint64_t gen = lp_pool_generation(p); /* no state of an older one leaves (doc/design.md) */
+  lp_slot *s;
+  while (l != NULL && (s = lp_mag_pop(l)) != NULL) {
+    if (!lp_sx_stale(s->x, gen))
+      return acquired(p, l, s, LP_SLOT_IDLE, LP_C_MAGAZINE_HITS, out);
+    retire(p, s);
+  }
+  return acquire_slow_timed(p, l, gen, timeout_ms, out);
 }
 
 /* ---- release and discard ------------------------------------------------------------------ */
@@ -573,6 +617,8 @@ void luapool_release(luapool *p, lua_State *L) {
   lp_local *l = local_of(p);
   int why = request_end(p, l, s);
   int reason = lp_upkeep_on_release(&s->upkeep, &p->cfg, lp_upkeep_now(&p->clock));
+  if (reason == 0 && lp_sx_stale(s->x, lp_pool_generation(p)))
+    reason = LUAPOOL_CLOSE_RELOADED; /* no reset: it is closed */
   if (reason == 0)
     reason = reset(p, l, s->x, L, why != 0);
   note_heap(p, s); /* before the state goes where others take it */
@@ -655,6 +701,32 @@ int luapool_maintain(luapool *p) {
   lp_watchdog_resume(p); /* a fork's child that calls nothing else */
   lp_watchdog_pass(p);
   return LUAPOOL_OK;
+}
+
+/*
+** Refused inside a callback: it takes the pass mutex (a pass runs callbacks under it), and it
+** runs on_create.
+*/
+int luapool_reload(luapool *p, int (*on_create)(lua_State *L, void *ud), void *ud,
+                   uint64_t *generation) {
+  if (p == NULL) {
+    lp_log(NULL, LUAPOOL_LOG_ERROR, "luapool_reload: NULL pool (refused)");
+    return LUAPOOL_EINVAL;
+  }
+  if (refused_in_callback(&p->cfg, "luapool_reload"))
+    return LUAPOOL_EINVAL;
+  if (lp_pool_closed(p))
+    return LUAPOOL_ECLOSED;
+  lp_watchdog_resume(p); /* a fork's child that calls nothing else */
+  uint64_t number;
+  int rc = lp_watchdog_reload(p, on_create, ud, &number);
+  if (rc == LUAPOOL_OK && generation != NULL)
+    *generation = number;
+  return rc;
+}
+
+uint64_t luapool_generation(luapool *p) {
+  return p != NULL ? lp_pool_generation(p) : 0;
 }
 
 /*

@@ -83,6 +83,10 @@ static const lp_prom_row rows[] = {
               "Lua heaps of the live states, summed, as last measured (bytes)."),
     LP_PROM_G("heap_max_bytes", heap_max,
               "Largest Lua heap a state reached, as seen at a release (bytes)."),
+    LP_PROM_C("reloads_total", reloads, "luapool_reload calls that started a generation."),
+    LP_PROM_C("reload_closed_total", reload_closed,
+              "States closed for an older generation (LUAPOOL_CLOSE_RELOADED)."),
+    LP_PROM_G("generation", generation, "The current generation: 1 until the first reload."),
 };
 
 /* The text so far: written into buf up to len - 1 bytes, NUL-terminated; need counts it all. */

@@ -5,6 +5,11 @@
 ** protected call: the luapool table, the libraries, the wrappers, the warn function, the chunk
 ** cache, on_create, the sandbox's freeze, math.random's seed, and last the snapshot the reset
 ** checks.  Closing hands each part back.
+**
+** Every state is made by one generation (lp_gen): its on_create and ud, loaded once at the start
+** of the creation, and its number, which the state keeps (lp_sx.generation).  luapool_reload
+** publishes a new generation (lp_state_gen_publish); acquire, release and the pass close the
+** states of older ones (doc/design.md, "Hot reload").
 */
 #include <lauxlib.h>
 #include <lualib.h>
@@ -20,10 +25,28 @@
 #include "wait.h"
 
 void lp_state_init(luapool *p) {
-  atomic_init(&p->states.live, 0);
-  atomic_init(&p->states.created, 0);
-  for (int r = 0; r <= LUAPOOL_CLOSE_RECYCLED; r++)
-    atomic_init(&p->states.closed_by[r], 0);
+  lp_states *st = &p->states;
+  atomic_init(&st->live, 0);
+  atomic_init(&st->created, 0);
+  for (int r = 0; r < LP_CLOSE_REASONS; r++)
+    atomic_init(&st->closed_by[r], 0);
+  st->first.on_create = p->cfg.on_create;
+  st->first.on_create_ud = p->cfg.on_create_ud;
+  st->first.number = 1;
+  st->first.older = NULL;
+  atomic_init(&st->first.live, 0);
+  atomic_init(&st->current, &st->first);
+  atomic_init(&st->generation, 1);
+  atomic_init(&st->reloads, 0);
+}
+
+void lp_state_fini(luapool *p) {
+  lp_gen *g = atomic_load_explicit(&p->states.current, memory_order_relaxed); /* no other thread */
+  while (g != &p->states.first) {
+    lp_gen *older = g->older;
+    lp_free(g);
+    g = older;
+  }
 }
 
 /*
@@ -62,7 +85,7 @@ void lp_state_unreserve(luapool *p) {
 static int panic_f(lua_State *L) {
   const char *msg = lua_tostring(L, -1);
   (void)fprintf(stderr, "luapool: PANIC: unprotected error in call to Lua API (%s)\n",
-          msg != NULL ? msg : "error object is not a string");
+                msg != NULL ? msg : "error object is not a string");
   return 0; /* Lua aborts */
 }
 
@@ -116,6 +139,7 @@ static void open_libraries(lua_State *L, unsigned libs) {
 
 typedef struct init_args {
   const luapool_config *cfg;
+  const lp_gen *gen; /* on_create and its ud */
   lp_sx *x;
   int on_create_rc;
 } init_args;
@@ -132,9 +156,9 @@ static int state_init(lua_State *L) {
   lp_sandbox_open(L, a->cfg->libs);
   lp_warn_open(L, &x->warn, a->cfg);
   lp_chunk_open(L, &x->chunks);
-  if (a->cfg->on_create != NULL) {
+  if (a->gen->on_create != NULL) {
     lp_module_begin(&x->modules);
-    a->on_create_rc = lp_cb_on_create(a->cfg, L);
+    a->on_create_rc = lp_cb_on_create(a->gen->on_create, a->gen->on_create_ud, L);
     lp_module_end(&x->modules);
     if (a->on_create_rc != 0)
       return 0;
@@ -168,8 +192,8 @@ static void sx_free(lp_sx *x) {
 }
 
 /* Runs the creation sequence on L; LUAPOOL_OK, or the error (logged). */
-static int state_fill(luapool *p, lua_State *L, lp_sx *x) {
-  init_args a = {&p->cfg, x, 0};
+static int state_fill(luapool *p, const lp_gen *g, lua_State *L, lp_sx *x) {
+  init_args a = {&p->cfg, g, x, 0};
   lua_pushcfunction(L, state_init);
   lua_pushlightuserdata(L, &a);
   lp_cb_mark mark = lp_cb_save();
@@ -190,7 +214,18 @@ static int state_fill(luapool *p, lua_State *L, lp_sx *x) {
   return LUAPOOL_OK;
 }
 
+/*
+** The current generation, loaded with acquire: it pairs with lp_state_gen_publish's release
+** stores, so a creation that starts after a thread saw the new number (lp_pool_generation, an
+** acquire load, or its own reload) reads that generation or a later one, never an older: the
+** store of current is sequenced before the store of the number that the load read, hence
+** happens before this load (write-read coherence).
+*/
 int lp_state_new(luapool *p, lp_slot **out) {
+  return lp_state_new_of(p, atomic_load_explicit(&p->states.current, memory_order_acquire), out);
+}
+
+int lp_state_new_of(luapool *p, lp_gen *g, lp_slot **out) {
   lp_slot *s = lp_slot_alloc(&p->arena);
   lp_sx *x = s != NULL ? sx_new(&p->cfg) : NULL;
   lua_State *L = x != NULL ? lp_alloc_newstate(&x->alloc) : NULL;
@@ -205,7 +240,7 @@ int lp_state_new(luapool *p, lp_slot **out) {
   lua_atpanic(L, panic_f);
   s->x = x;
   *(lp_slot **)lua_getextraspace(L) = s;
-  int rc = state_fill(p, L, x);
+  int rc = state_fill(p, g, L, x);
   if (rc != LUAPOOL_OK) {
     lua_close(L);
     sx_free(x);
@@ -215,7 +250,10 @@ int lp_state_new(luapool *p, lp_slot **out) {
   lp_alloc_settle(&x->alloc);
   lp_sandbox_settle(&x->sandbox);
   atomic_store_explicit(&s->L, L, memory_order_relaxed);
+  x->generation = g->number;
+  x->gen = g;
   uint64_t nth = atomic_fetch_add_explicit(&p->states.created, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&g->live, 1, memory_order_relaxed); /* a count: orders nothing */
   lp_upkeep_init(&s->upkeep, &p->cfg, lp_upkeep_now(&p->clock), p->serial, nth);
   if (p->cfg.on_state != NULL)
     lp_cb_on_state(&p->cfg, LUAPOOL_STATE_CREATED, 0, L);
@@ -225,33 +263,98 @@ int lp_state_new(luapool *p, lp_slot **out) {
 
 /*
 ** Closes the state of a slot nobody else can reach (popped from a list, or checked out by the
-** caller), returns the slot to the spare list and the reservation to max_states, and wakes a
-** waiter, which may now create a state.
+** caller) and returns the slot to the spare list; its max_states reservation stays the caller's.
 */
-void lp_state_close(luapool *p, lp_slot *s, int reason) {
+void lp_state_close_keep(luapool *p, lp_slot *s, int reason) {
   lp_assert(lp_slot_state(s) != LP_SLOT_EMPTY && s->x != NULL);
-  lp_assert(reason >= LUAPOOL_CLOSE_TRIMMED && reason <= LUAPOOL_CLOSE_RECYCLED);
+  lp_assert(reason >= LUAPOOL_CLOSE_TRIMMED && reason < LP_CLOSE_REASONS);
   lua_State *L = atomic_load_explicit(&s->L, memory_order_relaxed);
   if (p->cfg.on_state != NULL)
     lp_cb_on_state(&p->cfg, LUAPOOL_STATE_CLOSED, reason, L);
+  lp_gen *g = s->x->gen;
   lp_reset_defuse(s->x, L); /* lua_close runs no code a request left behind */
   lua_close(L);
   sx_free(s->x);
   lp_slot_free(&p->arena, s);
   atomic_fetch_add_explicit(&p->states.closed_by[reason], 1, memory_order_relaxed);
+  unsigned was = atomic_fetch_sub_explicit(&g->live, 1, memory_order_relaxed); /* a count */
+  lp_assert(was > 0);
+  (void)was;
+}
+
+/* The same, then the reservation goes back to max_states and a waiter, who may now create a
+   state, is woken. */
+void lp_state_close(luapool *p, lp_slot *s, int reason) {
+  lp_state_close_keep(p, s, reason);
   lp_state_unreserve(p);
 }
 
-uint64_t lp_state_counts(luapool *p, uint64_t closed_by[LUAPOOL_CLOSE_RECYCLED + 1]) {
-  for (int r = 0; r <= LUAPOOL_CLOSE_RECYCLED; r++)
+uint64_t lp_state_counts(luapool *p, uint64_t closed_by[LP_CLOSE_REASONS]) {
+  for (int r = 0; r < LP_CLOSE_REASONS; r++)
     closed_by[r] = atomic_load_explicit(&p->states.closed_by[r], memory_order_relaxed);
   return atomic_load_explicit(&p->states.created, memory_order_relaxed);
 }
 
 unsigned lp_state_live(luapool *p) {
-  uint64_t closed_by[LUAPOOL_CLOSE_RECYCLED + 1], closed = 0;
+  uint64_t closed_by[LP_CLOSE_REASONS], closed = 0;
   uint64_t created = lp_state_counts(p, closed_by);
-  for (int r = 0; r <= LUAPOOL_CLOSE_RECYCLED; r++)
+  for (int r = 0; r < LP_CLOSE_REASONS; r++)
     closed += closed_by[r];
   return created > closed ? (unsigned)(created - closed) : 0;
+}
+
+/* ---- generations ---------------------------------------------------------------------------- */
+
+/*
+** current is loaded relaxed: the caller holds the pass mutex, under which every reload stored it,
+** so the mutex orders the last store before this load.
+*/
+lp_gen *lp_state_gen_next(luapool *p, int (*on_create)(lua_State *L, void *ud), void *ud) {
+  lp_gen *cur = atomic_load_explicit(&p->states.current, memory_order_relaxed);
+  lp_gen *g = lp_calloc(1, sizeof *g);
+  if (g == NULL)
+    return NULL;
+  g->on_create = on_create != NULL ? on_create : cur->on_create;
+  g->on_create_ud = on_create != NULL ? ud : cur->on_create_ud;
+  g->number = cur->number + 1;
+  g->older = cur;
+  atomic_init(&g->live, 0);
+  return g;
+}
+
+/*
+** current first, then the number, both release.  A thread whose acquire load reads the new number
+** (lp_pool_generation) synchronizes with the second store, so the first happens before anything
+** it does next: its creations load current with acquire and get g or a later generation, never
+** the one g replaces (else an acquire that closed an old state could create another old one).
+** The release also publishes g's fields, which never change from here on.
+*/
+void lp_state_gen_publish(luapool *p, lp_gen *g) {
+  lp_states *st = &p->states;
+  atomic_store_explicit(&st->current, g, memory_order_release);
+  atomic_store_explicit(&st->generation, g->number, memory_order_release);
+  atomic_fetch_add_explicit(&st->reloads, 1, memory_order_relaxed); /* a count */
+}
+
+/* g was never published: only the reloading thread ever had it, so relaxed. */
+void lp_state_gen_drop(lp_gen *g) {
+  lp_assert(atomic_load_explicit(&g->live, memory_order_relaxed) == 0);
+  lp_free(g);
+}
+
+/*
+** States that exist minus those of the current generation: the rest are older.  Relaxed counts
+** read at slightly different times, so while threads create and close states the answer may be
+** off either way for a moment (the pass asks again next time; acquire and release check every
+** state themselves); once the pool is quiet it is exact.
+*/
+bool lp_state_any_old(luapool *p) {
+  /* acquire: g is dereferenced, and its initialization was published with release */
+  lp_gen *g = atomic_load_explicit(&p->states.current, memory_order_acquire);
+  unsigned current = atomic_load_explicit(&g->live, memory_order_relaxed);
+  return lp_state_live(p) > current;
+}
+
+uint64_t lp_state_reloads(luapool *p) {
+  return atomic_load_explicit(&p->states.reloads, memory_order_relaxed); /* a count, a snapshot */
 }

@@ -20,10 +20,10 @@ _Static_assert(sizeof(luapool_wait_histogram) == (2 * (size_t)LUAPOOL_WAIT_BUCKE
                "luapool_wait_histogram has no padding");
 
 static void fill_from(luapool *p, const uint64_t sums[LP_C_COUNT], luapool_stats *out) {
-  uint64_t by[LUAPOOL_CLOSE_RECYCLED + 1];
+  uint64_t by[LP_CLOSE_REASONS];
   out->created = lp_state_counts(p, by);
   out->closed = 0;
-  for (int r = 0; r <= LUAPOOL_CLOSE_RECYCLED; r++)
+  for (int r = 0; r < LP_CLOSE_REASONS; r++)
     out->closed += by[r];
   out->acquires = sums[LP_C_ACQUIRES];
   out->releases = sums[LP_C_RELEASES];
@@ -47,6 +47,9 @@ static void fill_from(luapool *p, const uint64_t sums[LP_C_COUNT], luapool_stats
   out->bloated = by[LUAPOOL_CLOSE_BLOAT];
   out->shutdown_closed = by[LUAPOOL_CLOSE_SHUTDOWN];
   out->recycled = by[LUAPOOL_CLOSE_RECYCLED];
+  out->reload_closed = by[LUAPOOL_CLOSE_RELOADED];
+  out->reloads = lp_state_reloads(p);
+  out->generation = lp_pool_generation(p);
   lp_watchdog_stats(p, out);
   uint64_t live = out->created > out->closed ? out->created - out->closed : 0;
   out->live = (unsigned)live;

@@ -26,6 +26,8 @@
 typedef struct lp_sx {
   lp_alloc alloc;       /* alloc.c: the heap, mem_limit, the peak */
   lp_budget budget;     /* budget.c: instructions and deadline of this acquire */
+  uint64_t generation;  /* state.c: the generation that made it (luapool_reload); set once */
+  struct lp_gen *gen;   /* state.c: that generation's record, which counts it (state.h) */
   lp_snapshot snapshot; /* snapshot.c: what the reset checks */
   lp_seed seed;         /* entropy.c: math.random's seed */
   lp_warn warn;         /* warn.c: the warn switch */
@@ -33,6 +35,14 @@ typedef struct lp_sx {
   lp_sandbox sandbox;   /* sandbox.c: finalizers noted */
   lp_modules modules;   /* module.c: luapool_module's reset functions */
 } lp_sx;
+
+/*
+** Made by a generation older than generation (luapool_reload): closed, never handed out or kept.
+** Read by whoever holds the state; written once, before the state was first handed over.
+*/
+static inline bool lp_sx_stale(const lp_sx *x, uint64_t generation) {
+  return x->generation < generation;
+}
 
 /*
 ** The parts of the state L belongs to, or NULL if L is no pooled state: the check of every

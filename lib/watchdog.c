@@ -120,6 +120,40 @@ static void reclaim_quiet(luapool *p) {
 }
 
 /*
+** The states of older generations (luapool_reload) that nobody holds: every one on the global list
+** and in any thread's magazine is closed; the others go (back) on the global list.  Only while
+** lp_state_any_old says such states may exist: after a reload, until the last old state is
+** closed (those checked out are closed at their release).  While one is checked out, each pass
+** thus empties every magazine into the global list; acquires then find their states there.  The
+** steals are bounded by the states that exist, so threads that keep releasing into their
+** magazines cannot keep the pass here.
+*/
+static unsigned retire_old(luapool *p, unsigned *idle) {
+  if (!lp_state_any_old(p))
+    return 0;
+  uint64_t gen = lp_pool_generation(p);
+  unsigned closed = 0, kept = 0, bound = lp_state_live(p);
+  chain all = take_all_global(p);
+  lp_slot *s;
+  for (unsigned i = 0; i < bound && (s = lp_mag_steal(p, false)) != NULL; i++)
+    chain_push(&all, s);
+  while ((s = chain_pop(&all)) != NULL) {
+    if (lp_sx_stale(s->x, gen)) {
+      lp_state_close(p, s, LUAPOOL_CLOSE_RELOADED);
+      closed++;
+      if (*idle > 0)
+        (*idle)--;
+    } else {
+      lp_freelist_push_mpmc(&p->idle, s);
+      kept++;
+    }
+  }
+  if (kept != 0)
+    lp_wait_wake_after_push(&p->wait);
+  return closed;
+}
+
+/*
 ** Lifetime and idle timeout over every state on the global list (quiet magazines were emptied
 ** into it just before).  The list is held only for the length of the scan: no collection here.
 */
@@ -306,6 +340,7 @@ static void record_pass(luapool *p, uint64_t ns) {
 **     then report the states held past held_warn_ms (read only; they are their holders');
 **  2. close what waits to be closed (discarded, tainted, expired on release);
 **  3. move quiet threads' magazines to the global list;
+**  3a. close idle states of older generations (luapool_reload), in every magazine too;
 **  4. close states past their lifetime or idle timeout (not below min_idle);
 **  5. close idle states beyond max_idle, counting magazines;
 **  6. collect garbage in up to gc_per_pass idle states, closing bloated and recycled ones;
@@ -323,6 +358,7 @@ static void pass_locked(luapool *p) {
   unsigned closed = close_pending(p);
   reclaim_quiet(p);
   unsigned idle = idle_count(p);
+  closed += retire_old(p, &idle);
   closed += expire_idle(p, now, &idle);
   closed += trim(p, &idle);
   collected c = collect(p, &idle);
@@ -363,6 +399,82 @@ static void kick(luapool *p) {
   p->wd.kick = true;
   pthread_cond_signal(&p->wd.cond);
   pthread_mutex_unlock(&p->wd.mutex);
+}
+
+/* ---- reload ---------------------------------------------------------------------------------- */
+
+/*
+** Room under max_states for the new generation's first state: a reservation, else one freed by
+** closing what waits on the close list, else by closing an idle state (every state is older than
+** the coming generation), whose reservation passes to the reload.  False when every state is
+** checked out.
+*/
+static bool reload_room(luapool *p) {
+  if (lp_state_reserve(p))
+    return true;
+  if (close_pending(p) != 0 && lp_state_reserve(p))
+    return true;
+  lp_slot *s = take_idle(p);
+  if (s == NULL)
+    return false;
+  lp_state_close_keep(p, s, LUAPOOL_CLOSE_RELOADED);
+  return true;
+}
+
+/*
+** Under the pass mutex, which serializes reloads (each gets its own number) and keeps them out of
+** a pass.  The new generation makes one state before it is published: a failing on_create leaves
+** the current generation serving.  The state goes on the global list, ready.
+*/
+static int reload_locked(luapool *p, int (*on_create)(lua_State *L, void *ud), void *ud,
+                         uint64_t *number) {
+  if (lp_pool_closed(p))
+    return LUAPOOL_ECLOSED;
+  lp_gen *g = lp_state_gen_next(p, on_create, ud);
+  if (g == NULL) {
+    lp_log(&p->cfg, LUAPOOL_LOG_ERROR, "luapool_reload: out of memory");
+    return LUAPOOL_ENOMEM;
+  }
+  if (!reload_room(p)) {
+    lp_state_gen_drop(g);
+    lp_log(&p->cfg, LUAPOOL_LOG_ERROR,
+           "luapool_reload: max_states states are all checked out: no room to try the new "
+           "generation (nothing changed)");
+    return LUAPOOL_ETIMEDOUT;
+  }
+  lp_slot *s;
+  int rc = lp_state_new_of(p, g, &s);
+  if (rc != LUAPOOL_OK) {
+    uint64_t serving = g->older->number;
+    lp_state_unreserve(p);
+    lp_state_gen_drop(g);
+    lp_log(&p->cfg, LUAPOOL_LOG_ERROR,
+           "luapool_reload: the new generation cannot create a state: generation %llu keeps "
+           "serving",
+           (unsigned long long)serving);
+    return rc;
+  }
+  lp_slot_move(s, LP_SLOT_EMPTY, LP_SLOT_IDLE);
+  if (lp_pool_closed(p)) { /* a shutdown began: its close_all waits for the pass mutex */
+    lp_state_close(p, s, LUAPOOL_CLOSE_SHUTDOWN);
+    lp_state_gen_drop(g);
+    return LUAPOOL_ECLOSED;
+  }
+  lp_state_gen_publish(p, g);
+  lp_freelist_push_mpmc(&p->idle, s);
+  lp_wait_wake_after_push(&p->wait);
+  *number = g->number;
+  return LUAPOOL_OK;
+}
+
+int lp_watchdog_reload(luapool *p, int (*on_create)(lua_State *L, void *ud), void *ud,
+                       uint64_t *number) {
+  pthread_mutex_lock(&p->wd.pass_mutex);
+  int rc = reload_locked(p, on_create, ud, number);
+  pthread_mutex_unlock(&p->wd.pass_mutex);
+  if (rc == LUAPOOL_OK && p->cfg.watchdog_interval_ms != 0)
+    kick(p); /* a pass now closes the old idle states and prewarms new ones */
+  return rc;
 }
 
 /*

@@ -40,6 +40,15 @@ int lp_watchdog_prewarm(luapool *p, unsigned idle, unsigned target);
 /* A state nobody will use again (CLOSING): closed by the watchdog thread (woken now), or here
    when the pool has none or is shut down. */
 void lp_watchdog_close_later(luapool *p, lp_slot *s, int reason);
+/*
+** luapool_reload, under the pass mutex: starts the generation after the current one (on_create
+** NULL: the current on_create and ud), once a state of it was created (it goes on the global
+** list); wakes the thread for a pass, which closes the older idle states and prewarms.
+** LUAPOOL_OK and the new number in *number, or LUAPOOL_EINIT (on_create failed), LUAPOOL_ENOMEM,
+** LUAPOOL_ETIMEDOUT (max_states states, all checked out), LUAPOOL_ECLOSED; then nothing changed.
+*/
+int lp_watchdog_reload(luapool *p, int (*on_create)(lua_State *L, void *ud), void *ud,
+                       uint64_t *number);
 /* Shutdown: closes every state nobody holds. */
 void lp_watchdog_close_all(luapool *p);
 /* The pass figures of luapool_stats. */

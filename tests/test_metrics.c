@@ -351,7 +351,7 @@ START_TEST(the_stats_keep_their_size_and_the_heap_fields_their_place) {
     ck_assert_uint_eq(offsetof(luapool_stats, heap_bytes),
                       offsetof(luapool_stats, held_too_long) + 8);
     ck_assert_uint_eq(offsetof(luapool_stats, heap_max), offsetof(luapool_stats, heap_bytes) + 8);
-    ck_assert_uint_eq(offsetof(luapool_stats, reserved), offsetof(luapool_stats, heap_max) + 8);
+    ck_assert_uint_eq(offsetof(luapool_stats, reloads), offsetof(luapool_stats, heap_max) + 8);
   }
   luapool_stats st;
   memset(&st, 0xAB, sizeof st);
