@@ -183,34 +183,34 @@ static inline bool lp_slot_try_move(lp_slot *s, int from, int to) {
 /* ---- the host part (lp_slot_host) --------------------------------------------------------- */
 
 /*
-** The holder's context.  Relaxed both ways: the pointer is the only datum (luapool never reads
-** what it points to), the holder reads back its own store (coherence), and the next holder's
-** read follows the clear at the end of the request through the hand-off that gave it the slot.
-** The watchdog's read only logs the value.
+** The holder's context.  The pointer is the only datum (luapool never reads what it points to),
+** the holder reads back its own store (coherence), and the next holder's read follows the clear
+** at the end of the request through the hand-off that gave it the slot.  Release and acquire
+** only for the watchdog's seqlock read (lp_slot_held_read): a context stored by a later holder
+** makes that read drop the record.  On x86 both are plain moves.
 */
 static inline void lp_slot_context_set(lp_slot *s, void *ctx) {
-  atomic_store_explicit(&s->host.context, ctx, memory_order_relaxed);
+  atomic_store_explicit(&s->host.context, ctx, memory_order_release);
 }
 
 static inline void *lp_slot_context(lp_slot *s) {
-  return atomic_load_explicit(&s->host.context, memory_order_relaxed);
+  return atomic_load_explicit(&s->host.context, memory_order_acquire);
 }
 
 /*
 ** The holder, at acquire (held_warn_ms on): the record of this acquire, then the odd sequence
-** number that makes it visible.  The release fence orders the end of the previous request (its
-** even store, sequenced or handed off before) before the new fields: a reader whose relaxed
-** load of a field reads one of them, then passes its acquire fence, sees that even store or a
-** later one, and drops its read.  The release store of the odd number publishes the fields to
-** a reader whose acquire load reads it.
+** number that makes it visible.  Each field is a release store: it is ordered after the end of
+** the previous request (its even store, sequenced or handed off before), so a reader whose
+** acquire load of a field reads one of these sees that even store in its second look at held,
+** and drops its read.  The release store of the odd number publishes the fields to a reader
+** whose acquire load reads it.  (No fences: ThreadSanitizer does not model them.)
 */
 static inline void lp_slot_held_begin(lp_slot *s, uint64_t now_ms, long tid, lua_State *L) {
   uint64_t seq = atomic_load_explicit(&s->host.held, memory_order_relaxed); /* the holder's own */
   lp_assert(seq % 2 == 0);
-  atomic_thread_fence(memory_order_release);
-  atomic_store_explicit(&s->host.since_ms, now_ms, memory_order_relaxed);
-  atomic_store_explicit(&s->host.tid, tid, memory_order_relaxed);
-  atomic_store_explicit(&s->host.L, L, memory_order_relaxed);
+  atomic_store_explicit(&s->host.since_ms, now_ms, memory_order_release);
+  atomic_store_explicit(&s->host.tid, tid, memory_order_release);
+  atomic_store_explicit(&s->host.L, L, memory_order_release);
   atomic_store_explicit(&s->host.held, seq + 1, memory_order_release);
 }
 
@@ -227,23 +227,22 @@ static inline void lp_slot_held_end(lp_slot *s) {
 /*
 ** Any thread (the pass): the record of the acquire now holding s, read whole, or false when s
 ** is not held or its record changed during the read (a release, a new acquire: the next pass
-** looks again).  A seqlock's reader: the sequence (acquire), the fields (relaxed), an acquire
-** fence, the sequence again.  If both reads of the sequence return the same odd n, every field
-** read is the one acquire n wrote: the first read synchronizes with n's release store, so the
-** fields are n's or later; a later one was written after a release fence that follows n's end
-** (n + 1), and the acquire fence after reading it makes that end visible to the second read,
-** which would then not return n.
+** looks again).  A seqlock's reader: the sequence, the fields, the sequence again, every load
+** acquire.  If both reads of the sequence return the same odd n, every field read is the one
+** acquire n wrote: the first read synchronizes with n's release store, so the fields are n's or
+** later; a later one is a release store that follows n's end (n + 1) in happens-before, and the
+** field's acquire load synchronizes with it, so the second read, sequenced after, returns n + 1
+** or later, not n.  The context likewise (a later holder's store is a release store too).
 */
 static inline bool lp_slot_held_read(lp_slot *s, lp_slot_held_view *v) {
   uint64_t seq = atomic_load_explicit(&s->host.held, memory_order_acquire);
   if (seq % 2 == 0)
     return false;
-  v->since_ms = atomic_load_explicit(&s->host.since_ms, memory_order_relaxed);
-  v->tid = atomic_load_explicit(&s->host.tid, memory_order_relaxed);
-  v->L = atomic_load_explicit(&s->host.L, memory_order_relaxed);
-  v->context = atomic_load_explicit(&s->host.context, memory_order_relaxed);
-  atomic_thread_fence(memory_order_acquire);
-  if (atomic_load_explicit(&s->host.held, memory_order_relaxed) != seq)
+  v->since_ms = atomic_load_explicit(&s->host.since_ms, memory_order_acquire);
+  v->tid = atomic_load_explicit(&s->host.tid, memory_order_acquire);
+  v->L = atomic_load_explicit(&s->host.L, memory_order_acquire);
+  v->context = lp_slot_context(s);
+  if (atomic_load_explicit(&s->host.held, memory_order_acquire) != seq)
     return false;
   v->seq = seq;
   return true;
