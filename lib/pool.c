@@ -289,6 +289,12 @@ void luapool_destroy(luapool *p) {
            "luapool_destroy: left %u state(s) unclosed that threads which did not survive a "
            "fork held",
            left.stranded);
+  unsigned open = lp_wait_detach_all(&p->wait);
+  if (open != 0)
+    lp_log(&p->cfg, LUAPOOL_LOG_WARN,
+           "luapool_destroy: %u notifier(s) still open: detached (luapool_acquire_async returns "
+           "LUAPOOL_ECLOSED on them; luapool_notifier_close frees them)",
+           open);
   lp_slot_arena_fini(&p->arena);
   lp_watchdog_fini(p);
   lp_mag_fini(p);
@@ -399,16 +405,33 @@ static lp_slot *wait_slow(luapool *p, lp_local *l, long timeout_ms, bool *reserv
 ** would run again, inside the callback) nor waits (the states it would wait for may be the ones
 ** the pass that runs the callback holds): it is refused with LUAPOOL_EINVAL instead.
 */
+/* What take_slow found made the caller's: s itself, or a new state in the room it reserved. */
+static int take_or_new(luapool *p, lp_local *l, lp_slot *s, bool reserved, int source,
+                       lua_State **out) {
+  if (!reserved)
+    return acquired(p, l, s, LP_SLOT_IDLE, source, out);
+  int rc = lp_state_new(p, &s);
+  if (rc != LUAPOOL_OK) {
+    lp_state_unreserve(p);
+    return rc;
+  }
+  return acquired(p, l, s, LP_SLOT_EMPTY, LP_C_MISSES, out);
+}
+
+static void refuse_in_callback(luapool *p, const char *fn) {
+  lp_log(&p->cfg, LUAPOOL_LOG_ERROR,
+         "%s: called from the %s callback with no idle state: it neither creates nor waits there "
+         "(refused)",
+         fn, lp_cb_inside());
+}
+
 static int acquire_slow(luapool *p, lp_local *l, long timeout_ms, lua_State **out) {
   bool reserved = false, in_callback = lp_cb_inside() != NULL;
   int source, rc = LUAPOOL_OK;
   lp_slot *s = take_slow(p, !in_callback, &reserved, &source);
   if (s == NULL && !reserved) {
     if (in_callback) {
-      lp_log(&p->cfg, LUAPOOL_LOG_ERROR,
-             "luapool_acquire: called from the %s callback with no idle state: it neither "
-             "creates nor waits there (refused)",
-             lp_cb_inside());
+      refuse_in_callback(p, "luapool_acquire");
       return LUAPOOL_EINVAL;
     }
     if (timeout_ms == 0) {
@@ -420,14 +443,7 @@ static int acquire_slow(luapool *p, lp_local *l, long timeout_ms, lua_State **ou
       return rc;
     source = LP_C_MISSES;
   }
-  if (!reserved)
-    return acquired(p, l, s, LP_SLOT_IDLE, source, out);
-  rc = lp_state_new(p, &s);
-  if (rc != LUAPOOL_OK) {
-    lp_state_unreserve(p);
-    return rc;
-  }
-  return acquired(p, l, s, LP_SLOT_EMPTY, LP_C_MISSES, out);
+  return take_or_new(p, l, s, reserved, source, out);
 }
 
 int luapool_acquire(luapool *p, long timeout_ms, lua_State **out) {
@@ -440,6 +456,125 @@ int luapool_acquire(luapool *p, long timeout_ms, lua_State **out) {
   if (s != NULL)
     return acquired(p, l, s, LP_SLOT_IDLE, LP_C_MAGAZINE_HITS, out);
   return acquire_slow(p, l, timeout_ms, out);
+}
+
+/* ---- acquire from an event loop ---------------------------------------------------------- */
+
+/*
+** The notifier's pool, or NULL (and a log line) when n cannot be used: NULL, opened before a
+** fork (in the child), or detached by luapool_destroy (*rc says which error).
+*/
+static luapool *notifier_pool(luapool_notifier *n, const char *fn, int *rc) {
+  *rc = LUAPOOL_EINVAL;
+  if (n == NULL) {
+    lp_log(NULL, LUAPOOL_LOG_ERROR, "%s: NULL notifier (refused)", fn);
+    return NULL;
+  }
+  if (n->forked) {
+    lp_log(NULL, LUAPOOL_LOG_ERROR,
+           "%s: notifier %p was opened before a fork: open a new one in this process (refused)", fn,
+           (void *)n);
+    return NULL;
+  }
+  if (n->pool == NULL) {
+    lp_log(NULL, LUAPOOL_LOG_ERROR, "%s: notifier %p outlived its pool (luapool_destroy)", fn,
+           (void *)n);
+    *rc = LUAPOOL_ECLOSED;
+    return NULL;
+  }
+  return n->pool;
+}
+
+int luapool_notifier_open(luapool *p, luapool_notifier **out) {
+  if (p == NULL || out == NULL) {
+    lp_log(p != NULL ? &p->cfg : NULL, LUAPOOL_LOG_ERROR,
+           "luapool_notifier_open: NULL %s (refused)", p == NULL ? "pool" : "out");
+    return LUAPOOL_EINVAL;
+  }
+  if (lp_pool_closed(p))
+    return LUAPOOL_ECLOSED;
+  int rc = lp_wait_notifier_open(&p->wait, p, out);
+  if (rc == LUAPOOL_ENOMEM) {
+    int e = errno;
+    lp_log(&p->cfg, LUAPOOL_LOG_ERROR, "luapool_notifier_open: %s", strerror(e));
+  }
+  return rc;
+}
+
+int luapool_notifier_fd(const luapool_notifier *n) {
+  if (n == NULL) {
+    lp_log(NULL, LUAPOOL_LOG_ERROR, "luapool_notifier_fd: NULL notifier (refused)");
+    return LUAPOOL_EINVAL;
+  }
+  return n->fd;
+}
+
+/*
+** Past the magazine: take_slow as luapool_acquire(p, 0) does; when it finds nothing, the notifier
+** registers (lp_wait_async_enter: the waiter count raised under the wait mutex, as a blocked
+** acquire enters) and take_slow looks once more.  Either that look finds what a releaser
+** published, or the releaser reads the count after the increment and wakes one waiter: the
+** argument of wait.h and doc/design.md ("Waking without lost wake-ups") as it is.
+*/
+static int acquire_async_slow(luapool *p, lp_local *l, luapool_notifier *n, lua_State **out) {
+  bool reserved = false, in_callback = lp_cb_inside() != NULL;
+  int source;
+  lp_slot *s = take_slow(p, !in_callback, &reserved, &source);
+  if (s != NULL || reserved) {
+    lp_wait_async_cancel(&p->wait, n); /* registered by an earlier call: served now */
+    return take_or_new(p, l, s, reserved, source, out);
+  }
+  if (in_callback) {
+    refuse_in_callback(p, "luapool_acquire_async");
+    return LUAPOOL_EINVAL;
+  }
+  lp_wait_async_enter(&p->wait, n);
+  if (lp_pool_closed(p)) {
+    lp_wait_async_leave(&p->wait, n, true);
+    return LUAPOOL_ECLOSED;
+  }
+  s = take_slow(p, true, &reserved, &source);
+  bool found = s != NULL || reserved;
+  lp_wait_async_leave(&p->wait, n, found);
+  if (!found)
+    return LUAPOOL_EAGAIN;
+  return take_or_new(p, l, s, reserved, source, out);
+}
+
+int luapool_acquire_async(luapool_notifier *n, lua_State **out) {
+  int rc;
+  luapool *p = notifier_pool(n, "luapool_acquire_async", &rc);
+  if (p == NULL)
+    return rc;
+  if (out == NULL) {
+    lp_log(&p->cfg, LUAPOOL_LOG_ERROR, "luapool_acquire_async: NULL out (refused)");
+    return LUAPOOL_EINVAL;
+  }
+  if (lp_pool_closed(p))
+    return LUAPOOL_ECLOSED;
+  lp_wait_notifier_consume(&p->wait, n);
+  lp_local *l = local_of(p);
+  lp_slot *s = l != NULL ? lp_mag_pop(l) : NULL;
+  if (s == NULL)
+    return acquire_async_slow(p, l, n, out);
+  lp_wait_async_cancel(&p->wait, n);
+  return acquired(p, l, s, LP_SLOT_IDLE, LP_C_MAGAZINE_HITS, out);
+}
+
+void luapool_notifier_cancel(luapool_notifier *n) {
+  int rc;
+  luapool *p = notifier_pool(n, "luapool_notifier_cancel", &rc);
+  if (p != NULL)
+    lp_wait_async_cancel(&p->wait, n);
+}
+
+void luapool_notifier_close(luapool_notifier *n) {
+  if (n == NULL)
+    return;
+  if (n->forked || n->pool == NULL)
+    lp_wait_notifier_free_detached(n);
+  else
+    lp_wait_notifier_close(&n->pool->wait, n);
 }
 
 /* ---- release and discard ------------------------------------------------------------------ */
@@ -632,6 +767,8 @@ const char *luapool_strerror(int err) {
     return "invalid argument";
   case LUAPOOL_EINIT:
     return "state initialization failed";
+  case LUAPOOL_EAGAIN:
+    return "no state now: the notifier's descriptor becomes readable when one may be";
   default:
     return "unknown luapool error";
   }

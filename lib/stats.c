@@ -4,9 +4,13 @@
 ** figures (watchdog.c).  Totals (closed, live, idle, in_use) are sums and differences of those.
 */
 #include "stats.h"
+#include "internal.h"
 #include "magazine.h"
 #include "state.h"
 #include "watchdog.h"
+
+/* The struct's size is part of the ABI: later counters come out of reserved. */
+_Static_assert(sizeof(void *) != 8 || sizeof(luapool_stats) == 328, "luapool_stats is 328 bytes");
 
 void lp_stats_fill(luapool *p, luapool_stats *out) {
   uint64_t sums[LP_C_COUNT], by[LUAPOOL_CLOSE_RECYCLED + 1];
@@ -27,6 +31,7 @@ void lp_stats_fill(luapool *p, luapool_stats *out) {
   out->budget_exceeded = sums[LP_C_BUDGET_EXCEEDED];
   out->restored = sums[LP_C_RESTORED];
   out->interrupted = sums[LP_C_INTERRUPTED];
+  out->async_notified = lp_wait_notified(&p->wait); /* counted under the wait mutex (wait.c) */
   out->cache_hits = sums[LP_C_CACHE_HITS];
   out->cache_misses = sums[LP_C_CACHE_MISSES];
   out->trimmed = by[LUAPOOL_CLOSE_TRIMMED];

@@ -1,0 +1,600 @@
+/*
+** Acquiring from an event loop: luapool_acquire_async and its notifier.  Each wake-up claim
+** (none lost, none wasted, exactly one per release, a cancelled one passed on) has a test here
+** that fails when it breaks; every wait is bounded (poll with a timeout, timed acquires).
+*/
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "util.h"
+
+/* Whether fd is readable now (timeout_ms 0) or becomes so within timeout_ms. */
+static bool readable_within(int fd, int timeout_ms) {
+  struct pollfd pfd = {.fd = fd, .events = POLLIN};
+  return poll(&pfd, 1, timeout_ms) == 1 && (pfd.revents & POLLIN) != 0;
+}
+
+static bool readable(const luapool_notifier *n) {
+  return readable_within(luapool_notifier_fd(n), 0);
+}
+
+static luapool_notifier *open_notifier(luapool *p) {
+  luapool_notifier *n = NULL;
+  ck_assert_int_eq(luapool_notifier_open(p, &n), LUAPOOL_OK);
+  ck_assert_ptr_nonnull(n);
+  ck_assert_int_ge(luapool_notifier_fd(n), 0);
+  return n;
+}
+
+/* One state at most; magazine_size 0: a release goes to the global list. */
+static luapool *one_state_pool(void) {
+  luapool_config cfg;
+  util_config(&cfg);
+  cfg.max_states = 1;
+  cfg.magazine_size = 0;
+  return util_pool(&cfg);
+}
+
+/* ---- the basic contract ---------------------------------------------------------------------- */
+
+START_TEST(acquire_async_is_immediate_when_a_state_is_free) {
+  luapool_config cfg;
+  util_config(&cfg);
+  luapool *p = util_pool(&cfg);
+  luapool_notifier *n = open_notifier(p);
+  lua_State *L = NULL;
+  ck_assert_int_eq(luapool_acquire_async(n, &L), LUAPOOL_OK); /* room for a new state */
+  ck_assert_ptr_nonnull(L);
+  util_run(L, "x = 1 + 1");
+  luapool_release(p, L);
+  ck_assert_int_eq(luapool_acquire_async(n, &L), LUAPOOL_OK); /* the magazine's */
+  ck_assert_uint_eq(util_stats(p).magazine_hits, 1);
+  luapool_release(p, L);
+  ck_assert(!readable(n));
+  ck_assert_uint_eq(util_waiters(p), 0);
+  ck_assert_uint_eq(util_stats(p).async_notified, 0);
+  luapool_notifier_close(n);
+  luapool_destroy(p);
+}
+END_TEST
+
+typedef struct handoff {
+  luapool *p;
+  lua_State *L;
+} handoff;
+
+static void *release_it(void *arg) {
+  handoff *h = arg;
+  luapool_release(h->p, h->L);
+  return NULL;
+}
+
+START_TEST(eagain_then_the_fd_becomes_readable_when_another_thread_releases) {
+  luapool_config cfg;
+  util_config(&cfg);
+  cfg.max_states = 1;
+  cfg.magazine_size = _i; /* the releaser's magazine, or the global list */
+  luapool *p = util_pool(&cfg);
+  lua_State *held = util_acquire(p);
+  luapool_notifier *n = open_notifier(p);
+  lua_State *L = NULL;
+  ck_assert_int_eq(luapool_acquire_async(n, &L), LUAPOOL_EAGAIN);
+  ck_assert_ptr_null(L);
+  ck_assert_uint_eq(util_waiters(p), 1); /* registered, counted */
+  ck_assert(!readable(n));
+  handoff h = {p, held};
+  pthread_t t;
+  ck_assert_int_eq(pthread_create(&t, NULL, release_it, &h), 0);
+  ck_assert_msg(readable_within(luapool_notifier_fd(n), 10000),
+                "the release did not make the notifier's fd readable: a lost wake-up");
+  pthread_join(t, NULL);
+  ck_assert_uint_eq(util_waiters(p), 0); /* the wake took it off the FIFO */
+  ck_assert_int_eq(luapool_acquire_async(n, &L), LUAPOOL_OK);
+  ck_assert_ptr_eq(L, held);
+  ck_assert(!readable(n)); /* acquire_async drained it */
+  ck_assert_uint_eq(util_stats(p).async_notified, 1);
+  luapool_release(p, L);
+  luapool_notifier_close(n);
+  luapool_destroy(p);
+}
+END_TEST
+
+START_TEST(registering_twice_is_one_entry) {
+  luapool *p = one_state_pool();
+  lua_State *held = util_acquire(p);
+  luapool_notifier *n = open_notifier(p);
+  lua_State *L;
+  ck_assert_int_eq(luapool_acquire_async(n, &L), LUAPOOL_EAGAIN);
+  ck_assert_int_eq(luapool_acquire_async(n, &L), LUAPOOL_EAGAIN);
+  ck_assert_uint_eq(util_waiters(p), 1);
+  luapool_notifier_cancel(n);
+  ck_assert_uint_eq(util_waiters(p), 0);
+  luapool_notifier_cancel(n); /* not registered: nothing to do */
+  ck_assert_uint_eq(util_waiters(p), 0);
+  luapool_release(p, held); /* no waiter: nobody is notified */
+  ck_assert(!readable(n));
+  ck_assert_uint_eq(util_stats(p).async_notified, 0);
+  ck_assert_int_eq(luapool_acquire_async(n, &L), LUAPOOL_OK);
+  luapool_release(p, L);
+  luapool_notifier_close(n);
+  luapool_destroy(p);
+}
+END_TEST
+
+START_TEST(a_woken_notifier_that_finds_the_state_taken_registers_again) {
+  luapool *p = one_state_pool();
+  lua_State *held = util_acquire(p);
+  luapool_notifier *n = open_notifier(p), *m = open_notifier(p);
+  lua_State *L;
+  ck_assert_int_eq(luapool_acquire_async(n, &L), LUAPOOL_EAGAIN);
+  luapool_release(p, held);
+  ck_assert(readable(n));
+  ck_assert_int_eq(luapool_acquire_async(m, &L), LUAPOOL_OK); /* m, not woken, takes it first */
+  lua_State *L2;
+  ck_assert_int_eq(luapool_acquire_async(n, &L2), LUAPOOL_EAGAIN); /* consumed, queued again */
+  ck_assert(!readable(n));
+  ck_assert_uint_eq(util_waiters(p), 1);
+  luapool_release(p, L);
+  ck_assert(readable(n));
+  ck_assert(!readable(m));
+  ck_assert_int_eq(luapool_acquire_async(n, &L2), LUAPOOL_OK);
+  luapool_release(p, L2);
+  luapool_notifier_close(n);
+  luapool_notifier_close(m);
+  luapool_destroy(p);
+}
+END_TEST
+
+/* ---- exactly one wake per release ------------------------------------------------------------ */
+
+START_TEST(one_release_makes_exactly_one_fd_readable) {
+  luapool *p = one_state_pool();
+  lua_State *L = util_acquire(p);
+  luapool_notifier *n[3];
+  for (int i = 0; i < 3; i++) {
+    n[i] = open_notifier(p);
+    lua_State *none;
+    ck_assert_int_eq(luapool_acquire_async(n[i], &none), LUAPOOL_EAGAIN);
+  }
+  ck_assert_uint_eq(util_waiters(p), 3);
+  for (int round = 0; round < 3; round++) {
+    luapool_release(p, L); /* the wake is written before release returns */
+    for (int i = 0; i < 3; i++)
+      ck_assert_msg(readable(n[i]) == (i == round),
+                    "release %d: notifier %d is %sreadable (FIFO: only notifier %d should be)",
+                    round, i, readable(n[i]) ? "" : "not ", round);
+    ck_assert_uint_eq(util_waiters(p), 2 - (unsigned)round);
+    ck_assert_int_eq(luapool_acquire_async(n[round], &L), LUAPOOL_OK);
+    ck_assert(!readable(n[round]));
+  }
+  luapool_release(p, L); /* nobody registered any more */
+  for (int i = 0; i < 3; i++)
+    ck_assert(!readable(n[i]));
+  ck_assert_uint_eq(util_stats(p).async_notified, 3);
+  for (int i = 0; i < 3; i++)
+    luapool_notifier_close(n[i]);
+  luapool_destroy(p);
+}
+END_TEST
+
+/* A blocked acquire on another thread, with a bounded wait. */
+typedef struct blocked {
+  luapool *p;
+  pthread_t t;
+  atomic_int rc;   /* 1 until it returns */
+  atomic_int done; /* it released what it got */
+  atomic_int go;   /* may release now */
+} blocked;
+
+static void *blocked_acquire(void *arg) {
+  blocked *b = arg;
+  lua_State *L = NULL;
+  int rc = luapool_acquire(b->p, 10000, &L);
+  atomic_store(&b->rc, rc);
+  if (rc == LUAPOOL_OK) {
+    for (int i = 0; i < 10000 && !atomic_load(&b->go); i++)
+      util_sleep_ms(1);
+    luapool_release(b->p, L);
+  }
+  atomic_store(&b->done, 1);
+  return NULL;
+}
+
+static void blocked_start(blocked *b, luapool *p) {
+  b->p = p;
+  atomic_init(&b->rc, 1);
+  atomic_init(&b->done, 0);
+  atomic_init(&b->go, 0);
+  ck_assert_int_eq(pthread_create(&b->t, NULL, blocked_acquire, b), 0);
+}
+
+static bool waiters_are(luapool *p, void *arg) {
+  return util_waiters(p) == *(unsigned *)arg;
+}
+
+static bool blocked_returned(luapool *p, void *arg) {
+  (void)p;
+  return atomic_load(&((blocked *)arg)->rc) != 1;
+}
+
+START_TEST(cancel_passes_an_unconsumed_wakeup_to_a_blocked_acquire) {
+  luapool *p = one_state_pool();
+  lua_State *L = util_acquire(p);
+  luapool_notifier *a = open_notifier(p);
+  lua_State *none;
+  ck_assert_int_eq(luapool_acquire_async(a, &none), LUAPOOL_EAGAIN);
+  blocked b;
+  blocked_start(&b, p);
+  unsigned two = 2;
+  ck_assert(util_wait_until(waiters_are, p, &two, 10.0)); /* b sleeps (it holds the mutex until) */
+  luapool_release(p, L);
+  ck_assert_msg(readable(a), "the first wake of a pool goes to a notifier (the policy)");
+  ck_assert_int_eq(atomic_load(&b.rc), 1); /* b was not woken too */
+  luapool_notifier_cancel(a);              /* a's loop no longer wants it */
+  ck_assert(!readable(a));
+  ck_assert_msg(util_wait_until(blocked_returned, p, &b, 10.0),
+                "the cancelled wake-up did not reach the blocked acquire: lost");
+  ck_assert_int_eq(atomic_load(&b.rc), LUAPOOL_OK);
+  atomic_store(&b.go, 1);
+  pthread_join(b.t, NULL);
+  ck_assert_uint_eq(util_waiters(p), 0);
+  luapool_notifier_close(a);
+  luapool_destroy(p);
+}
+END_TEST
+
+START_TEST(cancel_passes_an_unconsumed_wakeup_to_another_notifier) {
+  luapool *p = one_state_pool();
+  lua_State *L = util_acquire(p);
+  luapool_notifier *a = open_notifier(p), *b = open_notifier(p);
+  lua_State *none;
+  ck_assert_int_eq(luapool_acquire_async(a, &none), LUAPOOL_EAGAIN);
+  ck_assert_int_eq(luapool_acquire_async(b, &none), LUAPOOL_EAGAIN);
+  luapool_release(p, L);
+  ck_assert(readable(a));
+  ck_assert(!readable(b));
+  if (_i == 0)
+    luapool_notifier_cancel(a);
+  else
+    luapool_notifier_close(a); /* close cancels first */
+  ck_assert_msg(readable(b), "the cancelled wake-up did not reach the other notifier: lost");
+  if (_i == 0)
+    ck_assert(!readable(a));
+  ck_assert_uint_eq(util_stats(p).async_notified, 2); /* the passed-on one counts too */
+  ck_assert_int_eq(luapool_acquire_async(b, &L), LUAPOOL_OK);
+  luapool_release(p, L);
+  if (_i == 0)
+    luapool_notifier_close(a);
+  luapool_notifier_close(b);
+  luapool_destroy(p);
+}
+END_TEST
+
+START_TEST(wakes_alternate_between_notifiers_and_blocked_acquires) {
+  luapool *p = one_state_pool();
+  lua_State *L = util_acquire(p);
+  luapool_notifier *a = open_notifier(p), *c = open_notifier(p);
+  lua_State *none;
+  ck_assert_int_eq(luapool_acquire_async(a, &none), LUAPOOL_EAGAIN);
+  ck_assert_int_eq(luapool_acquire_async(c, &none), LUAPOOL_EAGAIN);
+  blocked b;
+  blocked_start(&b, p);
+  unsigned three = 3;
+  ck_assert(util_wait_until(waiters_are, p, &three, 10.0));
+  luapool_release(p, L); /* 1st wake: the oldest notifier */
+  ck_assert(readable(a) && !readable(c));
+  ck_assert_int_eq(luapool_acquire_async(a, &L), LUAPOOL_OK);
+  luapool_release(p, L); /* 2nd: the blocked acquire, though c waits */
+  ck_assert(util_wait_until(blocked_returned, p, &b, 10.0));
+  ck_assert_int_eq(atomic_load(&b.rc), LUAPOOL_OK);
+  ck_assert(!readable(c));
+  atomic_store(&b.go, 1); /* b releases: 3rd wake, c */
+  pthread_join(b.t, NULL);
+  ck_assert(readable(c));
+  ck_assert_int_eq(luapool_acquire_async(c, &L), LUAPOOL_OK);
+  luapool_release(p, L);
+  luapool_notifier_close(a);
+  luapool_notifier_close(c);
+  luapool_destroy(p);
+}
+END_TEST
+
+/* ---- shutdown, destroy, misuse, fork --------------------------------------------------------- */
+
+START_TEST(shutdown_makes_fds_readable_and_acquire_async_returns_eclosed) {
+  luapool *p = one_state_pool();
+  lua_State *L = util_acquire(p);
+  luapool_notifier *queued = open_notifier(p), *idle = open_notifier(p);
+  lua_State *none;
+  ck_assert_int_eq(luapool_acquire_async(queued, &none), LUAPOOL_EAGAIN);
+  ck_assert_int_eq(luapool_shutdown(p, 0), LUAPOOL_ETIMEDOUT); /* L is still out */
+  ck_assert(readable(queued));
+  ck_assert(readable(idle)); /* every open notifier: loops notice */
+  ck_assert_uint_eq(util_waiters(p), 0);
+  ck_assert_int_eq(luapool_acquire_async(queued, &none), LUAPOOL_ECLOSED);
+  ck_assert_int_eq(luapool_acquire_async(idle, &none), LUAPOOL_ECLOSED);
+  luapool_notifier_cancel(queued);
+  ck_assert(readable(queued)); /* and they stay so */
+  luapool_notifier *late = NULL;
+  ck_assert_int_eq(luapool_notifier_open(p, &late), LUAPOOL_ECLOSED);
+  ck_assert_ptr_null(late);
+  luapool_release(p, L);
+  ck_assert_uint_eq(util_stats(p).async_notified, 0); /* shutdown's are not wake-ups for states */
+  luapool_notifier_close(queued);
+  luapool_notifier_close(idle);
+  luapool_destroy(p);
+}
+END_TEST
+
+START_TEST(destroy_with_an_open_notifier_logs_and_detaches_it) {
+  luapool *p = one_state_pool();
+  lua_State *L = util_acquire(p);
+  luapool_notifier *n = open_notifier(p);
+  lua_State *none;
+  ck_assert_int_eq(luapool_acquire_async(n, &none), LUAPOOL_EAGAIN);
+  luapool_release(p, L);
+  luapool_destroy(p);
+  ck_assert(util_log_has("luapool_destroy: 1 notifier(s) still open"));
+  util_stderr_begin();
+  ck_assert_int_eq(luapool_acquire_async(n, &none), LUAPOOL_ECLOSED);
+  luapool_notifier_cancel(n);
+  const char *err = util_stderr_end();
+  ck_assert_ptr_nonnull(strstr(err, "luapool_acquire_async: notifier"));
+  ck_assert_ptr_nonnull(strstr(err, "outlived its pool"));
+  luapool_notifier_close(n); /* frees it: no pool to touch */
+}
+END_TEST
+
+START_TEST(misuse_is_refused_with_einval) {
+  luapool *p = one_state_pool();
+  luapool_notifier *n = (luapool_notifier *)0x1;
+  lua_State *L = (lua_State *)0x1;
+  util_stderr_begin();
+  ck_assert_int_eq(luapool_notifier_open(NULL, &n), LUAPOOL_EINVAL);
+  ck_assert_int_eq(luapool_notifier_fd(NULL), LUAPOOL_EINVAL);
+  ck_assert_int_eq(luapool_acquire_async(NULL, &L), LUAPOOL_EINVAL);
+  luapool_notifier_cancel(NULL);
+  luapool_notifier_close(NULL); /* as free(NULL): nothing */
+  const char *err = util_stderr_end();
+  ck_assert_ptr_eq(n, (luapool_notifier *)0x1);
+  ck_assert_ptr_eq(L, (lua_State *)0x1);
+  ck_assert_ptr_nonnull(strstr(err, "luapool_notifier_open: NULL pool (refused)"));
+  ck_assert_ptr_nonnull(strstr(err, "luapool_notifier_fd: NULL notifier (refused)"));
+  ck_assert_ptr_nonnull(strstr(err, "luapool_acquire_async: NULL notifier (refused)"));
+  ck_assert_ptr_nonnull(strstr(err, "luapool_notifier_cancel: NULL notifier (refused)"));
+  ck_assert_int_eq(luapool_notifier_open(p, NULL), LUAPOOL_EINVAL);
+  ck_assert(util_log_has("luapool_notifier_open: NULL out (refused)"));
+  n = open_notifier(p);
+  ck_assert_int_eq(luapool_acquire_async(n, NULL), LUAPOOL_EINVAL);
+  ck_assert(util_log_has("luapool_acquire_async: NULL out (refused)"));
+  ck_assert_uint_eq(util_waiters(p), 0);
+  luapool_notifier_close(n);
+  luapool_destroy(p);
+}
+END_TEST
+
+START_TEST(the_new_error_and_counter_have_their_documented_place) {
+  ck_assert_int_eq(LUAPOOL_EAGAIN, -6);
+  ck_assert_str_eq(luapool_strerror(LUAPOOL_EAGAIN),
+                   "no state now: the notifier's descriptor becomes readable when one may be");
+  if (sizeof(void *) == 8) {
+    ck_assert_uint_eq(sizeof(luapool_stats), 328);
+    ck_assert_uint_eq(offsetof(luapool_stats, async_notified),
+                      offsetof(luapool_stats, interrupted) + 8);
+    ck_assert_uint_eq(offsetof(luapool_stats, reserved),
+                      offsetof(luapool_stats, async_notified) + 8);
+  }
+}
+END_TEST
+
+#define CHILD_CHECK(c)                                                                             \
+  do {                                                                                             \
+    if (!(c)) {                                                                                    \
+      (void)fprintf(stderr, "child: %s failed (line %d)\n", #c, __LINE__);                         \
+      _exit(1);                                                                                    \
+    }                                                                                              \
+  } while (0)
+
+START_TEST(a_fork_child_forgets_the_parents_notifiers) {
+  luapool *p = one_state_pool();
+  lua_State *L = util_acquire(p);
+  luapool_notifier *n = open_notifier(p);
+  lua_State *none;
+  ck_assert_int_eq(luapool_acquire_async(n, &none), LUAPOOL_EAGAIN);
+  fflush(NULL);
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    alarm(60);
+    CHILD_CHECK(util_waiters(p) == 0); /* the FIFO is empty in the child */
+    CHILD_CHECK(luapool_acquire_async(n, &none) == LUAPOOL_EINVAL); /* shares the parent's fd */
+    luapool_notifier_close(n);
+    luapool_notifier *m = NULL;
+    CHILD_CHECK(luapool_notifier_open(p, &m) == LUAPOOL_OK);
+    CHILD_CHECK(luapool_acquire_async(m, &none) == LUAPOOL_EAGAIN);
+    luapool_release(p, L); /* the forking thread held it: it gives it back */
+    CHILD_CHECK(readable(m));
+    lua_State *L2;
+    CHILD_CHECK(luapool_acquire_async(m, &L2) == LUAPOOL_OK);
+    luapool_release(p, L2);
+    luapool_notifier_close(m);
+    luapool_destroy(p);
+    _exit(0);
+  }
+  int status;
+  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+  ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child failed");
+  ck_assert_uint_eq(util_waiters(p), 1); /* the parent's registration stands */
+  ck_assert(!readable(n));
+  luapool_release(p, L);
+  ck_assert(readable(n));
+  ck_assert_int_eq(luapool_acquire_async(n, &L), LUAPOOL_OK);
+  luapool_release(p, L);
+  luapool_notifier_close(n);
+  luapool_destroy(p);
+}
+END_TEST
+
+/* ---- the race hammer ------------------------------------------------------------------------- */
+
+#define HAMMER_LOOPS 3
+#define HAMMER_BLOCKERS 2
+#define HAMMER_ROUNDS 400
+#define HAMMER_POLL_MS 5000
+#define HAMMER_GIVE_UP_MS 60000.0
+
+typedef struct hammer {
+  luapool *p;
+  atomic_int failed;
+  atomic_int eagains;
+  pthread_mutex_t lock;
+  char why[256];
+} hammer;
+
+static void hammer_fail(hammer *h, const char *why, int rc) {
+  pthread_mutex_lock(&h->lock);
+  if (!atomic_load(&h->failed))
+    (void)snprintf(h->why, sizeof h->why, "%s (rc %d: %s)", why, rc, luapool_strerror(rc));
+  atomic_store(&h->failed, 1);
+  pthread_mutex_unlock(&h->lock);
+}
+
+/*
+** A wait that ended with nothing while a state stayed free: idle states and not one acquire in
+** the whole wait (every thread is trying to acquire all along), so the wake-up was lost.
+*/
+static bool lost_while_free(luapool *p, uint64_t acquires_before) {
+  luapool_stats s = util_stats(p);
+  return s.idle > 0 && s.acquires == acquires_before;
+}
+
+static void use_state(lua_State *L, int i) {
+  lua_pushinteger(L, i);
+  lua_setglobal(L, "request");
+  lua_pushnil(L);
+  lua_setglobal(L, "request");
+}
+
+/* An event loop's thread: its notifier, a bounded poll, a request per state. */
+static void *hammer_loop(void *arg) {
+  hammer *h = arg;
+  luapool_notifier *n = NULL;
+  int rc = luapool_notifier_open(h->p, &n);
+  if (rc != LUAPOOL_OK) {
+    hammer_fail(h, "luapool_notifier_open", rc);
+    return NULL;
+  }
+  for (int i = 0; i < HAMMER_ROUNDS && !atomic_load(&h->failed); i++) {
+    lua_State *L;
+    double give_up = util_now_ms() + HAMMER_GIVE_UP_MS;
+    while ((rc = luapool_acquire_async(n, &L)) == LUAPOOL_EAGAIN) {
+      atomic_fetch_add(&h->eagains, 1);
+      uint64_t before = util_stats(h->p).acquires;
+      if (!readable_within(luapool_notifier_fd(n), HAMMER_POLL_MS)) {
+        if (lost_while_free(h->p, before)) {
+          hammer_fail(h, "a notifier's poll timed out while a state was free: lost wake-up", rc);
+          break;
+        }
+        if (util_now_ms() > give_up) {
+          hammer_fail(h, "a notifier was never served in 60 s", rc);
+          break;
+        }
+      }
+    }
+    if (rc != LUAPOOL_OK) {
+      if (rc != LUAPOOL_EAGAIN)
+        hammer_fail(h, "luapool_acquire_async", rc);
+      break;
+    }
+    use_state(L, i);
+    sched_yield(); /* hold it across a yield, so that others find none */
+    luapool_release(h->p, L);
+    sched_yield(); /* and let another take it: a magazine would keep it for this thread */
+  }
+  luapool_notifier_close(n);
+  return NULL;
+}
+
+/* A blocking acquirer beside the loops, with a bounded wait. */
+static void *hammer_blocker(void *arg) {
+  hammer *h = arg;
+  for (int i = 0; i < HAMMER_ROUNDS && !atomic_load(&h->failed); i++) {
+    lua_State *L;
+    uint64_t before = util_stats(h->p).acquires;
+    int rc = luapool_acquire(h->p, 10000, &L);
+    if (rc == LUAPOOL_ETIMEDOUT) {
+      if (lost_while_free(h->p, before))
+        hammer_fail(h, "a blocked acquire timed out while a state was free: lost wake-up", rc);
+      i--; /* try again: another thread was served meanwhile */
+      continue;
+    }
+    if (rc != LUAPOOL_OK) {
+      hammer_fail(h, "luapool_acquire", rc);
+      break;
+    }
+    use_state(L, i);
+    if (i % 4 == 0)
+      util_sleep_ms(1); /* hold it a while, so that loops find none */
+    luapool_release(h->p, L);
+    sched_yield();
+  }
+  return NULL;
+}
+
+START_TEST(no_wakeup_is_lost_between_loops_and_blocked_acquires) {
+  luapool_config cfg;
+  util_config(&cfg);
+  cfg.max_states = 2;
+  cfg.magazine_size = (unsigned)_i; /* 0: every release through the global list */
+  hammer h = {.p = util_pool(&cfg)};
+  atomic_init(&h.failed, 0);
+  atomic_init(&h.eagains, 0);
+  pthread_mutex_init(&h.lock, NULL);
+  pthread_t t[HAMMER_LOOPS + HAMMER_BLOCKERS];
+  for (int i = 0; i < HAMMER_LOOPS + HAMMER_BLOCKERS; i++)
+    ck_assert_int_eq(
+        pthread_create(&t[i], NULL, i < HAMMER_LOOPS ? hammer_loop : hammer_blocker, &h), 0);
+  for (int i = 0; i < HAMMER_LOOPS + HAMMER_BLOCKERS; i++)
+    pthread_join(t[i], NULL);
+  ck_assert_msg(!atomic_load(&h.failed), "%s", h.why);
+  luapool_stats s = util_stats(h.p);
+  ck_assert_uint_eq(s.in_use, 0);
+  ck_assert_uint_le(s.live, 2);
+  ck_assert_uint_eq(util_waiters(h.p), 0);
+  ck_assert_msg(atomic_load(&h.eagains) > 0 && s.async_notified > 0,
+                "no loop ever had to wait: the test tested nothing");
+  luapool_destroy(h.p);
+  pthread_mutex_destroy(&h.lock);
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("async");
+  TCase *tc = tcase_create("contract");
+  tcase_add_test(tc, acquire_async_is_immediate_when_a_state_is_free);
+  tcase_add_loop_test(tc, eagain_then_the_fd_becomes_readable_when_another_thread_releases, 0, 2);
+  tcase_add_test(tc, registering_twice_is_one_entry);
+  tcase_add_test(tc, a_woken_notifier_that_finds_the_state_taken_registers_again);
+  tcase_add_test(tc, one_release_makes_exactly_one_fd_readable);
+  tcase_add_test(tc, cancel_passes_an_unconsumed_wakeup_to_a_blocked_acquire);
+  tcase_add_loop_test(tc, cancel_passes_an_unconsumed_wakeup_to_another_notifier, 0, 2);
+  tcase_add_test(tc, wakes_alternate_between_notifiers_and_blocked_acquires);
+  tcase_add_test(tc, shutdown_makes_fds_readable_and_acquire_async_returns_eclosed);
+  tcase_add_test(tc, destroy_with_an_open_notifier_logs_and_detaches_it);
+  tcase_add_test(tc, misuse_is_refused_with_einval);
+  tcase_add_test(tc, the_new_error_and_counter_have_their_documented_place);
+  tcase_add_test(tc, a_fork_child_forgets_the_parents_notifiers);
+  suite_add_tcase(s, tc);
+  tc = tcase_create("hammer");
+  tcase_set_timeout(tc, 240); /* every wait inside is bounded; this bounds the whole */
+  tcase_add_loop_test(tc, no_wakeup_is_lost_between_loops_and_blocked_acquires, 0, 2);
+  suite_add_tcase(s, tc);
+  return util_run_suite(s);
+}
