@@ -112,7 +112,7 @@ static int arm_timer(int tfd) {
 int main(void) {
   luapool_config cfg;
   luapool_config_init(&cfg);
-  cfg.max_states = 2; /* fewer states than threads that want one */
+  cfg.max_states = 2;    /* fewer states than threads that want one */
   cfg.magazine_size = 0; /* every state through the global list: the loop competes for each */
   int rc = luapool_create(&cfg, &pool);
   if (rc != LUAPOOL_OK) {
