@@ -10,10 +10,14 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "util.h"
+#ifdef LP_FAULTS
+#include "fault.h"
+#endif
 
 /* Whether fd is readable now (timeout_ms 0) or becomes so within timeout_ms. */
 static bool readable_within(int fd, int timeout_ms) {
@@ -380,6 +384,50 @@ START_TEST(misuse_is_refused_with_einval) {
 }
 END_TEST
 
+/* No descriptor left (RLIMIT_NOFILE): the eventfd fails, the pool is as it was. */
+START_TEST(an_eventfd_failure_is_enomem_and_leaves_the_pool_healthy) {
+  luapool *p = one_state_pool();
+  struct rlimit was;
+  ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &was), 0);
+  struct rlimit none = {.rlim_cur = 3, .rlim_max = was.rlim_max}; /* 0, 1, 2 are open */
+  ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &none), 0);
+  luapool_notifier *n = NULL;
+  int rc = luapool_notifier_open(p, &n);
+  ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &was), 0);
+  ck_assert_int_eq(rc, LUAPOOL_ENOMEM);
+  ck_assert_ptr_null(n);
+  ck_assert(util_log_has("luapool_notifier_open: Too many open files"));
+  n = open_notifier(p);
+  lua_State *L;
+  ck_assert_int_eq(luapool_acquire_async(n, &L), LUAPOOL_OK);
+  luapool_release(p, L);
+  luapool_notifier_close(n);
+  luapool_destroy(p);
+}
+END_TEST
+
+#ifdef LP_FAULTS
+START_TEST(an_allocation_failure_is_enomem_and_leaves_the_pool_healthy) {
+  luapool *p = one_state_pool();
+  luapool_release(p, util_acquire(p)); /* the state and this thread's blocks exist from here */
+  long before = lp_fault_balance();
+  luapool_notifier *n = NULL;
+  lp_fault_arm(LP_FAULT_MALLOC, 1);
+  ck_assert_int_eq(luapool_notifier_open(p, &n), LUAPOOL_ENOMEM);
+  lp_fault_disarm();
+  ck_assert_ptr_null(n);
+  ck_assert_int_eq(lp_fault_balance(), before);
+  n = open_notifier(p);
+  lua_State *L;
+  ck_assert_int_eq(luapool_acquire_async(n, &L), LUAPOOL_OK);
+  luapool_release(p, L);
+  luapool_notifier_close(n);
+  ck_assert_int_eq(lp_fault_balance(), before); /* nothing leaked */
+  luapool_destroy(p);
+}
+END_TEST
+#endif
+
 START_TEST(the_new_error_and_counter_have_their_documented_place) {
   ck_assert_int_eq(LUAPOOL_EAGAIN, -6);
   ck_assert_str_eq(luapool_strerror(LUAPOOL_EAGAIN),
@@ -589,6 +637,10 @@ int main(void) {
   tcase_add_test(tc, shutdown_makes_fds_readable_and_acquire_async_returns_eclosed);
   tcase_add_test(tc, destroy_with_an_open_notifier_logs_and_detaches_it);
   tcase_add_test(tc, misuse_is_refused_with_einval);
+  tcase_add_test(tc, an_eventfd_failure_is_enomem_and_leaves_the_pool_healthy);
+#ifdef LP_FAULTS
+  tcase_add_test(tc, an_allocation_failure_is_enomem_and_leaves_the_pool_healthy);
+#endif
   tcase_add_test(tc, the_new_error_and_counter_have_their_documented_place);
   tcase_add_test(tc, a_fork_child_forgets_the_parents_notifiers);
   suite_add_tcase(s, tc);
