@@ -384,6 +384,37 @@ START_TEST(misuse_is_refused_with_einval) {
 }
 END_TEST
 
+static luapool_notifier *in_callback_notifier;
+static int in_callback_rc;
+static unsigned in_callback_waiters;
+static luapool *in_callback_pool;
+
+static int acquire_async_on_create(lua_State *L, void *ud) {
+  (void)L, (void)ud;
+  lua_State *other = NULL;
+  in_callback_rc = luapool_acquire_async(in_callback_notifier, &other);
+  in_callback_waiters = util_waiters(in_callback_pool);
+  return 0;
+}
+
+/* As luapool_acquire there: no state is created and nothing waits, so no notifier registers. */
+START_TEST(inside_a_callback_with_no_idle_state_it_is_refused_and_does_not_register) {
+  luapool_config cfg;
+  util_config(&cfg);
+  cfg.on_create = acquire_async_on_create;
+  in_callback_pool = util_pool(&cfg);
+  in_callback_notifier = open_notifier(in_callback_pool);
+  in_callback_rc = 1;
+  lua_State *L = util_acquire(in_callback_pool); /* creates: on_create runs */
+  ck_assert_int_eq(in_callback_rc, LUAPOOL_EINVAL);
+  ck_assert_uint_eq(in_callback_waiters, 0);
+  ck_assert(util_log_has("luapool_acquire_async: called from the on_create callback"));
+  luapool_release(in_callback_pool, L);
+  luapool_notifier_close(in_callback_notifier);
+  luapool_destroy(in_callback_pool);
+}
+END_TEST
+
 /* No descriptor left (RLIMIT_NOFILE): the eventfd fails, the pool is as it was. */
 START_TEST(an_eventfd_failure_is_enomem_and_leaves_the_pool_healthy) {
   luapool *p = one_state_pool();
@@ -462,7 +493,11 @@ START_TEST(a_fork_child_forgets_the_parents_notifiers) {
   if (pid == 0) {
     alarm(60);
     CHILD_CHECK(util_waiters(p) == 0); /* the FIFO is empty in the child */
-    CHILD_CHECK(luapool_acquire_async(n, &none) == LUAPOOL_EINVAL); /* shares the parent's fd */
+    util_stderr_begin();
+    int rc = luapool_acquire_async(n, &none);
+    const char *err = util_stderr_end();
+    CHILD_CHECK(rc == LUAPOOL_EINVAL); /* its eventfd is the parent's */
+    CHILD_CHECK(strstr(err, "was opened before a fork") != NULL);
     luapool_notifier_close(n);
     luapool_notifier *m = NULL;
     CHILD_CHECK(luapool_notifier_open(p, &m) == LUAPOOL_OK);
@@ -637,6 +672,7 @@ int main(void) {
   tcase_add_test(tc, shutdown_makes_fds_readable_and_acquire_async_returns_eclosed);
   tcase_add_test(tc, destroy_with_an_open_notifier_logs_and_detaches_it);
   tcase_add_test(tc, misuse_is_refused_with_einval);
+  tcase_add_test(tc, inside_a_callback_with_no_idle_state_it_is_refused_and_does_not_register);
   tcase_add_test(tc, an_eventfd_failure_is_enomem_and_leaves_the_pool_healthy);
 #ifdef LP_FAULTS
   tcase_add_test(tc, an_allocation_failure_is_enomem_and_leaves_the_pool_healthy);
