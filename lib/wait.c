@@ -149,7 +149,7 @@ static void notify_first_locked(lp_wait *w) {
 ** unblocks one, or finds none blocked: then all sleepers, more than signals, are returning), and
 ** each of them looks after taking the mutex, so after this wake's publish.
 */
-static void wake_one_locked(lp_wait *w) {
+void lp_wait_wake_one_locked(lp_wait *w) {
   bool cond = w->sleepers > w->signals, async = w->head != NULL;
   if (async && (!cond || w->async_next)) {
     notify_first_locked(w);
@@ -173,7 +173,7 @@ static void cancel_locked(lp_wait *w, luapool_notifier *n) {
   case LP_NOTIFIER_SIGNALLED:
     if (!w->shut) {
       fd_drain(n->fd);
-      wake_one_locked(w);
+      lp_wait_wake_one_locked(w);
     }
     break;
   default:
@@ -305,7 +305,7 @@ uint64_t lp_wait_notified(lp_wait *w) {
 
 void lp_wait_wake_one(lp_wait *w) {
   pthread_mutex_lock(&w->mutex);
-  wake_one_locked(w);
+  lp_wait_wake_one_locked(w);
   pthread_mutex_unlock(&w->mutex);
 }
 

@@ -87,9 +87,11 @@ void lp_wait_unlock(lp_wait *w);
 void lp_wait_sleep_drain(lp_wait *w, const struct timespec *deadline);
 
 /* The waking side. */
-void lp_wait_wake_one(lp_wait *w);   /* a state or room became available */
-void lp_wait_wake_all(lp_wait *w);   /* shutdown: every waiter returns LUAPOOL_ECLOSED */
-void lp_wait_wake_drain(lp_wait *w); /* a state came back after shutdown */
+void lp_wait_wake_one(lp_wait *w);        /* a state or room became available */
+void lp_wait_wake_one_locked(lp_wait *w); /* the same, the caller holding the mutex (lp_wait_lock;
+                                             cancel's pass-on, and tests/test_async.c) */
+void lp_wait_wake_all(lp_wait *w);        /* shutdown: every waiter returns LUAPOOL_ECLOSED */
+void lp_wait_wake_drain(lp_wait *w);      /* a state came back after shutdown */
 
 /*
 ** Notifiers.  open: a new notifier on w's list (LUAPOOL_ECLOSED once lp_wait_wake_all ran,

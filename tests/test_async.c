@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "util.h"
+#include "wait.h" /* the wake policy, tested on an lp_wait of its own */
 #ifdef LP_FAULTS
 #include "fault.h"
 #endif
@@ -307,6 +308,81 @@ START_TEST(wakes_alternate_between_notifiers_and_blocked_acquires) {
   luapool_notifier_close(a);
   luapool_notifier_close(c);
   luapool_destroy(p);
+}
+END_TEST
+
+/* A blocked acquire's side, on a bare lp_wait: enter, one sleep (bounded), leave. */
+typedef struct sleeper {
+  lp_wait *w;
+  pthread_t t;
+  atomic_int woke;
+} sleeper;
+
+static void *sleep_once(void *arg) {
+  sleeper *z = arg;
+  struct timespec deadline;
+  lp_time_deadline(&deadline, 10000);
+  lp_wait_enter(z->w);
+  int rc = lp_wait_sleep(z->w, &deadline);
+  lp_wait_leave(z->w);
+  atomic_store(&z->woke, rc == 0 ? 1 : 2);
+  return NULL;
+}
+
+static unsigned sleepers_of(lp_wait *w) {
+  lp_wait_lock(w);
+  unsigned n = w->sleepers;
+  lp_wait_unlock(w);
+  return n;
+}
+
+static void register_bare(lp_wait *w, luapool_notifier *n) {
+  lp_wait_async_enter(w, n);
+  lp_wait_async_leave(w, n, false);
+}
+
+/*
+** A signal goes only to a sleeper no earlier signal claimed.  One sleeper, two notifiers, three
+** wakes while the mutex is held, so the signalled sleeper cannot take it back in between: the
+** cond, the first notifier, and then the second notifier, not a second signal to the one
+** sleeper already signalled (which would wake nobody: the second notifier's wake-up lost).
+*/
+START_TEST(a_signal_is_never_wasted_on_a_sleeper_already_signalled) {
+  lp_wait w;
+  ck_assert_int_eq(lp_wait_init(&w), LUAPOOL_OK);
+  luapool_notifier *n1, *n2;
+  ck_assert_int_eq(lp_wait_notifier_open(&w, NULL, &n1), LUAPOOL_OK);
+  ck_assert_int_eq(lp_wait_notifier_open(&w, NULL, &n2), LUAPOOL_OK);
+  register_bare(&w, n1);
+  register_bare(&w, n2);
+  sleeper z = {.w = &w};
+  atomic_init(&z.woke, 0);
+  ck_assert_int_eq(pthread_create(&z.t, NULL, sleep_once, &z), 0);
+  for (int i = 0; i < 10000 && sleepers_of(&w) == 0; i++)
+    util_sleep_ms(1);
+  lp_wait_lock(&w);
+  ck_assert_uint_eq(w.sleepers, 1);
+  w.async_next = false; /* the cond's turn first */
+  lp_wait_wake_one_locked(&w);
+  ck_assert_uint_eq(w.signals, 1);
+  ck_assert(!readable(n1) && !readable(n2));
+  lp_wait_wake_one_locked(&w); /* alternation: a notifier */
+  ck_assert(readable(n1) && !readable(n2));
+  lp_wait_wake_one_locked(&w); /* the cond's turn, but its one sleeper is claimed */
+  ck_assert_msg(readable(n2), "a second signal went to the one signalled sleeper: n2's lost");
+  ck_assert_uint_eq(w.signals, 1);
+  lp_wait_wake_one_locked(&w); /* nobody left: nothing */
+  ck_assert_uint_eq(w.signals, 1);
+  ck_assert_uint_eq(atomic_load(&w.notified), 2);
+  lp_wait_unlock(&w);
+  pthread_join(z.t, NULL);
+  ck_assert_int_eq(atomic_load(&z.woke), 1); /* signalled, not timed out */
+  ck_assert_uint_eq(w.sleepers, 0);
+  ck_assert_uint_eq(w.signals, 0);
+  ck_assert_uint_eq(atomic_load(&w.waiters), 0);
+  lp_wait_notifier_close(&w, n1);
+  lp_wait_notifier_close(&w, n2);
+  lp_wait_fini(&w);
 }
 END_TEST
 
@@ -634,8 +710,9 @@ static void *hammer_blocker(void *arg) {
 START_TEST(no_wakeup_is_lost_between_loops_and_blocked_acquires) {
   luapool_config cfg;
   util_config(&cfg);
-  cfg.max_states = 2;
-  cfg.magazine_size = (unsigned)_i; /* 0: every release through the global list */
+  cfg.max_states = 1 + (unsigned)_i / 2; /* 1: a lost wake-up strands everyone, no other state
+                                           circulates to heal it, so the poll times out */
+  cfg.magazine_size = (unsigned)_i % 2;  /* 0: every release through the global list */
   hammer h = {.p = util_pool(&cfg)};
   atomic_init(&h.failed, 0);
   atomic_init(&h.eagains, 0);
@@ -649,12 +726,73 @@ START_TEST(no_wakeup_is_lost_between_loops_and_blocked_acquires) {
   ck_assert_msg(!atomic_load(&h.failed), "%s", h.why);
   luapool_stats s = util_stats(h.p);
   ck_assert_uint_eq(s.in_use, 0);
-  ck_assert_uint_le(s.live, 2);
+  ck_assert_uint_le(s.live, cfg.max_states);
   ck_assert_uint_eq(util_waiters(h.p), 0);
   ck_assert_msg(atomic_load(&h.eagains) > 0 && s.async_notified > 0,
                 "no loop ever had to wait: the test tested nothing");
   luapool_destroy(h.p);
   pthread_mutex_destroy(&h.lock);
+}
+END_TEST
+
+/*
+** The race at its narrowest: two loops, one state, released the moment the other registers.
+** Each phase both start at a barrier and each wants one state once; one takes it and gives it
+** back at once while the other is between its first look and its registration.  Nothing runs
+** after the release to heal a lost wake-up: the other's poll times out with the state idle.
+*/
+#define PHASES 10000
+
+typedef struct duel {
+  luapool *p;
+  pthread_barrier_t go;
+  atomic_int failed;
+  char why[160];
+} duel;
+
+static void *duel_loop(void *arg) {
+  duel *d = arg;
+  luapool_notifier *n = NULL;
+  if (luapool_notifier_open(d->p, &n) != LUAPOOL_OK) {
+    atomic_store(&d->failed, 1);
+    return NULL;
+  }
+  for (int phase = 0; phase < PHASES; phase++) {
+    pthread_barrier_wait(&d->go);
+    if (atomic_load(&d->failed))
+      continue; /* keep the barrier's count */
+    lua_State *L;
+    int rc;
+    while ((rc = luapool_acquire_async(n, &L)) == LUAPOOL_EAGAIN) {
+      uint64_t before = util_stats(d->p).acquires;
+      if (!readable_within(luapool_notifier_fd(n), HAMMER_POLL_MS) &&
+          lost_while_free(d->p, before)) {
+        (void)snprintf(d->why, sizeof d->why, "phase %d: the poll timed out, the state idle",
+                       phase);
+        atomic_store(&d->failed, 1);
+        break;
+      }
+    }
+    if (rc == LUAPOOL_OK)
+      luapool_release(d->p, L);
+  }
+  luapool_notifier_close(n);
+  return NULL;
+}
+
+START_TEST(no_wakeup_is_lost_when_the_release_races_the_registration) {
+  duel d = {.p = one_state_pool()};
+  atomic_init(&d.failed, 0);
+  pthread_barrier_init(&d.go, NULL, 2);
+  pthread_t t[2];
+  for (int i = 0; i < 2; i++)
+    ck_assert_int_eq(pthread_create(&t[i], NULL, duel_loop, &d), 0);
+  for (int i = 0; i < 2; i++)
+    pthread_join(t[i], NULL);
+  ck_assert_msg(!atomic_load(&d.failed), "lost wake-up: %s", d.why);
+  ck_assert_uint_eq(util_stats(d.p).acquires, 2 * PHASES);
+  pthread_barrier_destroy(&d.go);
+  luapool_destroy(d.p);
 }
 END_TEST
 
@@ -669,6 +807,7 @@ int main(void) {
   tcase_add_test(tc, cancel_passes_an_unconsumed_wakeup_to_a_blocked_acquire);
   tcase_add_loop_test(tc, cancel_passes_an_unconsumed_wakeup_to_another_notifier, 0, 2);
   tcase_add_test(tc, wakes_alternate_between_notifiers_and_blocked_acquires);
+  tcase_add_test(tc, a_signal_is_never_wasted_on_a_sleeper_already_signalled);
   tcase_add_test(tc, shutdown_makes_fds_readable_and_acquire_async_returns_eclosed);
   tcase_add_test(tc, destroy_with_an_open_notifier_logs_and_detaches_it);
   tcase_add_test(tc, misuse_is_refused_with_einval);
@@ -682,7 +821,8 @@ int main(void) {
   suite_add_tcase(s, tc);
   tc = tcase_create("hammer");
   tcase_set_timeout(tc, 240); /* every wait inside is bounded; this bounds the whole */
-  tcase_add_loop_test(tc, no_wakeup_is_lost_between_loops_and_blocked_acquires, 0, 2);
+  tcase_add_loop_test(tc, no_wakeup_is_lost_between_loops_and_blocked_acquires, 0, 4);
+  tcase_add_test(tc, no_wakeup_is_lost_when_the_release_races_the_registration);
   suite_add_tcase(s, tc);
   return util_run_suite(s);
 }
