@@ -399,12 +399,6 @@ static lp_slot *wait_slow(luapool *p, lp_local *l, long timeout_ms, bool *reserv
   return s;
 }
 
-/*
-** Inside a callback an acquire takes an idle state if there is one (the global list, another
-** thread's magazine: locks no callback's caller holds), but neither creates a state (on_create
-** would run again, inside the callback) nor waits (the states it would wait for may be the ones
-** the pass that runs the callback holds): it is refused with LUAPOOL_EINVAL instead.
-*/
 /* What take_slow found made the caller's: s itself, or a new state in the room it reserved. */
 static int take_or_new(luapool *p, lp_local *l, lp_slot *s, bool reserved, int source,
                        lua_State **out) {
@@ -425,6 +419,12 @@ static void refuse_in_callback(luapool *p, const char *fn) {
          fn, lp_cb_inside());
 }
 
+/*
+** Inside a callback an acquire takes an idle state if there is one (the global list, another
+** thread's magazine: locks no callback's caller holds), but neither creates a state (on_create
+** would run again, inside the callback) nor waits (the states it would wait for may be the ones
+** the pass that runs the callback holds): it is refused with LUAPOOL_EINVAL instead.
+*/
 static int acquire_slow(luapool *p, lp_local *l, long timeout_ms, lua_State **out) {
   bool reserved = false, in_callback = lp_cb_inside() != NULL;
   int source, rc = LUAPOOL_OK;
