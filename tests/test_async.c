@@ -541,8 +541,10 @@ START_TEST(the_new_error_and_counter_have_their_documented_place) {
                    "no state now: the notifier's descriptor becomes readable when one may be");
   if (sizeof(void *) == 8) {
     ck_assert_uint_eq(sizeof(luapool_stats), 328);
-    ck_assert_uint_eq(offsetof(luapool_stats, async_notified),
-                      offsetof(luapool_stats, interrupted) + 8);
+    /* the last counter taken from reserved (after interrupted, and after whatever other
+       counters later versions put between them) */
+    ck_assert_uint_gt(offsetof(luapool_stats, async_notified),
+                      offsetof(luapool_stats, interrupted));
     ck_assert_uint_eq(offsetof(luapool_stats, reserved),
                       offsetof(luapool_stats, async_notified) + 8);
   }
