@@ -19,6 +19,7 @@ extern "C" {
 #endif
 
 typedef struct luapool luapool; /* opaque */
+typedef struct luapool_notifier luapool_notifier; /* opaque: one per event loop (its thread) */
 
 /* Error codes: every function that can fail returns one of these (never exits the process). */
 enum {
@@ -27,7 +28,9 @@ enum {
   LUAPOOL_ECLOSED = -2,   /* the pool is shut down */
   LUAPOOL_ENOMEM = -3,    /* an allocation failed */
   LUAPOOL_EINVAL = -4,    /* a bad argument or configuration */
-  LUAPOOL_EINIT = -5      /* creating a state failed: a library or on_create raised an error */
+  LUAPOOL_EINIT = -5,     /* creating a state failed: a library or on_create raised an error */
+  LUAPOOL_EAGAIN = -6     /* luapool_acquire_async: no state now; the notifier's descriptor
+                             becomes readable when one may be */
 };
 
 /* Standard libraries a state opens (luapool_config.libs). */
@@ -187,7 +190,8 @@ typedef struct luapool_stats {
   uint64_t reloads;          /* luapool_reload calls that started a generation */
   uint64_t reload_closed;    /* states closed for an older generation (LUAPOOL_CLOSE_RELOADED) */
   uint64_t generation;       /* the current generation: 1 until the first reload */
-  uint64_t reserved[3];      /* room for the counters of later versions */
+  uint64_t async_notified;   /* wake-ups sent to notifiers (luapool_acquire_async) */
+  uint64_t reserved[2];      /* room for the counters of later versions */
 } luapool_stats;
 
 /*
@@ -219,6 +223,19 @@ int luapool_maintain(luapool *p); /* one watchdog pass now, on the calling threa
 int luapool_shutdown(luapool *p, long drain_timeout_ms); /* < 0: no limit */
 void luapool_destroy(luapool *p);
 const char *luapool_strerror(int err);
+
+/*
+** Acquiring from an event loop (epoll, libuv): a notifier per loop thread, whose descriptor the
+** loop polls for readability; luapool_notifier_open(3).  A notifier is used by one thread at a
+** time.  Close every notifier before luapool_destroy.
+*/
+int luapool_notifier_open(luapool *p, luapool_notifier **out); /* an eventfd, non-blocking */
+int luapool_notifier_fd(const luapool_notifier *n);            /* poll it for POLLIN/EPOLLIN */
+int luapool_acquire_async(luapool_notifier *n, lua_State **out); /* LUAPOOL_EAGAIN: registered;
+                 call again once the descriptor is readable (it reads the descriptor itself) */
+void luapool_notifier_cancel(luapool_notifier *n); /* wants no state any more: unregisters, and
+                 a wake-up sent to n and not consumed goes on to another waiter */
+void luapool_notifier_close(luapool_notifier *n);  /* cancel, close the descriptor, free */
 
 /* For a state between luapool_acquire and luapool_release (any of its threads). */
 int luapool_set_budget(lua_State *L, uint64_t instructions, unsigned ms); /* from now; 0 = none */

@@ -20,7 +20,8 @@
 **     alloc.c lptable.c         lp_snapshot_ lp_sandbox_ lp_chunk_ lp_budget_ lp_warn_
 **                               lp_entropy_ lp_alloc_ lp_lptable_
 **   freelist.c                 the Treiber stacks                     lp_freelist_ lp_closelist_
-**   slot.c wait.c              the slot arena; waiting and waking     lp_slot_ lp_wait_
+**   slot.c wait.c              the slot arena; waiting and waking,    lp_slot_ lp_wait_
+**                              the event loops' notifiers
 **   upkeep.h counters.h        retirement rules; event counters       lp_upkeep_ lp_counters_
 **   base.c                     assertions, log, callbacks, time       lp_assert lp_log lp_cb_
 **                                                                      lp_time_ lp_cond_

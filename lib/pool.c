@@ -297,6 +297,12 @@ void luapool_destroy(luapool *p) {
            "luapool_destroy: left %u state(s) unclosed that threads which did not survive a "
            "fork held",
            left.stranded);
+  unsigned open = lp_wait_detach_all(&p->wait);
+  if (open != 0)
+    lp_log(&p->cfg, LUAPOOL_LOG_WARN,
+           "luapool_destroy: %u notifier(s) still open: detached (luapool_acquire_async returns "
+           "LUAPOOL_ECLOSED on them; luapool_notifier_close frees them)",
+           open);
   lp_slot_arena_fini(&p->arena);
   lp_watchdog_fini(p);
   lp_mag_fini(p);
@@ -410,6 +416,13 @@ static lp_slot *wait_slow(luapool *p, lp_local *l, const struct timespec *deadli
   return s;
 }
 
+static void refuse_in_callback(luapool *p, const char *fn) {
+  lp_log(&p->cfg, LUAPOOL_LOG_ERROR,
+         "%s: called from the %s callback with no idle state: it neither creates nor waits there "
+         "(refused)",
+         fn, lp_cb_inside());
+}
+
 /*
 ** take_slow found neither a state nor room.  Inside a callback an acquire takes an idle state if
 ** there is one (the global list, another thread's magazine: locks no callback's caller holds),
@@ -520,6 +533,145 @@ int luapool_acquire(luapool *p, long timeout_ms, lua_State **out) {
     retire(p, s);
   }
   return acquire_slow_timed(p, l, gen, timeout_ms, out);
+}
+
+/* ---- acquire from an event loop ---------------------------------------------------------- */
+
+/*
+** The notifier's pool, or NULL (and a log line) when n cannot be used: NULL, opened before a
+** fork (in the child), or detached by luapool_destroy (*rc says which error).
+*/
+static luapool *notifier_pool(luapool_notifier *n, const char *fn, int *rc) {
+  *rc = LUAPOOL_EINVAL;
+  if (n == NULL) {
+    lp_log(NULL, LUAPOOL_LOG_ERROR, "%s: NULL notifier (refused)", fn);
+    return NULL;
+  }
+  if (n->forked) {
+    lp_log(NULL, LUAPOOL_LOG_ERROR,
+           "%s: notifier %p was opened before a fork: open a new one in this process (refused)", fn,
+           (void *)n);
+    return NULL;
+  }
+  if (n->pool == NULL) {
+    lp_log(NULL, LUAPOOL_LOG_ERROR, "%s: notifier %p outlived its pool (luapool_destroy)", fn,
+           (void *)n);
+    *rc = LUAPOOL_ECLOSED;
+    return NULL;
+  }
+  return n->pool;
+}
+
+int luapool_notifier_open(luapool *p, luapool_notifier **out) {
+  if (p == NULL || out == NULL) {
+    lp_log(p != NULL ? &p->cfg : NULL, LUAPOOL_LOG_ERROR,
+           "luapool_notifier_open: NULL %s (refused)", p == NULL ? "pool" : "out");
+    return LUAPOOL_EINVAL;
+  }
+  if (lp_pool_closed(p))
+    return LUAPOOL_ECLOSED;
+  int rc = lp_wait_notifier_open(&p->wait, p, out);
+  if (rc == LUAPOOL_ENOMEM) {
+    int e = errno;
+    lp_log(&p->cfg, LUAPOOL_LOG_ERROR, "luapool_notifier_open: %s", strerror(e));
+  }
+  return rc;
+}
+
+int luapool_notifier_fd(const luapool_notifier *n) {
+  if (n == NULL) {
+    lp_log(NULL, LUAPOOL_LOG_ERROR, "luapool_notifier_fd: NULL notifier (refused)");
+    return LUAPOOL_EINVAL;
+  }
+  return n->fd;
+}
+
+/*
+** Past the magazine: take_slow as luapool_acquire(p, 0) does; when it finds nothing, the notifier
+** registers (lp_wait_async_enter: the waiter count raised under the wait mutex, as a blocked
+** acquire enters) and take_slow looks once more.  Either that look finds what a releaser
+** published, or the releaser reads the count after the increment and wakes one waiter: the
+** argument of wait.h and doc/design.md ("Waking without lost wake-ups") as it is.
+*/
+static int acquire_async_slow(luapool *p, lp_local *l, luapool_notifier *n, uint64_t gen,
+                              lua_State **out) {
+  bool in_callback = lp_cb_inside() != NULL;
+  for (;;) {
+    bool reserved = false;
+    int source;
+    lp_slot *s = take_slow(p, !in_callback, &reserved, &source);
+    if (s != NULL || reserved) {
+      lp_wait_async_cancel(&p->wait, n); /* registered by an earlier call: served now */
+    } else {
+      if (in_callback) {
+        refuse_in_callback(p, "luapool_acquire_async");
+        return LUAPOOL_EINVAL;
+      }
+      lp_wait_async_enter(&p->wait, n);
+      if (lp_pool_closed(p)) {
+        lp_wait_async_leave(&p->wait, n, true);
+        return LUAPOOL_ECLOSED;
+      }
+      s = take_slow(p, true, &reserved, &source);
+      bool found = s != NULL || reserved;
+      lp_wait_async_leave(&p->wait, n, found);
+      if (!found)
+        return LUAPOOL_EAGAIN;
+    }
+    int rc;
+    if (reserved)
+      rc = acquire_new(p, l, gen, out);
+    else if (!lp_sx_stale(s->x, gen))
+      rc = acquired(p, l, s, LP_SLOT_IDLE, source, out);
+    else {
+      retire(p, s); /* outside the wait mutex: closing wakes a waiter */
+      continue;
+    }
+    if (rc == LUAPOOL_OK)
+      note_heap(p, lp_slot_of(*out));
+    return rc;
+  }
+}
+
+int luapool_acquire_async(luapool_notifier *n, lua_State **out) {
+  int rc;
+  luapool *p = notifier_pool(n, "luapool_acquire_async", &rc);
+  if (p == NULL)
+    return rc;
+  if (out == NULL) {
+    lp_log(&p->cfg, LUAPOOL_LOG_ERROR, "luapool_acquire_async: NULL out (refused)");
+    return LUAPOOL_EINVAL;
+  }
+  if (lp_pool_closed(p))
+    return LUAPOOL_ECLOSED;
+  lp_wait_notifier_consume(&p->wait, n);
+  lp_local *l = local_of(p);
+  uint64_t gen = lp_pool_generation(p); /* as luapool_acquire: no older state leaves */
+  lp_slot *s;
+  while (l != NULL && (s = lp_mag_pop(l)) != NULL) {
+    if (!lp_sx_stale(s->x, gen)) {
+      lp_wait_async_cancel(&p->wait, n);
+      return acquired(p, l, s, LP_SLOT_IDLE, LP_C_MAGAZINE_HITS, out);
+    }
+    retire(p, s);
+  }
+  return acquire_async_slow(p, l, n, gen, out);
+}
+
+void luapool_notifier_cancel(luapool_notifier *n) {
+  int rc;
+  luapool *p = notifier_pool(n, "luapool_notifier_cancel", &rc);
+  if (p != NULL)
+    lp_wait_async_cancel(&p->wait, n);
+}
+
+void luapool_notifier_close(luapool_notifier *n) {
+  if (n == NULL)
+    return;
+  if (n->forked || n->pool == NULL)
+    lp_wait_notifier_free_detached(n);
+  else
+    lp_wait_notifier_close(&n->pool->wait, n);
 }
 
 /* ---- release and discard ------------------------------------------------------------------ */
@@ -779,6 +931,8 @@ const char *luapool_strerror(int err) {
     return "invalid argument";
   case LUAPOOL_EINIT:
     return "state initialization failed";
+  case LUAPOOL_EAGAIN:
+    return "no state now: the notifier's descriptor becomes readable when one may be";
   default:
     return "unknown luapool error";
   }

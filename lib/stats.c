@@ -37,6 +37,7 @@ static void fill_from(luapool *p, const uint64_t sums[LP_C_COUNT], luapool_stats
   out->budget_exceeded = sums[LP_C_BUDGET_EXCEEDED];
   out->restored = sums[LP_C_RESTORED];
   out->interrupted = sums[LP_C_INTERRUPTED];
+  out->async_notified = lp_wait_notified(&p->wait); /* counted under the wait mutex (wait.c) */
   out->cache_hits = sums[LP_C_CACHE_HITS];
   out->cache_misses = sums[LP_C_CACHE_MISSES];
   out->trimmed = by[LUAPOOL_CLOSE_TRIMMED];
