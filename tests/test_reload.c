@@ -128,6 +128,34 @@ START_TEST(after_a_reload_no_acquire_returns_an_old_state) {
 }
 END_TEST
 
+START_TEST(after_a_reload_no_async_acquire_returns_an_old_state) {
+  /* luapool_acquire_async's own fast and slow paths: the same rule as luapool_acquire's. */
+  mark m1 = {1, 0}, m2 = {2, 0};
+  events e = {0};
+  luapool_config cfg;
+  config(&cfg, &m1, &e);
+  cfg.max_states = 6;
+  luapool *p = util_pool(&cfg);
+  lua_State *held[6];
+  cycle(p, held, 6); /* 4 in this thread's magazine, 2 on the global list */
+  ck_assert_int_eq(luapool_reload(p, on_create_mark, &m2, NULL), LUAPOOL_OK);
+  luapool_notifier *n;
+  ck_assert_int_eq(luapool_notifier_open(p, &n), LUAPOOL_OK);
+  for (int i = 0; i < 6; i++) {
+    ck_assert_int_eq(luapool_acquire_async(n, &held[i]), LUAPOOL_OK);
+    ck_assert_int_eq(gen_of(held[i]), 2);
+  }
+  lua_State *none;
+  ck_assert_int_eq(luapool_acquire_async(n, &none), LUAPOOL_EAGAIN); /* max_states out */
+  ck_assert_uint_eq(util_stats(p).live, 6);
+  ck_assert_int_eq(atomic_load(&e.reloaded), 6);
+  for (int i = 0; i < 6; i++)
+    luapool_release(p, held[i]);
+  luapool_notifier_close(n);
+  luapool_destroy(p);
+}
+END_TEST
+
 START_TEST(a_state_held_across_a_reload_is_closed_at_its_release) {
   mark m1 = {1, 0}, m2 = {2, 0};
   events e = {0};
@@ -707,6 +735,7 @@ int main(void) {
   TCase *tc = tcase_create("generations");
   tcase_add_test(tc, the_generation_starts_at_one_and_each_reload_adds_one);
   tcase_add_test(tc, after_a_reload_no_acquire_returns_an_old_state);
+  tcase_add_test(tc, after_a_reload_no_async_acquire_returns_an_old_state);
   tcase_add_test(tc, a_state_held_across_a_reload_is_closed_at_its_release);
   tcase_add_test(tc, a_state_created_across_a_reload_keeps_its_generation_and_is_closed_at_release);
   tcase_add_test(tc, the_pass_closes_old_idle_states_in_magazines_and_on_the_global_list);
