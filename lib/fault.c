@@ -103,6 +103,36 @@ int lp_fault_pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*f)
   return lp_fault_hit(LP_FAULT_THREAD) ? EAGAIN : pthread_create(t, attr, f, arg);
 }
 
+/* The test points: a function and its argument each, taken (and so run) once. */
+typedef struct point_fn {
+  void (*fn)(void *ud);
+  void *ud;
+} point_fn;
+
+static pthread_mutex_t point_mu = PTHREAD_MUTEX_INITIALIZER;
+static point_fn points[LP_POINTS];
+static _Atomic bool point_armed[LP_POINTS]; /* a load on the path, the mutex only when set */
+
+void lp_fault_on_point(int point, void (*fn)(void *ud), void *ud) {
+  pthread_mutex_lock(&point_mu);
+  points[point].fn = fn;
+  points[point].ud = ud;
+  atomic_store(&point_armed[point], fn != NULL);
+  pthread_mutex_unlock(&point_mu);
+}
+
+void lp_fault_point(int point) {
+  if (!atomic_load(&point_armed[point]))
+    return;
+  pthread_mutex_lock(&point_mu);
+  point_fn f = points[point];
+  points[point].fn = NULL;
+  atomic_store(&point_armed[point], false);
+  pthread_mutex_unlock(&point_mu);
+  if (f.fn != NULL)
+    f.fn(f.ud); /* unlocked: it may call luapool, which may reach another point */
+}
+
 #else
 
 typedef int lp_fault_unused; /* ISO C wants a translation unit to declare something */

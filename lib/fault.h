@@ -27,7 +27,25 @@ enum {
   LP_FAULT_KINDS
 };
 
+/*
+** Test points: places in a concurrent path where a test (built with LP_FAULTS) runs code of its
+** own, once, to make an interleaving happen deterministically that a hammer test meets only by
+** chance.  Without LP_FAULTS, LP_POINT is nothing.
+*/
+enum {
+  LP_POINT_BEFORE_WAIT,           /* pool.c: an acquire's first look failed; it has not entered
+                                     the waiters yet */
+  LP_POINT_ASYNC_BEFORE_REGISTER, /* pool.c: luapool_acquire_async's first look failed; the
+                                     notifier is not registered yet */
+  LP_POINTS
+};
+
 #ifdef LP_FAULTS
+
+/* fn(ud) runs at the next time the calling code reaches point, once (any thread). */
+void lp_fault_on_point(int point, void (*fn)(void *ud), void *ud);
+void lp_fault_point(int point);
+#define LP_POINT(point) lp_fault_point(point)
 
 /* The nth call of kind from now fails (n >= 1); n 0 disarms that kind.  Any other armed kind
    stays armed. */
@@ -63,6 +81,8 @@ int lp_fault_pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*f)
 #define lp_pthread_create(t, attr, f, arg) lp_fault_pthread_create((t), (attr), (f), (arg))
 
 #else /* the plain calls: no cost */
+
+#define LP_POINT(point) ((void)0)
 
 #define LP_FAULT(kind) 0
 #define lp_malloc(n) malloc(n)

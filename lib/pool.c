@@ -393,6 +393,7 @@ static lp_slot *wait_slow(luapool *p, lp_local *l, const struct timespec *deadli
   lp_slot *s = NULL;
   int source;
   bool slept = false, timed_out = false;
+  LP_POINT(LP_POINT_BEFORE_WAIT);
   lp_wait_enter(&p->wait);
   for (;;) {
     if (lp_pool_closed(p)) {
@@ -607,6 +608,7 @@ static int acquire_async_slow(luapool *p, lp_local *l, luapool_notifier *n, uint
         refuse_in_callback(p, "luapool_acquire_async");
         return LUAPOOL_EINVAL;
       }
+      LP_POINT(LP_POINT_ASYNC_BEFORE_REGISTER);
       lp_wait_async_enter(&p->wait, n);
       if (lp_pool_closed(p)) {
         lp_wait_async_leave(&p->wait, n, true);
