@@ -725,6 +725,11 @@ int lp_sandbox_freeze(lua_State *L) {
   lp_lptable_get(L, LP_T_FROZEN);
   c.frozen = lua_gettop(L);
   mark_kind(L, &c, c.memo, LP_K_BOOK);
+  /* module.c's reset list: no script reaches the registry here, and the modules in it are
+     walked from _LOADED; recording it would cost every reset a table for nothing */
+  lp_lptable_get(L, LP_T_MODRESET);
+  mark_kind(L, &c, lua_gettop(L), LP_K_BOOK);
+  lua_pop(L, 1);
   lp_lptable_push(L);
   mark_kind(L, &c, lua_gettop(L), LP_K_FIXED);
   lua_pop(L, 1);
