@@ -143,6 +143,21 @@ static void inflight_sweep(bool all) {
   pthread_mutex_unlock(&inflight_mu);
 }
 
+/* Waits up to ms for the requests that hold a state to finish (the drain of the strategies
+   without luapool_shutdown; after it, quick for the luapool ones). */
+static void inflight_drain(long ms) {
+  const struct timespec pause = {0, 10 * 1000000L};
+  uint64_t until = clock_ms() + (uint64_t)ms;
+  for (;;) {
+    pthread_mutex_lock(&inflight_mu);
+    bool idle = inflight_head == NULL;
+    pthread_mutex_unlock(&inflight_mu);
+    if (idle || clock_ms() >= until)
+      return;
+    nanosleep(&pause, NULL);
+  }
+}
+
 static void *monitor_main(void *arg) {
   (void)arg;
   const struct timespec pause = {0, LH_MONITOR_MS * 1000000L};
@@ -654,7 +669,8 @@ int main(int argc, char **argv) {
     int rc = lh_shutdown(LH_DRAIN_MS);
     if (rc != LUAPOOL_OK)
       lh_log("drain: %s; interrupting what still runs", luapool_strerror(rc));
-    inflight_sweep(true); /* the non-luapool strategies' requests too */
+    inflight_drain(rc == LUAPOOL_OK ? LH_DRAIN_MS : 0);
+    inflight_sweep(true); /* what still runs, whatever the strategy */
   }
   if (have_helper) {
     pthread_mutex_lock(&loop_mu);

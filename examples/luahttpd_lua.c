@@ -376,7 +376,15 @@ int lh_reload(const char *script_path) {
   }
   if (is_luapool()) {
     uint64_t generation;
-    int rc = luapool_reload(pool, on_create, g, &generation);
+    /* ETIMEDOUT: max_states states are live and all checked out, no room for the new
+       generation's first state: retry after a release, for a while. */
+    int rc;
+    uint64_t until = now_ms() + 5000;
+    while ((rc = luapool_reload(pool, on_create, g, &generation)) == LUAPOOL_ETIMEDOUT &&
+           now_ms() < until) {
+      const struct timespec pause = {0, 10 * 1000000L};
+      nanosleep(&pause, NULL);
+    }
     if (rc != LUAPOOL_OK) {
       gen_free(g);
       lh_log("reload refused (%s): the old script keeps serving", luapool_strerror(rc));

@@ -65,6 +65,10 @@ static long bound_ms(long ms) {
   return (long)(ms * mult);
 }
 
+/* The --budget-ms of the suites: long enough for /bomb to reach its memory limit first, even
+   in a slow build (the multiplier scales it). */
+static char budget_arg[32];
+
 /* ---- the server ------------------------------------------------------------------------------ */
 
 struct server {
@@ -198,11 +202,14 @@ struct resp {
   size_t body_len;
 };
 
+/* Every socket operation's timeout; a poll of /metrics uses a shorter one (see metric). */
+static long io_timeout_ms = 20000;
+
 static int connect_to(int port) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0)
     return -1;
-  long ms = bound_ms(20000);
+  long ms = bound_ms(io_timeout_ms);
   struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
@@ -327,11 +334,18 @@ static void expect(int port, const char *path, int status, const char *body) {
   resp_free(&r);
 }
 
-/* The value of metric name in the /metrics text, or -1. */
+/* The value of metric name in the /metrics text, or -1.  In the pool and loop models a worker
+   owns the connections it accepted: one accepted by the worker that runs an endless request
+   waits until that request ends, so a poll gives up on a connection after a second and the next
+   try, on a new connection, goes to a free worker. */
 static long long metric(int port, const char *name) {
   struct resp r;
   long long v = -1;
-  if (http(port, "GET", "/metrics", NULL, NULL, 0, &r) && r.status == 200) {
+  long saved = io_timeout_ms;
+  io_timeout_ms = 1000;
+  bool ok = http(port, "GET", "/metrics", NULL, NULL, 0, &r);
+  io_timeout_ms = saved;
+  if (ok && r.status == 200) {
     char key[128];
     snprintf(key, sizeof key, "\n%s ", name);
     const char *m = strstr(r.body, key);
@@ -506,9 +520,9 @@ static void suite_full(const char *model) {
   struct server s;
   fprintf(stderr, "--- model %s, strategy luapool\n", model);
   use_script("handler.lua");
-  bool up =
-      server_start(&s, "--model", model, "--strategy", "luapool", "--max-states", "1", "--threads",
-                   "2", "--budget-ms", "100", "--mem-limit-kb", "2048", "--quiet", (char *)NULL);
+  bool up = server_start(&s, "--model", model, "--strategy", "luapool", "--max-states", "1",
+                         "--threads", "2", "--budget-ms", budget_arg, "--mem-limit-kb", "2048",
+                         "--quiet", (char *)NULL);
   CHECK(up, "%s: the server did not start", model);
   if (!up)
     return;
@@ -526,8 +540,9 @@ static void suite_smoke(const char *strategy) {
   struct server s;
   fprintf(stderr, "--- model pool, strategy %s\n", strategy);
   use_script("handler.lua");
-  bool up = server_start(&s, "--model", "pool", "--strategy", strategy, "--threads", "2",
-                         "--budget-ms", "100", "--mem-limit-kb", "2048", "--quiet", (char *)NULL);
+  bool up =
+      server_start(&s, "--model", "pool", "--strategy", strategy, "--threads", "2", "--budget-ms",
+                   budget_arg, "--mem-limit-kb", "2048", "--quiet", (char *)NULL);
   CHECK(up, "%s: the server did not start", strategy);
   if (!up)
     return;
@@ -551,6 +566,7 @@ int main(void) {
     m = getenv("CK_TIMEOUT_MULTIPLIER");
   if (m != NULL && atof(m) > 0)
     mult = atof(m);
+  snprintf(budget_arg, sizeof budget_arg, "%ld", bound_ms(100));
   snprintf(server_bin, sizeof server_bin, "%s/examples/luahttpd", b != NULL ? b : ".");
   snprintf(script_dir, sizeof script_dir, "%s/tests/httpd", src != NULL ? src : ".");
   if (server_bin[0] != '/' && strchr(server_bin, '/') == NULL) { /* execvp: keep it a path */
