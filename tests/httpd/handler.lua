@@ -18,7 +18,7 @@ elseif path == "/spin" then
   while true do end
 elseif path == "/bomb" then
   local t = {}
-  while true do t[#t + 1] = string.rep("x", 1024) .. #t end
+  while true do t[#t + 1] = string.rep("x", 256 * 1024) .. #t end -- the limit within a few steps
 elseif path == "/badret" then
   return "not a status"
 elseif path == "/version" then
