@@ -465,18 +465,38 @@ static void check_reload(struct server *s) {
   expect(s->port, "/version", 200, "v2"); /* the old one still serves */
 }
 
-/* A client that goes away while its request loops (no budget): the request is interrupted. */
+/* GET path until an answer comes, each try on a new connection given up after a second (see
+   metric: a connection that the busy worker accepted waits); false if none came in time. */
+static bool first_answer(int port, const char *path, struct resp *r) {
+  long saved = io_timeout_ms;
+  bool ok = false;
+  io_timeout_ms = 1000;
+  for (long waited = 0; !ok && waited < bound_ms(5000); waited += bound_ms(1000))
+    ok = http(port, "GET", path, NULL, NULL, 0, r);
+  io_timeout_ms = saved;
+  return ok;
+}
+
+/* A client that goes away while its request loops (no budget): the request is interrupted.  While
+   it holds the only state, another request waits --acquire-timeout-ms and gets a 503. */
 static void check_disconnect(const char *model) {
   struct server s;
   use_script("handler.lua");
-  bool up = server_start(&s, "--model", model, "--strategy", "luapool", "--max-states", "1",
-                         "--threads", "2", "--budget-ms", "0", "--quiet", (char *)NULL);
+  bool up =
+      server_start(&s, "--model", model, "--strategy", "luapool", "--max-states", "1", "--threads",
+                   "2", "--budget-ms", "0", "--acquire-timeout-ms", "100", "--quiet", (char *)NULL);
   CHECK(up, "%s: the server did not start", model);
   if (!up)
     return;
   int fd = connect_to(s.port);
   CHECK(fd >= 0 && send_request(fd, "GET", "/spin", NULL, NULL, 0), "cannot send /spin");
   CHECK(poll_metric(s.port, "luapool_in_use", 1), "%s: /spin never held a state", model);
+  struct resp r;
+  bool ok = first_answer(s.port, "/hello", &r);
+  CHECK(ok && r.status == 503 && strcmp(r.body, "no state") == 0,
+        "%s: a request while no state is free: %d \"%s\"", model, r.status,
+        r.body != NULL ? r.body : "");
+  resp_free(&r);
   if (fd >= 0)
     close(fd);
   CHECK(poll_metric(s.port, "luapool_interrupted_total", 1),
