@@ -1,0 +1,94 @@
+#!/bin/sh
+# Load over HTTP: examples/luahttpd on loopback, wrk as the client.  Measures, never asserts.
+# For each strategy (luapool's default sandbox, luapool with LIBS_ALL, a mutex pool of stock
+# states with a stack-only reset, a fresh state per request, a state pinned per thread), a tiny
+# handler and a ~30 us one: requests per second and p50/p99 latency, side by side in one run.
+# Then, per thread model (a worker pool of THREADS and of 4 x THREADS workers, a thread per
+# connection, event loops), luapool's sandbox with HOSTILE (default 1) extra connections that
+# send only hostile requests (endless loops stopped by a 200 ms budget, memory bombs stopped by
+# a 4 MiB mem_limit) beside the normal ones: the normal requests' throughput, and the share it
+# keeps of the same configuration's clean run.  Bounded: SECONDS_EACH (default 5) per run, 18
+# runs.  THREADS (default 2) server threads, CONNECTIONS (default 16).  Needs wrk and a build
+# with libmicrohttpd (examples/luahttpd).
+set -eu
+top=${top_builddir:-.}
+src=${top_srcdir:-$(dirname "$0")/..}
+bin=$top/examples/luahttpd
+secs=${SECONDS_EACH:-5}
+threads=${THREADS:-2}
+conns=${CONNECTIONS:-16}
+hostile=${HOSTILE:-1}
+command -v wrk >/dev/null || { echo "load.sh: wrk is not installed (apt-get install wrk)" >&2; exit 0; }
+[ -x "$bin" ] || { echo "load.sh: $bin is not built (make check builds it; libmicrohttpd-dev)" >&2; exit 0; }
+tmp=${TMPDIR:-/tmp}/luapool-load.$$
+mkdir -p "$tmp"
+pid=
+trap 'if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; fi; rm -rf "$tmp"' EXIT
+
+# start MODEL STRATEGY [ARGS...]: starts the server on a free port; sets pid and port
+start() {
+  model=$1 strategy=$2
+  shift 2
+  "$bin" --script "$src/bench/load/handler.lua" --port 0 --model "$model" \
+    --strategy "$strategy" --quiet "$@" >"$tmp/out" 2>"$tmp/err" &
+  pid=$!
+  i=0
+  port=
+  while [ -z "$port" ] && [ $i -lt 100 ]; do
+    port=$(sed -n 's/.*listening on http:\/\/[^:]*:\([0-9]*\)\/.*/\1/p' "$tmp/out")
+    [ -n "$port" ] || sleep 0.05
+    i=$((i + 1))
+  done
+  [ -n "$port" ] || { echo "load.sh: luahttpd did not start:" >&2; cat "$tmp/err" >&2; exit 1; }
+}
+stop() {
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  pid=
+}
+# run PATH [WRK-ARGS...]: wrk against the server; the output in $tmp/wrk
+run() {
+  path=$1
+  shift
+  wrk -t2 -c"$conns" -d"${secs}s" --latency "$@" "http://127.0.0.1:$port$path" >"$tmp/wrk" 2>&1 || true
+}
+rps() { sed -n 's/^Requests\/sec: *//p' "$tmp/wrk"; }
+pct() { sed -n "s/^ *$1% *//p" "$tmp/wrk"; }
+non2xx() { sed -n 's/^ *Non-2xx or 3xx responses: *//p' "$tmp/wrk"; }
+
+echo "luahttpd under wrk: $threads server threads, $conns connections, ${secs} s per run, loopback"
+printf '%-12s %-6s %12s %10s %10s\n' strategy path "req/s" p50 p99
+for strategy in luapool luapool-all mutex fresh pinned; do
+  for path in /tiny /work; do
+    start pool "$strategy" --threads "$threads" --min-idle "$threads"
+    wrk -t2 -c"$conns" -d1s "http://127.0.0.1:$port$path" >/dev/null 2>&1 || true # warm-up
+    run "$path"
+    printf '%-12s %-6s %12s %10s %10s\n' "$strategy" "$path" "$(rps)" "$(pct 50)" "$(pct 99)"
+    stop
+  done
+done
+
+echo
+echo "Hostile clients beside normal ones, luapool sandbox (budget 200 ms, mem_limit 4 MiB):"
+echo "$conns connections of /tiny, and $hostile more that send only /spin and /bomb in turn"
+printf '%-22s %12s %14s %8s %12s\n' "model" "clean req/s" "beside req/s" kept "hostile/s"
+for config in "pool $threads" "pool $((threads * 4))" "tpc $threads" "loop $threads"; do
+  set -- $config
+  model=$1 n=$2
+  start "$model" luapool --threads "$n" --min-idle "$n" --budget-ms 200 --mem-limit-kb 4096
+  wrk -t2 -c"$conns" -d1s "http://127.0.0.1:$port/tiny" >/dev/null 2>&1 || true # warm-up
+  run /tiny
+  clean=$(rps)
+  wrk -t1 -c"$hostile" -d"${secs}s" -s "$src/bench/load/hostile.lua" \
+    "http://127.0.0.1:$port/" >"$tmp/hostile" 2>&1 &
+  h=$!
+  run /tiny
+  beside=$(rps)
+  wait "$h" || true
+  stop
+  hrate=$(sed -n 's/^Requests\/sec: *//p' "$tmp/hostile")
+  kept=$(awk -v c="$clean" -v m="$beside" 'BEGIN { if (c > 0) printf "%.3f", m / c; else print "-" }')
+  label="$model, $n threads"
+  [ "$model" = tpc ] && label="tpc (a thread each)"
+  printf '%-22s %12s %14s %8s %12s\n' "$label" "$clean" "$beside" "$kept" "$hrate"
+done
