@@ -23,13 +23,14 @@ command -v wrk >/dev/null || { echo "load.sh: wrk is not installed (apt-get inst
 tmp=${TMPDIR:-/tmp}/luapool-load.$$
 mkdir -p "$tmp"
 pid=
+launch= # a command the server starts under (taskset), or none
 trap 'if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; fi; rm -rf "$tmp"' EXIT
 
 # start MODEL STRATEGY [ARGS...]: starts the server on a free port; sets pid and port
 start() {
   model=$1 strategy=$2
   shift 2
-  "$bin" --script "$src/bench/load/handler.lua" --port 0 --model "$model" \
+  $launch "$bin" --script "$src/bench/load/handler.lua" --port 0 --model "$model" \
     --strategy "$strategy" --quiet "$@" >"$tmp/out" 2>"$tmp/err" &
   pid=$!
   i=0
@@ -67,6 +68,23 @@ for strategy in luapool luapool-all mutex fresh pinned; do
     stop
   done
 done
+
+# Server-bound: with server and wrk on the same cores, wrk's own CPU caps the faster strategies
+# alike; with taskset, one server thread on CPU 0 and wrk on CPU 1 measure the server.
+if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+  echo
+  echo "Server-bound: 1 server thread on CPU 0, wrk (1 thread, 8 connections) on CPU 1, /tiny"
+  printf '%-12s %12s %10s %10s\n' strategy "req/s" p50 p99
+  for strategy in luapool luapool-all mutex fresh pinned; do
+    launch="taskset -c 0"
+    start pool "$strategy" --threads 1 --min-idle 1
+    launch=
+    taskset -c 1 wrk -t1 -c8 -d1s "http://127.0.0.1:$port/tiny" >/dev/null 2>&1 || true
+    taskset -c 1 wrk -t1 -c8 -d"${secs}s" --latency "http://127.0.0.1:$port/tiny" >"$tmp/wrk" 2>&1 || true
+    printf '%-12s %12s %10s %10s\n' "$strategy" "$(rps)" "$(pct 50)" "$(pct 99)"
+    stop
+  done
+fi
 
 echo
 echo "Hostile clients beside normal ones, luapool sandbox (budget 200 ms, mem_limit 4 MiB):"
