@@ -127,21 +127,6 @@ START_TEST(a_magazine_hit_lands_in_bucket_0_untimed) {
 }
 END_TEST
 
-typedef struct waiter {
-  luapool *p;
-  long timeout_ms;
-  int rc;
-  lua_State *L;
-} waiter;
-
-static void *wait_for_a_state(void *arg) {
-  waiter *w = arg;
-  w->rc = luapool_acquire(w->p, w->timeout_ms, &w->L);
-  if (w->rc == LUAPOOL_OK)
-    luapool_release(w->p, w->L);
-  return NULL;
-}
-
 static bool one_waiter(luapool *p, void *arg) {
   (void)arg;
   return util_waiters(p) == 1;
@@ -158,9 +143,9 @@ START_TEST(an_acquire_that_waits_lands_at_or_above_the_time_it_waited) {
   luapool *p = util_pool(&cfg);
   lua_State *L = util_acquire(p);
   luapool_wait_histogram before = histogram(p);
-  waiter w = {p, 10000, 1, NULL};
+  util_waiter w = {p, 10000, 1, NULL};
   pthread_t t;
-  start(&t, wait_for_a_state, &w);
+  start(&t, util_wait_for_state, &w);
   ck_assert_msg(util_wait_until(one_waiter, p, NULL, 10), "the acquire never waited");
   util_sleep_ms(20);
   luapool_release(p, L);
@@ -183,9 +168,9 @@ START_TEST(a_timeout_lands_at_or_above_the_timeout) {
   luapool *p = util_pool(&cfg);
   lua_State *L = util_acquire(p);
   luapool_wait_histogram before = histogram(p);
-  waiter w = {p, 30, 1, NULL}; /* on another thread: this one has a magazine */
+  util_waiter w = {p, 30, 1, NULL}; /* on another thread: this one has a magazine */
   pthread_t t;
-  start(&t, wait_for_a_state, &w);
+  start(&t, util_wait_for_state, &w);
   join(t);
   ck_assert_int_eq(w.rc, LUAPOOL_ETIMEDOUT);
   luapool_wait_histogram after = histogram(p);

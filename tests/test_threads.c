@@ -183,21 +183,6 @@ END_TEST
 
 /* ---- a release wakes a waiter; shutdown wakes waiters with ECLOSED ------------------------ */
 
-typedef struct waiter {
-  luapool *p;
-  long timeout_ms;
-  int rc;
-  lua_State *L;
-} waiter;
-
-static void *wait_for_state(void *arg) {
-  waiter *w = arg;
-  w->rc = luapool_acquire(w->p, w->timeout_ms, &w->L);
-  if (w->rc == LUAPOOL_OK)
-    luapool_release(w->p, w->L);
-  return NULL;
-}
-
 static bool waiters_are(luapool *p, void *arg) {
   return util_waiters(p) == *(unsigned *)arg;
 }
@@ -209,9 +194,9 @@ START_TEST(a_release_wakes_a_waiter) {
   luapool *p = util_pool(&cfg);
   lua_State *L;
   ck_assert_int_eq(luapool_acquire(p, 0, &L), LUAPOOL_OK);
-  waiter w = {.p = p, .timeout_ms = -1};
+  util_waiter w = {.p = p, .timeout_ms = -1};
   pthread_t t;
-  start(&t, wait_for_state, &w);
+  start(&t, util_wait_for_state, &w);
   unsigned one = 1;
   /* Counted under wait_mutex, held until it sleeps, and the release takes it: none is lost. */
   ck_assert_msg(util_wait_until(waiters_are, p, &one, 30.0), "the acquire never waited");
@@ -230,11 +215,11 @@ START_TEST(shutdown_wakes_waiters_with_eclosed) {
   luapool *p = util_pool(&cfg);
   lua_State *L;
   ck_assert_int_eq(luapool_acquire(p, 0, &L), LUAPOOL_OK);
-  waiter w[3];
+  util_waiter w[3];
   pthread_t t[3];
   for (int i = 0; i < 3; i++) {
-    w[i] = (waiter){.p = p, .timeout_ms = -1};
-    start(&t[i], wait_for_state, &w[i]);
+    w[i] = (util_waiter){.p = p, .timeout_ms = -1};
+    start(&t[i], util_wait_for_state, &w[i]);
   }
   unsigned three = 3;
   /* Counted under wait_mutex, held until they sleep, and shutdown takes it: none is missed. */

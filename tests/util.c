@@ -156,3 +156,11 @@ int util_run_suite(Suite *s) {
   srunner_free(sr);
   return failed == 0 ? 0 : 1;
 }
+
+void *util_wait_for_state(void *arg) {
+  util_waiter *w = arg;
+  w->rc = luapool_acquire(w->p, w->timeout_ms, &w->L);
+  if (w->rc == LUAPOOL_OK)
+    luapool_release(w->p, w->L);
+  return NULL;
+}

@@ -49,6 +49,16 @@ bool util_wait_until(bool (*cond)(luapool *p, void *arg), luapool *p, void *arg,
 unsigned util_waiters(luapool *p);
 bool util_pool_closed(luapool *p);
 
+/* A thread's work (pthread_create(..., util_wait_for_state, w)): acquire from p with timeout_ms,
+   and release at once; rc and L are the acquire's, to read after the join. */
+typedef struct util_waiter {
+  luapool *p;
+  long timeout_ms;
+  int rc;
+  lua_State *L;
+} util_waiter;
+void *util_wait_for_state(void *arg);
+
 /* Milliseconds on the monotonic clock. */
 double util_now_ms(void);
 
