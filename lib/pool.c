@@ -435,10 +435,7 @@ static void refuse_in_callback(luapool *p, const char *fn) {
 static lp_slot *look_longer(luapool *p, lp_local *l, bool in_callback, long timeout_ms,
                             const struct timespec *deadline, bool *reserved, int *rc) {
   if (in_callback) {
-    lp_log(&p->cfg, LUAPOOL_LOG_ERROR,
-           "luapool_acquire: called from the %s callback with no idle state: it neither "
-           "creates nor waits there (refused)",
-           lp_cb_inside());
+    refuse_in_callback(p, "luapool_acquire");
     *rc = LUAPOOL_EINVAL;
     return NULL;
   }
@@ -520,6 +517,18 @@ static int acquire_slow_timed(luapool *p, lp_local *l, uint64_t gen, long timeou
   return rc;
 }
 
+/* The calling thread's magazine's next state of generation gen or later, or NULL; the older ones
+   it meets are retired (doc/design.md, hot reload). */
+static inline lp_slot *mag_pop_fresh(luapool *p, lp_local *l, uint64_t gen) {
+  lp_slot *s;
+  while (l != NULL && (s = lp_mag_pop(l)) != NULL) {
+    if (!lp_sx_stale(s->x, gen))
+      return s;
+    retire(p, s);
+  }
+  return NULL;
+}
+
 int luapool_acquire(luapool *p, long timeout_ms, lua_State **out) {
   if (p == NULL || out == NULL)
     return LUAPOOL_EINVAL;
@@ -527,12 +536,9 @@ int luapool_acquire(luapool *p, long timeout_ms, lua_State **out) {
     return LUAPOOL_ECLOSED;
   lp_local *l = local_of(p);
   uint64_t gen = lp_pool_generation(p); /* no state of an older one leaves (doc/design.md) */
-  lp_slot *s;
-  while (l != NULL && (s = lp_mag_pop(l)) != NULL) {
-    if (!lp_sx_stale(s->x, gen))
-      return acquired(p, l, s, LP_SLOT_IDLE, LP_C_MAGAZINE_HITS, out);
-    retire(p, s);
-  }
+  lp_slot *s = mag_pop_fresh(p, l, gen);
+  if (s != NULL)
+    return acquired(p, l, s, LP_SLOT_IDLE, LP_C_MAGAZINE_HITS, out);
   return acquire_slow_timed(p, l, gen, timeout_ms, out);
 }
 
@@ -649,15 +655,11 @@ int luapool_acquire_async(luapool_notifier *n, lua_State **out) {
   lp_wait_notifier_consume(&p->wait, n);
   lp_local *l = local_of(p);
   uint64_t gen = lp_pool_generation(p); /* as luapool_acquire: no older state leaves */
-  lp_slot *s;
-  while (l != NULL && (s = lp_mag_pop(l)) != NULL) {
-    if (!lp_sx_stale(s->x, gen)) {
-      lp_wait_async_cancel(&p->wait, n);
-      return acquired(p, l, s, LP_SLOT_IDLE, LP_C_MAGAZINE_HITS, out);
-    }
-    retire(p, s);
-  }
-  return acquire_async_slow(p, l, n, gen, out);
+  lp_slot *s = mag_pop_fresh(p, l, gen);
+  if (s == NULL)
+    return acquire_async_slow(p, l, n, gen, out);
+  lp_wait_async_cancel(&p->wait, n);
+  return acquired(p, l, s, LP_SLOT_IDLE, LP_C_MAGAZINE_HITS, out);
 }
 
 void luapool_notifier_cancel(luapool_notifier *n) {
