@@ -16,8 +16,8 @@
 **   reset.c                    the reset sequence                     lp_reset
 **   sx.h                       a state's parts                        lp_sx_
 **   guard.c                    the library wrappers of the budget     lp_guard_
-**   the parts of a state: snapshot.c sandbox.c chunk.c budget.c warn.c entropy.c
-**     alloc.c lptable.c         lp_snapshot_ lp_sandbox_ lp_chunk_ lp_budget_ lp_warn_
+**   the parts of a state: snapshot.c image.c sandbox.c chunk.c budget.c warn.c entropy.c
+**     alloc.c lptable.c         lp_snapshot_ lp_image_ lp_sandbox_ lp_chunk_ lp_budget_ lp_warn_
 **                               lp_entropy_ lp_alloc_ lp_lptable_
 **   freelist.c                 the Treiber stacks                     lp_freelist_ lp_closelist_
 **   slot.c wait.c              the slot arena; waiting and waking,    lp_slot_ lp_wait_

@@ -226,6 +226,7 @@ static lp_rec *new_table_rec(lua_State *L, walk *w, lua_Integer *at) {
   r->fp = NULL;
   r->n = 0;
   r->uid = NULL;
+  memset(&r->img, 0, sizeof r->img);
   *at = 3 * (lua_Integer)s->ntab++;
   return r;
 }
@@ -287,6 +288,7 @@ static void record_function(lua_State *L, walk *w, int f, int nup) {
   r->n = nup;
   r->mt.type = LUA_TNIL;
   r->mt.bits = 0;
+  memset(&r->img, 0, sizeof r->img);
   r->fp = lp_malloc((size_t)nup * sizeof *r->fp);
   r->uid = lua_fn ? lp_malloc((size_t)nup * sizeof *r->uid) : NULL;
   lua_Integer at = 2 * (lua_Integer)s->nfn++; /* counted now: lp_snapshot_free frees both */
@@ -450,9 +452,8 @@ static void walk_begin(lua_State *L, walk *w, int lp) {
   w->tsnap = lua_gettop(L);
   /* the bookkeeping itself, and the cache (it changes by design); the request's modules table
      is recorded (empty under the sandbox), so the reset empties it */
-  static const int skip[] = {LP_T_SNAP,   LP_T_FSNAP,   LP_T_FROZEN, LP_T_CACHE,
-                             LP_T_TYPEMT, LP_T_PROXIES, LP_T_CHECK,  LP_T_TSNAP,
-                             LP_T_FINALIZERS};
+  static const int skip[] = {LP_T_SNAP,    LP_T_FSNAP, LP_T_FROZEN, LP_T_CACHE,     LP_T_TYPEMT,
+                             LP_T_PROXIES, LP_T_CHECK, LP_T_TSNAP,  LP_T_FINALIZERS};
   for (size_t i = 0; i < sizeof skip / sizeof skip[0]; i++) {
     lua_rawgeti(L, lp, skip[i]);
     set_int(L, w->seen, lua_gettop(L), ST_SKIP);
@@ -504,6 +505,8 @@ static void fill_check_thread(lua_State *L, lp_snapshot *s) {
   lp_assert(lua_gettop(K) == LP_K_BASE(s));
 }
 
+static void take_images(lua_State *L, lp_snapshot *s);
+
 int lp_snapshot_record(lua_State *L, lp_snapshot *s) {
   walk w;
   memset(&w, 0, sizeof w);
@@ -535,12 +538,26 @@ int lp_snapshot_record(lua_State *L, lp_snapshot *s) {
   if (s->dirty == NULL)
     luaL_error(L, "not enough memory");
   fill_check_thread(L, s);
+  take_images(L, s);
   return 0;
 }
 
-void lp_snapshot_free(lp_snapshot *s) {
+/* After the walk, the images of the recorded tables (not userdata: only their metatables are
+   checked, through the API), as the tables are now. */
+static void take_images(lua_State *L, lp_snapshot *s) {
+  s->image = lp_image_mode(L);
+  if (s->image == LP_IMAGE_OFF)
+    return;
   for (int i = 0; i < s->ntab; i++)
+    if (s->tab[i].n >= 0)
+      lp_image_take(&s->tab[i].img, lua_topointer(s->check, LP_K_TABLE(i)));
+}
+
+void lp_snapshot_free(lp_snapshot *s) {
+  for (int i = 0; i < s->ntab; i++) {
     lp_free(s->tab[i].fp);
+    lp_image_free(&s->tab[i].img);
+  }
   for (int i = 0; i < s->nfn; i++) {
     lp_free(s->fn[i].fp);
     lp_free(s->fn[i].uid);
@@ -583,6 +600,27 @@ static bool tab_clean(lua_State *K, int base, int t, const lp_rec *r) {
   return clean;
 }
 
+/*
+** Table i as recorded?  An image that matches says so without the walk (image.h); one that does
+** not sends the table to the walk, and a table the walk finds clean gets a new image (its bytes
+** changed without its contents: a rehash, a dead key, a length hint).  In verify mode the walk
+** runs anyway and must agree.
+*/
+static bool tab_clean_imaged(lua_State *K, int base, int i, lp_snapshot *s) {
+  lp_rec *r = &s->tab[i];
+  if (s->image == LP_IMAGE_OFF || r->n < 0)
+    return tab_clean(K, base, LP_K_TABLE(i), r);
+  if (lp_image_same(&r->img)) {
+    if (s->image == LP_IMAGE_VERIFY && !tab_clean(K, base, LP_K_TABLE(i), r))
+      lp_image_disagree(i);
+    return true;
+  }
+  if (!tab_clean(K, base, LP_K_TABLE(i), r))
+    return false;
+  lp_image_take(&r->img, lua_topointer(K, LP_K_TABLE(i)));
+  return true;
+}
+
 /* A recorded function with the same upvalues (and cells) as recorded?  Leaves K's stack at base. */
 static bool fn_clean(lua_State *K, int base, int f, const lp_rec *r) {
   for (int u = 1; u <= r->n; u++) {
@@ -615,7 +653,7 @@ int lp_snapshot_find_dirty(lp_snapshot *s) {
   lp_assert(lua_gettop(K) == base);
   s->ndirty = 0;
   for (int i = 0; i < s->ntab; i++)
-    if (!tab_clean(K, base, LP_K_TABLE(i), &s->tab[i]))
+    if (!tab_clean_imaged(K, base, i, s))
       s->dirty[s->ndirty++] = i;
   for (int i = 0; i < s->nfn; i++)
     if (!fn_clean(K, base, LP_K_FUNC(s, i), &s->fn[i]))
@@ -655,7 +693,7 @@ static void restore_function(lua_State *L, const lp_rec *r, int fsnap, int i) {
 }
 
 /* Puts back table i's entries and metatable (a userdata's metatable); returns keys removed. */
-static int restore_table(lua_State *L, lp_rec *r, int snap, int i) {
+static int restore_table(lua_State *L, lp_rec *r, int snap, int i, bool image) {
   int removed = 0, base = lua_gettop(L);
   lua_Integer at = 3 * (lua_Integer)i;
   lua_rawgeti(L, snap, at + 1);
@@ -684,8 +722,11 @@ static int restore_table(lua_State *L, lp_rec *r, int snap, int i) {
   }
   lua_rawgeti(L, snap, at + 3);
   set_recorded_metatable(L, t);
-  if (r->n >= 0)
+  if (r->n >= 0) {
     fingerprint_table(L, t, r);
+    if (image)
+      lp_image_take(&r->img, lua_topointer(L, t));
+  }
   lua_settop(L, base);
   return removed;
 }
@@ -703,7 +744,7 @@ static int restore(lua_State *L) {
     if (i < 0)
       restore_function(L, &s->fn[-1 - i], fsnap, -1 - i);
     else
-      a->removed += restore_table(L, &s->tab[i], snap, i);
+      a->removed += restore_table(L, &s->tab[i], snap, i, s->image != LP_IMAGE_OFF);
   }
   return 0;
 }

@@ -18,6 +18,7 @@
 
 #include <lua.h>
 
+#include "image.h"
 #include "lptable.h"
 
 /* A value's fingerprint: its type and its identity (collectable) or bits (the others). */
@@ -30,10 +31,11 @@ typedef struct lp_fp {
 
 /* A table, userdata (n = -1: only its metatable) or function (its upvalues) the reset checks. */
 typedef struct lp_rec {
-  int n;      /* entries (key, value) or upvalues */
-  lp_fp *fp;  /* 2n for a table (key, value, ...), n for a function */
-  lp_fp mt;   /* a table's or userdata's metatable (nil for none) */
-  void **uid; /* a Lua function's: the identity of each upvalue (lua_upvalueid); else NULL */
+  int n;        /* entries (key, value) or upvalues */
+  lp_fp *fp;    /* 2n for a table (key, value, ...), n for a function */
+  lp_fp mt;     /* a table's or userdata's metatable (nil for none) */
+  void **uid;   /* a Lua function's: the identity of each upvalue (lua_upvalueid); else NULL */
+  lp_image img; /* a table's byte image (image.h); unused for functions and userdata */
 } lp_rec;
 
 /* A coroutine the reset checks: whatever a resume, a close or a hook changes. */
@@ -54,13 +56,15 @@ typedef struct lp_snapshot {
   lua_State *check;    /* a thread whose stack holds, for good, the type samples (1..7), then the
                           recorded tables, functions and coroutines: what the reset checks */
   lp_fp typemt[LP_TYPE_SAMPLES];
+  int image; /* LP_IMAGE_OFF, _ON or _VERIFY (image.h) */
 } lp_snapshot;
 
 /* Protected, after on_create and the freeze: records what the reset checks.  Raises an error
    when on_create left a suspended coroutine reachable. */
 int lp_snapshot_record(lua_State *L, lp_snapshot *s);
-/* How many recorded tables, functions and coroutines changed.  Raises no error, allocates
-   nothing. */
+/* How many recorded tables, functions and coroutines changed.  Raises no error and allocates
+   nothing in the state (a table the walk finds unchanged gets a new image, in C memory: without
+   it, that table is walked from then on). */
 int lp_snapshot_find_dirty(lp_snapshot *s);
 /* What lp_snapshot_restore returns when a coroutine changed: no restore can put it back. */
 #define LP_SNAPSHOT_UNRESTORABLE (-1)

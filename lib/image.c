@@ -1,0 +1,245 @@
+/*
+** image.c: the table image (image.h).
+**
+** The layout below describes Lua 5.4's Table, Node and TValue (lobject.h, unchanged from 5.4.0
+** to 5.4.8) in luapool's own names.  Only this file reads it, and only for tables the snapshot
+** recorded and keeps alive, so every pointer it follows is to a live table's parts.
+*/
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "base.h"
+#include "fault.h"
+#include "image.h"
+
+#if LP_IMAGE_BUILT
+
+/* A value: 8 bytes of payload, then its type tag (Lua's Value and TValue). */
+typedef union lp_lval {
+  void *gc;
+  void *p;
+  lua_CFunction f;
+  lua_Integer i;
+  lua_Number n;
+} lp_lval;
+
+typedef struct lp_ltv {
+  lp_lval v;
+  unsigned char tt;
+} lp_ltv;
+
+/* A hash node: its value's payload and tag, its key's tag, the chain link, its key's payload. */
+typedef union lp_lnode {
+  struct {
+    lp_lval v;
+    unsigned char tt;
+    unsigned char key_tt;
+    int next;
+    lp_lval key;
+  } u;
+  lp_ltv val;
+} lp_lnode;
+
+/* The table: the collector's header (next, tt, marked), the metamethod-absence flags (bit 7: the
+   array size is not alimit), log2 of the node count, and the parts. */
+typedef struct lp_ltable {
+  void *next;
+  unsigned char tt, marked;
+  unsigned char flags, lsizenode;
+  unsigned alimit;
+  lp_ltv *array;
+  lp_lnode *node;
+  lp_lnode *lastfree;
+  const void *metatable;
+  void *gclist;
+} lp_ltable;
+
+/* Lua's type tags (lobject.h): the variant in bits 4-5, collectable in bit 6. */
+#define LT_VNIL 0
+#define LT_VTRUE (LUA_TBOOLEAN | (1 << 4))
+#define LT_VNUMINT LUA_TNUMBER
+#define LT_VNUMFLT (LUA_TNUMBER | (1 << 4))
+#define LT_CSHRSTR (LUA_TSTRING | (1 << 6))
+#define LT_BITRAS (1 << 7)
+
+/* The array part's size: alimit, or (a length hint in alimit) the power of 2 above it. */
+static size_t array_size(const lp_ltable *t) {
+  size_t n = t->alimit;
+  if (!(t->flags & LT_BITRAS) || (n & (n - 1)) == 0)
+    return n;
+  size_t p = 1;
+  while (p < n)
+    p <<= 1;
+  return p;
+}
+
+void lp_image_take(lp_image *im, const void *table) {
+  const lp_ltable *t = table;
+  size_t abytes = array_size(t) * sizeof(lp_ltv);
+  size_t nbytes = ((size_t)1 << t->lsizenode) * sizeof(lp_lnode);
+  if (abytes + nbytes > im->cap) {
+    unsigned char *b = lp_realloc(im->bytes, abytes + nbytes);
+    if (b == NULL) {
+      im->t = NULL; /* the walk decides for this table from now on */
+      return;
+    }
+    im->bytes = b;
+    im->cap = abytes + nbytes;
+  }
+  im->t = t;
+  im->array = t->array;
+  im->node = t->node;
+  im->mt = t->metatable;
+  im->alimit = t->alimit;
+  im->lsizenode = t->lsizenode;
+  im->realsize = !(t->flags & LT_BITRAS);
+  im->abytes = abytes;
+  im->nbytes = nbytes;
+  if (abytes != 0)
+    memcpy(im->bytes, t->array, abytes);
+  memcpy(im->bytes + abytes, t->node, nbytes);
+}
+
+bool lp_image_same(const lp_image *im) {
+  const lp_ltable *t = im->t;
+  if (t == NULL)
+    return false;
+  if ((const void *)t->array != im->array || (const void *)t->node != im->node ||
+      t->metatable != im->mt || t->alimit != im->alimit || t->lsizenode != im->lsizenode ||
+      (!(t->flags & LT_BITRAS)) != im->realsize)
+    return false;
+  /* the same sizes and parts: the bytes decide (a value's unused payload bytes can only make a
+     false difference, which the walk then settles) */
+  return (im->abytes == 0 || memcmp(t->array, im->bytes, im->abytes) == 0) &&
+         memcmp(t->node, im->bytes + im->abytes, im->nbytes) == 0;
+}
+
+/* ---- the probe ---------------------------------------------------------------------------- */
+
+/* The node of t whose key is the short string s, if exactly one has it. */
+static const lp_lnode *node_of(const lp_ltable *t, const void *s) {
+  const lp_lnode *found = NULL;
+  for (size_t i = 0; i < ((size_t)1 << t->lsizenode); i++) {
+    const lp_lnode *n = &t->node[i];
+    if (n->u.key_tt == LT_CSHRSTR && n->u.key.gc == s) {
+      if (found != NULL)
+        return NULL;
+      found = n;
+    }
+  }
+  return found;
+}
+
+/* An image that must say "same" (want) after each step of the probe. */
+static bool probe_step(lp_image *im, bool want) {
+  return lp_image_same(im) == want;
+}
+
+/*
+** Tables of known contents, read through the layout: sizes, tags and payloads of the array part
+** and of a node, the metatable pointer, an empty table's parts; then the image must see each
+** change made through the API and none when it is undone.  Leaves L's stack as it was.
+*/
+static bool probe(lua_State *L) {
+  int top = lua_gettop(L);
+  bool ok = false;
+  lp_image im = {0};
+  lua_newtable(L);
+  const lp_ltable *e = lua_topointer(L, -1);
+  if (e->tt != LUA_TTABLE || e->alimit != 0 || e->lsizenode != 0 || e->lastfree != NULL ||
+      e->metatable != NULL)
+    goto out;
+  lua_createtable(L, 2, 2);
+  int t = lua_gettop(L);
+  const lp_ltable *p = lua_topointer(L, t);
+  lua_pushinteger(L, 7);
+  lua_rawseti(L, t, 1);
+  lua_pushnumber(L, 0.5);
+  lua_rawseti(L, t, 2);
+  lua_pushliteral(L, "luapool image probe"); /* a short string: one object per contents */
+  const void *key = lua_topointer(L, -1);
+  lua_pushboolean(L, 1);
+  lua_rawset(L, t);
+  lua_newtable(L);
+  const void *mt = lua_topointer(L, -1);
+  lua_setmetatable(L, t);
+  if (p->tt != LUA_TTABLE || p->alimit != 2 || (p->flags & LT_BITRAS) || p->lsizenode != 1 ||
+      p->metatable != mt || array_size(p) != 2)
+    goto out;
+  if (p->array[0].tt != LT_VNUMINT || p->array[0].v.i != 7 || p->array[1].tt != LT_VNUMFLT ||
+      p->array[1].v.n != 0.5)
+    goto out;
+  const lp_lnode *n = node_of(p, key);
+  if (n == NULL || n->u.tt != LT_VTRUE)
+    goto out;
+  lp_image_take(&im, p);
+  if (im.t == NULL || !probe_step(&im, true))
+    goto out;
+  lua_pushinteger(L, 8);
+  lua_rawseti(L, t, 1);
+  if (!probe_step(&im, false))
+    goto out;
+  lua_pushinteger(L, 7);
+  lua_rawseti(L, t, 1);
+  if (!probe_step(&im, true))
+    goto out;
+  lua_pushliteral(L, "luapool image probe");
+  lua_pushboolean(L, 0);
+  lua_rawset(L, t);
+  if (!probe_step(&im, false))
+    goto out;
+  lua_pushliteral(L, "luapool image probe");
+  lua_pushboolean(L, 1);
+  lua_rawset(L, t);
+  if (!probe_step(&im, true))
+    goto out;
+  lua_pushnil(L);
+  lua_setmetatable(L, t);
+  ok = probe_step(&im, false) && p->metatable == NULL;
+out:
+  lp_image_free(&im);
+  lua_settop(L, top);
+  return ok;
+}
+
+int lp_image_mode(lua_State *L) {
+  const char *env = getenv("LUAPOOL_TABLE_IMAGE");
+  if (env != NULL && strcmp(env, "off") == 0)
+    return LP_IMAGE_OFF;
+  if (!probe(L))
+    return LP_IMAGE_OFF;
+  return env != NULL && strcmp(env, "verify") == 0 ? LP_IMAGE_VERIFY : LP_IMAGE_ON;
+}
+
+#else /* not built: every reset walks */
+
+int lp_image_mode(lua_State *L) {
+  (void)L;
+  return LP_IMAGE_OFF;
+}
+
+void lp_image_take(lp_image *im, const void *t) {
+  (void)t;
+  im->t = NULL;
+}
+
+bool lp_image_same(const lp_image *im) {
+  (void)im;
+  return false;
+}
+
+#endif
+
+void lp_image_disagree(int table) {
+  fprintf(stderr,
+          "luapool: LUAPOOL_TABLE_IMAGE=verify: the image of recorded table %d called it unchanged "
+          "but the walk found a change: the image is unsound here; aborting\n",
+          table);
+  abort();
+}
+
+void lp_image_free(lp_image *im) {
+  lp_free(im->bytes);
+  memset(im, 0, sizeof *im);
+}

@@ -1,0 +1,403 @@
+/*
+** The reset's table image (lib/image.h): the probe accepts this Lua, make check runs in verify
+** mode, every shape of change makes the image differ (it may call a changed table clean never),
+** a random differential run against a check through the C API, and the reset's handling of a
+** table whose bytes changed without its contents.
+*/
+#include <lauxlib.h>
+#include <lualib.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "image.h"
+#include "internal.h"
+#include "sx.h"
+#include "util.h"
+
+/* The snapshot of the state L (acquired from p). */
+static lp_snapshot *snapshot_of(luapool *p, lua_State *L) {
+  lp_slot *s = lp_slot_check(&p->arena, L);
+  ck_assert_ptr_nonnull(s);
+  return &s->x->snapshot;
+}
+
+static int imaged_tables(const lp_snapshot *s) {
+  int n = 0;
+  for (int i = 0; i < s->ntab; i++)
+    n += s->tab[i].img.t != NULL;
+  return n;
+}
+
+START_TEST(the_probe_accepts_this_lua_and_make_check_verifies) {
+  const char *env = getenv("LUAPOOL_TABLE_IMAGE");
+  static const unsigned libs[] = {LUAPOOL_LIBS_SAFE, LUAPOOL_LIBS_ALL};
+  for (int k = 0; k < 2; k++) {
+    luapool_config cfg;
+    util_config_libs(&cfg, libs[k]);
+    luapool *p = util_pool(&cfg);
+    lua_State *L = util_acquire(p);
+    lp_snapshot *s = snapshot_of(p, L);
+    if (!LP_IMAGE_BUILT || (env != NULL && strcmp(env, "off") == 0)) {
+      ck_assert_int_eq(s->image, LP_IMAGE_OFF);
+    } else {
+      /* the probe passed on Debian's 5.4.4; make check asks for verify mode */
+      ck_assert_int_eq(s->image,
+                       env != NULL && strcmp(env, "verify") == 0 ? LP_IMAGE_VERIFY : LP_IMAGE_ON);
+      ck_assert_int_gt(imaged_tables(s), 0);
+    }
+    luapool_release(p, L);
+    luapool_destroy(p);
+  }
+}
+END_TEST
+
+/* With the image off, the reset walks, and still finds and undoes a change. */
+START_TEST(off_in_the_environment_leaves_the_walk) {
+  const char *was = getenv("LUAPOOL_TABLE_IMAGE");
+  char *saved = was != NULL ? strdup(was) : NULL;
+  setenv("LUAPOOL_TABLE_IMAGE", "off", 1);
+  luapool_config cfg;
+  util_config_libs(&cfg, LUAPOOL_LIBS_ALL);
+  cfg.max_states = 1;
+  luapool *p = util_pool(&cfg);
+  lua_State *L = util_acquire(p);
+  ck_assert_int_eq(snapshot_of(p, L)->image, LP_IMAGE_OFF);
+  ck_assert_int_eq(imaged_tables(snapshot_of(p, L)), 0);
+  util_run(L, "string.x = 1 math.pi = 3 table.insert = nil");
+  luapool_release(p, L);
+  L = util_acquire(p);
+  ck_assert_int_eq(util_eval_int(L, "return (string.x == nil and math.pi > 3.14 and "
+                                    "type(table.insert) == 'function') and 1 or 0"),
+                   1);
+  luapool_release(p, L);
+  luapool_destroy(p);
+  if (saved != NULL)
+    setenv("LUAPOOL_TABLE_IMAGE", saved, 1);
+  else
+    unsetenv("LUAPOOL_TABLE_IMAGE");
+  free(saved);
+}
+END_TEST
+
+/* ---- the image against shapes of change, on a bare state ------------------------------- */
+
+static void run(lua_State *L, const char *code) {
+  if (luaL_dostring(L, code) != LUA_OK)
+    ck_abort_msg("%s: %s", code, lua_tostring(L, -1));
+}
+
+/* Setup makes global T; its image is taken; change must make the image differ. */
+static const struct {
+  const char *setup, *change;
+} changes[] = {
+    {"T = {1, 2, 3}", "T[2] = 5"},
+    {"T = {1, 2, 3}", "T[2] = 2.0"}, /* integer to float of the same value */
+    {"T = {0.0}", "T[1] = -0.0"},    /* equal to Lua, not to math.type or 1/x */
+    {"T = {0/0}", "T[1] = -(0/0)"},  /* another NaN */
+    {"T = {true}", "T[1] = false"},
+    {"T = {false}", "T[1] = nil"},
+    {"T = {x = 'a'}", "T.x = 'b'"},
+    {"T = {x = {}}", "T.x = {}"},      /* another table */
+    {"T = {x = print}", "T.x = type"}, /* another light C function */
+    {"T = {x = function() end}", "T.x = function() end"},
+    {"T = {x = string.rep('a', 50)}", "T.x = string.rep('a', 50)"}, /* an equal long string */
+    {"T = {x = 1}", "T.y = 2"},                                     /* a new key */
+    {"T = {x = 1, y = 2}", "T.y = nil"},                            /* a key removed */
+    {"T = {x = 1}", "for i = 1, 40 do T['k' .. i] = i end for i = 1, 40 do T['k' .. i] = nil end"},
+    {"T = {1, 2, 3}", "T[4] = 4"}, /* an append */
+    {"T = {1, 2, 3}", "T[3] = nil"},
+    {"T = {1, 2, 3}", "table.insert(T, 1, 0)"},
+    {"T = {1, 2, 3}", "table.remove(T, 1)"},
+    {"T = {}", "T[100] = 1"}, /* an integer key in the node part */
+    {"T = {[1.5] = 1}", "T[1.5] = 2"},
+    {"T = {}", "setmetatable(T, {})"},
+    {"T = setmetatable({}, {})", "setmetatable(T, {})"},
+    {"T = setmetatable({}, {})", "setmetatable(T, nil)"},
+    {"T = setmetatable({}, {__mode = 'v'}) T.a = {}", "collectgarbage() collectgarbage()"},
+    {"T = setmetatable({}, {__mode = 'k'}) T[{}] = 1", "collectgarbage() collectgarbage()"},
+    {"T = {x = 1, y = 2, z = 3}", "T.x, T.z = T.z, T.x"},
+    {"T = {a = true}", "T.a = nil T.b = true"}, /* one key for another, maybe the same node */
+};
+
+START_TEST(every_shape_of_change_makes_the_image_differ) {
+  if (!LP_IMAGE_BUILT)
+    return;
+  for (size_t c = 0; c < sizeof changes / sizeof changes[0]; c++) {
+    lua_State *L = luaL_newstate();
+    luaL_openlibs(L);
+    run(L, changes[c].setup);
+    lua_getglobal(L, "T");
+    lp_image im = {0};
+    lp_image_take(&im, lua_topointer(L, -1));
+    ck_assert_ptr_nonnull(im.t);
+    ck_assert_msg(lp_image_same(&im), "%s: not the same right after the image", changes[c].setup);
+    run(L, changes[c].change);
+    ck_assert_msg(!lp_image_same(&im), "%s then %s: the image missed the change", changes[c].setup,
+                  changes[c].change);
+    lp_image_free(&im);
+    lua_close(L);
+  }
+}
+END_TEST
+
+/* ---- a random differential run ------------------------------------------------------------ */
+
+static uint64_t rng = 0x9e3779b97f4a7c15u;
+static unsigned next_random(unsigned n) {
+  rng ^= rng << 13;
+  rng ^= rng >> 7;
+  rng ^= rng << 17;
+  return (unsigned)(rng % n);
+}
+
+/* Same as luapool's fingerprints tell values apart: type, integer or float bits, identity. */
+static bool same_value(lua_State *L, int a, int b) {
+  if (lua_type(L, a) != lua_type(L, b))
+    return false;
+  if (lua_type(L, a) == LUA_TNUMBER) {
+    if (lua_isinteger(L, a) != lua_isinteger(L, b))
+      return false;
+    if (lua_isinteger(L, a))
+      return lua_tointeger(L, a) == lua_tointeger(L, b);
+    lua_Number x = lua_tonumber(L, a), y = lua_tonumber(L, b);
+    return memcmp(&x, &y, sizeof x) == 0;
+  }
+  return lua_rawequal(L, a, b);
+}
+
+/* Does table t (at ti) hold exactly what copy (at ci) holds, with metatable mt (at mi)? */
+static bool same_contents(lua_State *L, int ti, int ci, int mi) {
+  int n = 0, m = 0;
+  lua_pushnil(L);
+  while (lua_next(L, ti) != 0) {
+    n++;
+    lua_pushvalue(L, -2);
+    lua_rawget(L, ci);
+    bool same = same_value(L, -1, -2);
+    lua_pop(L, 2);
+    if (!same) {
+      lua_pop(L, 1);
+      return false;
+    }
+  }
+  lua_pushnil(L);
+  while (lua_next(L, ci) != 0) {
+    m++;
+    lua_pop(L, 1);
+  }
+  if (n != m)
+    return false;
+  if (!lua_getmetatable(L, ti))
+    lua_pushboolean(L, 0);
+  bool same = lua_rawequal(L, -1, mi);
+  lua_pop(L, 1);
+  return same;
+}
+
+/* Replaces the copy (at ci) and metatable (at mi) with t's (at ti) contents now. */
+static void recopy(lua_State *L, int ti, int ci, int mi) {
+  lua_newtable(L);
+  lua_pushnil(L);
+  while (lua_next(L, ti) != 0) {
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, -4);
+  }
+  lua_replace(L, ci);
+  if (!lua_getmetatable(L, ti))
+    lua_pushboolean(L, 0);
+  lua_replace(L, mi);
+}
+
+/* Pushes one of a few values, chosen at random: nil, numbers (signed zeros, a NaN), strings
+   short and long, booleans, tables (a few kept, so that identity repeats), a function. */
+static void push_random_value(lua_State *L, int keep) {
+  switch (next_random(12)) {
+  case 0:
+    lua_pushnil(L);
+    break;
+  case 1:
+    lua_pushinteger(L, (lua_Integer)next_random(4));
+    break;
+  case 2:
+    lua_pushnumber(L, (lua_Number)next_random(3));
+    break;
+  case 3:
+    lua_pushnumber(L, next_random(2) ? 0.0 : -0.0);
+    break;
+  case 4:
+    lua_pushnumber(L, NAN);
+    break;
+  case 5:
+    lua_pushstring(L, next_random(2) ? "a" : "b");
+    break;
+  case 6: {
+    char s[64];
+    memset(s, 'x', sizeof s);
+    lua_pushlstring(L, s, sizeof s); /* a long string: a new object each time */
+    break;
+  }
+  case 7:
+    lua_pushboolean(L, (int)next_random(2));
+    break;
+  case 8:
+    lua_rawgeti(L, keep, 1 + next_random(3));
+    break;
+  case 9:
+    lua_newtable(L);
+    break;
+  case 10:
+    lua_pushcfunction(L, lua_gettop);
+    break;
+  default:
+    lua_pushinteger(L, 1000 + (lua_Integer)next_random(50)); /* mostly integers */
+    break;
+  }
+}
+
+static void push_random_key(lua_State *L) {
+  unsigned k = next_random(40);
+  if (k < 16)
+    lua_pushinteger(L, (lua_Integer)k + 1); /* the array part's range */
+  else if (k < 32)
+    lua_pushfstring(L, "k%d", (int)k);
+  else
+    lua_pushnumber(L, (lua_Number)k + 0.5);
+}
+
+START_TEST(the_image_never_calls_clean_what_the_walk_finds_changed) {
+  if (!LP_IMAGE_BUILT)
+    return;
+  enum { NT = 6, STEPS = 30000 };
+  lua_State *L = luaL_newstate();
+  luaL_openlibs(L);
+  lua_createtable(L, 3, 0); /* kept tables and metatables, to repeat identities */
+  int keep = lua_gettop(L);
+  for (int i = 1; i <= 3; i++) {
+    lua_newtable(L);
+    lua_rawseti(L, keep, i);
+  }
+  lua_newtable(L);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  int weak_mt = lua_gettop(L);
+  int base = lua_gettop(L);
+  lp_image im[NT];
+  memset(im, 0, sizeof im);
+  for (int i = 0; i < NT; i++) { /* at base + 3i + 1: table, copy, metatable-or-false */
+    lua_newtable(L);
+    lua_newtable(L);
+    lua_pushboolean(L, 0);
+    lp_image_take(&im[i], lua_topointer(L, base + 3 * i + 1));
+  }
+  long clean_calls = 0, false_differs = 0, changes = 0;
+  for (int step = 0; step < STEPS; step++) {
+    int i = (int)next_random(NT), t = base + 3 * i + 1;
+    switch (next_random(10)) {
+    case 0:
+      lua_gc(L, LUA_GCSTEP, 0);
+      break;
+    case 1: /* a metatable: none, a kept one, a weak one */
+      switch (next_random(3)) {
+      case 0:
+        lua_pushnil(L);
+        break;
+      case 1:
+        lua_rawgeti(L, keep, 1 + next_random(3));
+        break;
+      default:
+        lua_pushvalue(L, weak_mt);
+        break;
+      }
+      lua_setmetatable(L, t);
+      break;
+    case 2: /* the length operator may move the array part's limit */
+      (void)lua_rawlen(L, t);
+      break;
+    default:
+      push_random_key(L);
+      push_random_value(L, keep);
+      lua_rawset(L, t);
+      break;
+    }
+    bool same = same_contents(L, t, t + 1, t + 2);
+    if (lp_image_same(&im[i])) {
+      clean_calls++;
+      ck_assert_msg(same, "step %d: the image called table %d clean, but it changed", step, i);
+    } else if (same) {
+      false_differs++; /* bytes without contents: the reset re-images after its walk */
+      lp_image_take(&im[i], lua_topointer(L, t));
+    } else {
+      changes++;
+      recopy(L, t, t + 1, t + 2);
+      lp_image_take(&im[i], lua_topointer(L, t));
+    }
+  }
+  /* the run exercised every branch */
+  ck_assert_int_gt(clean_calls, 1000);
+  ck_assert_int_gt(changes, 1000);
+  ck_assert_int_gt(false_differs, 0);
+  for (int i = 0; i < NT; i++)
+    lp_image_free(&im[i]);
+  lua_close(L);
+}
+END_TEST
+
+/* ---- the reset with images ---------------------------------------------------------------- */
+
+static int make_table(lua_State *L, void *ud) {
+  (void)ud;
+  return luaL_dostring(L, "T = {1, 2, 3, 4, 5, x = 1}") == LUA_OK ? 0 : 1;
+}
+
+/* A request that changes T's bytes but not its contents: no restore, and a new image. */
+START_TEST(bytes_without_contents_cost_one_walk_and_no_restore) {
+  luapool_config cfg;
+  util_config_libs(&cfg, LUAPOOL_LIBS_ALL);
+  cfg.max_states = 1;
+  cfg.on_create = make_table;
+  luapool *p = util_pool(&cfg);
+  lua_State *L = util_acquire(p);
+  luapool_release(p, L);
+  uint64_t restored = util_stats(p).restored;
+  static const char *const requests[] = {
+      "T.y = 1 T.y = nil",   /* a key in, then out */
+      "T[6] = 6 T[6] = nil", /* the array part */
+      "for i = 1, 100 do T['k' .. i] = i end for i = 1, 100 do T['k' .. i] = nil end",
+      "T[3] = nil local n = #T T[3] = 3", /* a length hint */
+  };
+  for (size_t r = 0; r < sizeof requests / sizeof requests[0]; r++) {
+    L = util_acquire(p);
+    util_run(L, requests[r]);
+    luapool_release(p, L);
+    L = util_acquire(p);
+    ck_assert_int_eq(util_eval_int(L, "local n = 0 for k in pairs(T) do n = n + 1 end "
+                                      "return (n == 6 and T[5] == 5 and T.x == 1) and 1 or 0"),
+                     1);
+    luapool_release(p, L);
+  }
+  /* a rehash may reorder the entries: then the walk restores (the same contents, in order);
+     the others are found unchanged */
+  ck_assert_uint_le(util_stats(p).restored - restored, 1);
+  L = util_acquire(p);
+  lp_snapshot *s = snapshot_of(p, L);
+  if (s->image != LP_IMAGE_OFF)
+    ck_assert_int_gt(imaged_tables(s), 0);
+  luapool_release(p, L);
+  luapool_destroy(p);
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("image");
+  TCase *tc = tcase_create("image");
+  tcase_add_test(tc, the_probe_accepts_this_lua_and_make_check_verifies);
+  tcase_add_test(tc, off_in_the_environment_leaves_the_walk);
+  tcase_add_test(tc, every_shape_of_change_makes_the_image_differ);
+  tcase_add_test(tc, the_image_never_calls_clean_what_the_walk_finds_changed);
+  tcase_add_test(tc, bytes_without_contents_cost_one_walk_and_no_restore);
+  suite_add_tcase(s, tc);
+  return util_run_suite(s);
+}
