@@ -27,6 +27,7 @@
 **   4 cross-thread hand-off                        x      x     x     .     .        .
 **   5 capped: max_states below the threads         x      x     x     .     .        .
 **   6 bursts, the watchdog trims; RSS over time    x      .     x     .     .        .
+**   7 request, a tiny handler                      x      x     x     x     x        x
 **  1: the pool's own overhead: luapool empties the stack only, as the others do.
 **  2: an untouched state under the default reset (LUAPOOL_RESET_FULL, LUAPOOL_LIBS_SAFE).  The
 **     mutex pool and the thread-local array have no reset: their ratio is the reset's price; the
@@ -42,6 +43,8 @@
 **  6: 4 threads; in a burst each request holds 32 states with ~170 KB of Lua data each; then the
 **     threads go quiet.  luapool with watchdog_interval_ms 100 and max_idle 16, against the
 **     mutex pool; resident memory from /proc/self/statm every 20 ms (rss.csv, rss.png).
+**  7: the request of 3 with a tiny handler (two table reads and a string.sub, about 0.2 us on a
+**     pinned state), where the pool's and the reset's own cost weigh most.
 **
 ** Measurement: for each thread count, one warm-up run per implementation (not reported), then
 ** the repetitions, the implementations interleaved so that all see the same machine noise.  The
@@ -105,11 +108,15 @@
 
 /* ---- the Lua code ------------------------------------------------------------------------ */
 
-/* A request handler: about a microsecond of work, returning a number. */
+/* A request handler: about a microsecond of work, returning a number (workloads 3 and 5). */
 static const char handler_src[] = "local t = {}\n"
                                   "for i = 1, 12 do t[i] = i * 3 end\n"
                                   "local s = string.format('%d items, last %d', #t, t[#t])\n"
                                   "return #s + t[1]\n";
+
+/* A tiny one (workload 7): about 0.2 us pinned, a few table reads and a string.sub. */
+static const char tiny_src[] = "local t = {3, 4}\n"
+                               "return t[1] * t[2] + #string.sub('abcdef', 2, 4)\n";
 
 /* Workload 6: about 150 KB of live data in a global, until the reset (if any) drops it. */
 static const char data_src[] = "local t = {}\n"
@@ -235,7 +242,7 @@ typedef struct run {
   _Alignas(CACHE_LINE) pthread_barrier_t start;
   const impl_ops *ops;
   void *h; /* the implementation's instance */
-  bool handler;
+  const char *handler; /* the request handler's source (NULL: none) */
 } run;
 
 /* One per thread, each on its own cache lines: the benchmark adds no false sharing. */
@@ -271,7 +278,8 @@ static int lua_failed(worker *w, lua_State *L, const char *what) {
 
 /* A pooled state: luapool_load (compiled once per state), lua_pcall. */
 static int run_cached(worker *w, lua_State *L) {
-  int status = luapool_load(L, "=handler", handler_src, sizeof handler_src - 1);
+  const char *src = w->run->handler;
+  int status = luapool_load(L, "=handler", src, strlen(src));
   if (status == LUA_OK)
     status = lua_pcall(L, 0, 1, 0);
   if (status != LUA_OK)
@@ -282,7 +290,8 @@ static int run_cached(worker *w, lua_State *L) {
 
 /* A fresh state: compiled each time. */
 static int run_compiled(worker *w, lua_State *L) {
-  int status = luaL_loadbufferx(L, handler_src, sizeof handler_src - 1, "=handler", "t");
+  const char *src = w->run->handler;
+  int status = luaL_loadbufferx(L, src, strlen(src), "=handler", "t");
   if (status == LUA_OK)
     status = lua_pcall(L, 0, 1, 0);
   if (status != LUA_OK)
@@ -524,7 +533,8 @@ static int pinned_start(void *h, worker *w) {
     w->pinned = NULL;
     return worker_fail(w, "pinned state: %s", luapool_strerror(rc));
   }
-  if (luapool_load(w->pinned, "=handler", handler_src, sizeof handler_src - 1) != LUA_OK)
+  const char *src = w->run->handler != NULL ? w->run->handler : handler_src;
+  if (luapool_load(w->pinned, "=handler", src, strlen(src)) != LUA_OK)
     return lua_failed(w, w->pinned, "handler");
   return 0;
 }
@@ -634,7 +644,7 @@ typedef struct workload {
   const char *title;
   int kind;
   unsigned reset; /* luapool's */
-  bool handler;   /* the request handler runs between acquire and release */
+  const char *handler; /* the request handler run between acquire and release, or NULL */
   bool latency;   /* every 16th acquire timed */
   bool capped;    /* max_states max(1, threads / 2) */
   unsigned impls; /* BIT(IMPL_*) measured */
@@ -642,18 +652,21 @@ typedef struct workload {
 
 static const workload workloads[] = {
     {1, "w1-acquire-release-stack", "acquire + release, LUAPOOL_RESET_STACK: pure pool overhead",
-     KIND_LOOP, LUAPOOL_RESET_STACK, false, true, false, POOLS | BIT(IMPL_TL)},
+     KIND_LOOP, LUAPOOL_RESET_STACK, NULL, true, false, POOLS | BIT(IMPL_TL)},
     {2, "w2-acquire-release-full", "acquire + release of an untouched state, LUAPOOL_RESET_FULL",
-     KIND_LOOP, LUAPOOL_RESET_FULL, false, false, false, POOLS | BIT(IMPL_FRESH) | BIT(IMPL_TL)},
+     KIND_LOOP, LUAPOOL_RESET_FULL, NULL, false, false, POOLS | BIT(IMPL_FRESH) | BIT(IMPL_TL)},
     {3, "w3-request", "request: acquire, cached handler, release (LUAPOOL_RESET_FULL)", KIND_LOOP,
-     LUAPOOL_RESET_FULL, true, true, false,
+     LUAPOOL_RESET_FULL, handler_src, true, false,
      POOLS | BIT(IMPL_FRESH) | BIT(IMPL_PINNED) | BIT(IMPL_TL)},
     {4, "w4-cross-thread", "cross-thread: N threads acquire, N others release (RESET_STACK)",
-     KIND_CROSS, LUAPOOL_RESET_STACK, false, false, false, POOLS},
+     KIND_CROSS, LUAPOOL_RESET_STACK, NULL, false, false, POOLS},
     {5, "w5-capped", "capped: the request under max_states max(1, threads/2), RESET_STACK",
-     KIND_LOOP, LUAPOOL_RESET_STACK, true, true, true, POOLS},
+     KIND_LOOP, LUAPOOL_RESET_STACK, handler_src, true, true, POOLS},
     {6, "rss", "bursts, then quiet: the watchdog trims; resident memory over time", KIND_BURSTS,
-     LUAPOOL_RESET_FULL, false, false, false, BIT(IMPL_LUAPOOL) | BIT(IMPL_MUTEX)},
+     LUAPOOL_RESET_FULL, NULL, false, false, BIT(IMPL_LUAPOOL) | BIT(IMPL_MUTEX)},
+    {7, "w7-request-tiny", "request, tiny handler (~0.2 us): acquire, cached handler, release",
+     KIND_LOOP, LUAPOOL_RESET_FULL, tiny_src, true, false,
+     POOLS | BIT(IMPL_FRESH) | BIT(IMPL_PINNED) | BIT(IMPL_TL)},
 };
 enum { WORKLOAD_COUNT = sizeof workloads / sizeof workloads[0] };
 
@@ -698,7 +711,7 @@ static void *loop_main(void *arg) {
       worker_fail(w, "acquire: %s", luapool_strerror(rc));
       break;
     }
-    if (r->handler && ops->run(w, L) != 0)
+    if (r->handler != NULL && ops->run(w, L) != 0)
       ok = false;
     ops->release(h, w, L);
     n++;
@@ -1395,6 +1408,7 @@ static void print_targets(const options *opt) {
   static const cell none = {.done = false};
   const cell *w1 = t >= 0 && opt->run[0] ? results[0][t] : NULL;
   const cell *w3 = t >= 0 && opt->run[2] ? results[2][t] : NULL;
+  const cell *w7 = t >= 0 && opt->run[6] ? results[6][t] : NULL;
   print_target("w1 RESET_STACK: luapool / mutex pool", w1 ? &w1[IMPL_LUAPOOL] : &none,
                w1 ? &w1[IMPL_MUTEX] : &none, false, 20);
   print_target("w1 RESET_STACK: thread-local array / luapool", w1 ? &w1[IMPL_TL] : &none,
@@ -1403,6 +1417,10 @@ static void print_targets(const options *opt) {
                w3 ? &w3[IMPL_FRESH] : &none, false, 15);
   print_target("w3 request: pinned state / luapool", w3 ? &w3[IMPL_PINNED] : &none,
                w3 ? &w3[IMPL_LUAPOOL] : &none, true, 1.5);
+  print_target("w3 request: luapool / pinned state", w3 ? &w3[IMPL_LUAPOOL] : &none,
+               w3 ? &w3[IMPL_PINNED] : &none, false, 0.9);
+  print_target("w7 tiny request: luapool / pinned state", w7 ? &w7[IMPL_LUAPOOL] : &none,
+               w7 ? &w7[IMPL_PINNED] : &none, false, 0.9);
   fflush(stdout);
 }
 
@@ -1584,7 +1602,7 @@ static void usage(FILE *f) {
       "  --seconds S       measured time of one repetition, above 0, at most 3600; the\n"
       "                    warm-up runs half as long\n"
       "  --reps N          repetitions per cell, 1 to %d; the median is reported\n"
-      "  --workloads LIST  comma-separated workloads, 1 to 6 (default all)\n"
+      "  --workloads LIST  comma-separated workloads, 1 to 7 (default all)\n"
       "  --csv DIR         where the CSV files and plots go (default bench/results; made)\n"
       "  --no-plot         no gnuplot\n",
       MAX_THREADS, MAX_THREAD_COUNTS, MAX_REPS);
@@ -1721,7 +1739,7 @@ static void print_header(const options *opt, long cores) {
 
 static void print_legend(uint64_t clock_ns) {
   printf("\nops/s: operations per second, all threads together (1, 2: acquire + release pairs;\n"
-         "3, 5: requests; 4: hand-offs), median [min-max] over the repetitions.  x mutex: the\n"
+         "3, 5, 7: requests; 4: hand-offs), median [min-max] over the repetitions.  x mutex: the\n"
          "median over the mutex pool's, measured side by side (above 1: faster).  p50 ... max:\n"
          "the acquire's latency (luapool_acquire or its counterpart) over every 16th acquire, all\n"
          "threads and repetitions, rounded down by up to 1.6%%, including one clock_gettime\n"
