@@ -241,7 +241,7 @@ typedef struct run {
   _Alignas(CACHE_LINE) atomic_int phase; /* workload 6 */
   _Alignas(CACHE_LINE) pthread_barrier_t start;
   const impl_ops *ops;
-  void *h; /* the implementation's instance */
+  void *h;             /* the implementation's instance */
   const char *handler; /* the request handler's source (NULL: none) */
 } run;
 
@@ -643,11 +643,11 @@ typedef struct workload {
   const char *key; /* the CSV file's name, less .csv */
   const char *title;
   int kind;
-  unsigned reset; /* luapool's */
+  unsigned reset;      /* luapool's */
   const char *handler; /* the request handler run between acquire and release, or NULL */
-  bool latency;   /* every 16th acquire timed */
-  bool capped;    /* max_states max(1, threads / 2) */
-  unsigned impls; /* BIT(IMPL_*) measured */
+  bool latency;        /* every 16th acquire timed */
+  bool capped;         /* max_states max(1, threads / 2) */
+  unsigned impls;      /* BIT(IMPL_*) measured */
 } workload;
 
 static const workload workloads[] = {
@@ -1337,8 +1337,7 @@ static void print_bursts(const options *opt) {
          "  max_idle %d is below the %d states a burst holds, so the watchdog also trims during\n"
          "  a burst (between one request's release and the next acquire), and they are remade\n",
          (unsigned long long)lp->trimmed, (unsigned long long)lp->collections,
-         (unsigned long long)lp->recycled, W6_MAX_IDLE,
-         W6_THREADS * W6_HOLD);
+         (unsigned long long)lp->recycled, W6_MAX_IDLE, W6_THREADS * W6_HOLD);
   printf("  luapool / mutex pool, states served/s in bursts: %.2fx\n",
          lp->per_sec / bursts[IMPL_MUTEX].per_sec);
   fflush(stdout);
