@@ -5,6 +5,7 @@
 ** to 5.4.8) in luapool's own names.  Only this file reads it, and only for tables the snapshot
 ** recorded and keeps alive, so every pointer it follows is to a live table's parts.
 */
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -203,11 +204,23 @@ out:
   return ok;
 }
 
+/*
+** The probe's verdict, once per process (0: not probed yet, 1: passed, -1: failed): every state
+** of a process runs the same Lua library.  Relaxed: each thread that finds 0 probes for itself
+** and stores the same verdict; the flag publishes nothing else.
+*/
+static _Atomic int probed;
+
 int lp_image_mode(lua_State *L) {
   const char *env = getenv("LUAPOOL_TABLE_IMAGE");
   if (env != NULL && strcmp(env, "off") == 0)
     return LP_IMAGE_OFF;
-  if (!probe(L))
+  int verdict = atomic_load_explicit(&probed, memory_order_relaxed);
+  if (verdict == 0) {
+    verdict = probe(L) ? 1 : -1;
+    atomic_store_explicit(&probed, verdict, memory_order_relaxed);
+  }
+  if (verdict < 0)
     return LP_IMAGE_OFF;
   return env != NULL && strcmp(env, "verify") == 0 ? LP_IMAGE_VERIFY : LP_IMAGE_ON;
 }

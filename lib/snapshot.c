@@ -134,12 +134,93 @@ static void fingerprint_table(lua_State *L, int t, lp_rec *r) {
 enum { ST_MAPPED = 1, ST_RAW = 2, ST_EXPOSED = 3, ST_SKIP = 9 /* bookkeeping: never walked */ };
 enum { E_EXPOSED, E_MAPPED, E_RAW };
 
+/*
+** An object -> small integer map keyed by the object's address (lua_topointer), in C: the walk
+** asks it about every edge, which Lua tables keyed by the objects made about a quarter of a
+** state's creation.  Its memory is a userdata at a fixed stack slot, so an error in the walk
+** frees it with the rest.  Addresses are identities here: every object the walk reaches is alive
+** until it ends (reachable from the roots, or kept by the records), and the objects the walk
+** makes (copies, keepers) are never reached, so an address reused by one of them is never asked.
+*/
+typedef struct pmap_entry {
+  const void *key; /* NULL: free */
+  int value;
+} pmap_entry;
+
+typedef struct pmap {
+  pmap_entry *e;
+  size_t mask, n; /* capacity - 1 (a power of 2 minus 1), entries */
+  int slot;       /* the stack index of the userdata holding e */
+} pmap;
+
+static size_t pmap_hash(const void *k) {
+  uint64_t h = (uint64_t)(uintptr_t)k * 0x9e3779b97f4a7c15u; /* Fibonacci hashing */
+  return (size_t)(h >> 32);
+}
+
+static void pmap_alloc(lua_State *L, pmap *m, size_t cap) {
+  m->e = lua_newuserdatauv(L, cap * sizeof *m->e, 0); /* raises on out of memory */
+  memset(m->e, 0, cap * sizeof *m->e);
+  m->mask = cap - 1;
+  m->n = 0;
+}
+
+/* Pushes nothing: the map's userdata goes to the slot it is given (a fresh stack slot). */
+static void pmap_init(lua_State *L, pmap *m, size_t cap) {
+  pmap_alloc(L, m, cap);
+  m->slot = lua_gettop(L);
+}
+
+static int pmap_get(const pmap *m, const void *k) {
+  for (size_t i = pmap_hash(k) & m->mask;; i = (i + 1) & m->mask) {
+    if (m->e[i].key == k)
+      return m->e[i].value;
+    if (m->e[i].key == NULL)
+      return 0;
+  }
+}
+
+static void pmap_put(lua_State *L, pmap *m, const void *k, int v);
+
+/* Twice the capacity, at most half full. */
+static void pmap_grow(lua_State *L, pmap *m) {
+  pmap old = *m;
+  pmap_alloc(L, m, 2 * (old.mask + 1));
+  for (size_t i = 0; i <= old.mask; i++)
+    if (old.e[i].key != NULL)
+      pmap_put(L, m, old.e[i].key, old.e[i].value);
+  lua_replace(L, m->slot); /* the old block becomes garbage */
+}
+
+static void pmap_put(lua_State *L, pmap *m, const void *k, int v) {
+  if (k == NULL)
+    return; /* not an object (LP_T_FROZEN marks only objects) */
+  size_t i = pmap_hash(k) & m->mask;
+  for (; m->e[i].key != NULL; i = (i + 1) & m->mask)
+    if (m->e[i].key == k) {
+      m->e[i].value = v;
+      return;
+    }
+  if (2 * (m->n + 1) > m->mask + 1) {
+    pmap_grow(L, m);
+    pmap_put(L, m, k, v);
+    return;
+  }
+  m->e[i].key = k;
+  m->e[i].value = v;
+  m->n++;
+}
+
 /* The walk's working tables (stack indices) and the records' capacities. */
 typedef struct walk {
   lp_snapshot *s;
-  int seen, todo, frozen, snap, fsnap, tsnap;
+  pmap seen;   /* an object's status (ST_*), 0: not found yet */
+  pmap frozen; /* what the sandbox marked: an object's LP_K_* kind (LP_T_FROZEN, copied) */
+  int todo, snap, fsnap, tsnap;
   int cells;   /* a Lua upvalue's identity (light userdata) -> its keeper */
-  int factory; /* a function that makes a Lua closure with one upvalue of its own */
+  int factory; /* a function that makes a Lua closure with one upvalue of its own (made at the
+                  first Lua function with upvalues: the sandbox records none) */
+  bool has_factory;
   lua_Integer ntodo;
   int tcap, fcap, hcap;
 } walk;
@@ -155,18 +236,12 @@ static void *grow(lua_State *L, void *p, int *cap, int need, size_t size) {
   return q;
 }
 
-static int int_at(lua_State *L, int t, int i) {
-  lua_pushvalue(L, i);
-  lua_rawget(L, t);
-  int v = (int)lua_tointeger(L, -1);
-  lua_pop(L, 1);
-  return v;
+static int int_at(lua_State *L, const pmap *m, int i) {
+  return pmap_get(m, lua_topointer(L, i));
 }
 
-static void set_int(lua_State *L, int t, int i, int v) {
-  lua_pushvalue(L, i);
-  lua_pushinteger(L, v);
-  lua_rawset(L, t);
+static void set_int(lua_State *L, pmap *m, int i, int v) {
+  pmap_put(L, m, lua_topointer(L, i), v);
 }
 
 static bool immutable(int kind) {
@@ -190,13 +265,13 @@ static void reach(lua_State *L, walk *w, int i, int edge) {
   if (t != LUA_TTABLE && t != LUA_TFUNCTION && t != LUA_TUSERDATA && t != LUA_TTHREAD)
     return;
   i = lua_absindex(L, i);
-  int kind = int_at(L, w->frozen, i);
+  int kind = int_at(L, &w->frozen, i);
   if (kind == LP_K_BOOK)
     return;
   int st = status_for(kind, edge);
-  if (int_at(L, w->seen, i) >= st)
+  if (int_at(L, &w->seen, i) >= st)
     return;
-  set_int(L, w->seen, i, st);
+  set_int(L, &w->seen, i, st);
   lua_pushvalue(L, i);
   lua_rawseti(L, w->todo, 2 * ++w->ntodo - 1);
   lua_pushinteger(L, st);
@@ -272,6 +347,12 @@ static void push_keeper(lua_State *L, walk *w, int f, int u) {
   if (lua_rawgetp(L, w->cells, id) != LUA_TNIL)
     return;
   lua_pop(L, 1);
+  if (!w->has_factory) {
+    if (luaL_loadstring(L, "local u return function() return u end") != LUA_OK)
+      lua_error(L);
+    lua_replace(L, w->factory);
+    w->has_factory = true;
+  }
   lua_pushvalue(L, w->factory);
   lua_call(L, 0, 1);
   lua_upvaluejoin(L, -1, 1, f, u);
@@ -350,7 +431,7 @@ static void record_thread(lua_State *L, walk *w, int o) {
 static bool own_metatable(lua_State *L, walk *w, int o) {
   if (!lua_getmetatable(L, o))
     return false;
-  bool own = int_at(L, w->frozen, lua_gettop(L)) != LP_K_PROXYMT;
+  bool own = int_at(L, &w->frozen, lua_gettop(L)) != LP_K_PROXYMT;
   lua_pop(L, 1);
   return own;
 }
@@ -366,7 +447,7 @@ static bool loaded_key(lua_State *L, int k) {
 static void walk_table(lua_State *L, walk *w, int o, int st, int kind) {
   if (st < ST_EXPOSED && !immutable(kind) && own_metatable(L, w, o)) {
     st = ST_EXPOSED;
-    set_int(L, w->seen, o, st);
+    set_int(L, &w->seen, o, st);
   }
   if (st == ST_EXPOSED && !immutable(kind))
     record_table(L, w, o);
@@ -389,7 +470,7 @@ static void walk_table(lua_State *L, walk *w, int o, int st, int kind) {
 }
 
 static void walk_one(lua_State *L, walk *w, int o, int st) {
-  int kind = int_at(L, w->frozen, o);
+  int kind = int_at(L, &w->frozen, o);
   switch (lua_type(L, o)) {
   case LUA_TTABLE:
     walk_table(L, w, o, st, kind);
@@ -433,17 +514,21 @@ static void walk_one(lua_State *L, walk *w, int o, int st) {
 
 /* Pushes the walk's working tables and marks luapool's bookkeeping as seen (never recorded). */
 static void walk_begin(lua_State *L, walk *w, int lp) {
-  lua_newtable(L);
-  w->seen = lua_gettop(L);
+  pmap_init(L, &w->seen, 256); /* the sandbox's walk finds ~70 objects, LIBS_ALL's ~250 */
+  pmap_init(L, &w->frozen, 128);
+  lua_rawgeti(L, lp, LP_T_FROZEN);
+  lua_pushnil(L);
+  while (lua_next(L, -2) != 0) {
+    set_int(L, &w->frozen, -2, (int)lua_tointeger(L, -1));
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
   lua_newtable(L);
   w->todo = lua_gettop(L);
   lua_newtable(L);
   w->cells = lua_gettop(L);
-  if (luaL_loadstring(L, "local u return function() return u end") != LUA_OK)
-    lua_error(L);
+  lua_pushnil(L); /* the factory's slot */
   w->factory = lua_gettop(L);
-  lua_rawgeti(L, lp, LP_T_FROZEN);
-  w->frozen = lua_gettop(L);
   lua_rawgeti(L, lp, LP_T_SNAP);
   w->snap = lua_gettop(L);
   lua_rawgeti(L, lp, LP_T_FSNAP);
@@ -456,11 +541,11 @@ static void walk_begin(lua_State *L, walk *w, int lp) {
                              LP_T_PROXIES, LP_T_CHECK, LP_T_TSNAP,  LP_T_FINALIZERS};
   for (size_t i = 0; i < sizeof skip / sizeof skip[0]; i++) {
     lua_rawgeti(L, lp, skip[i]);
-    set_int(L, w->seen, lua_gettop(L), ST_SKIP);
+    set_int(L, &w->seen, lua_gettop(L), ST_SKIP);
     lua_pop(L, 1);
   }
   lua_pushthread(L); /* the main thread: its stack is the reset's own business */
-  set_int(L, w->seen, lua_gettop(L), ST_SKIP);
+  set_int(L, &w->seen, lua_gettop(L), ST_SKIP);
   lua_pop(L, 1);
 }
 
@@ -529,7 +614,7 @@ int lp_snapshot_record(lua_State *L, lp_snapshot *s) {
     lua_rawseti(L, w.todo, at);
     w.ntodo--;
     int o = lua_gettop(L);
-    if (int_at(L, w.seen, o) == st) /* else it was found more exposed since, and queued again */
+    if (int_at(L, &w.seen, o) == st) /* else it was found more exposed since, and queued again */
       walk_one(L, &w, o, st);
     lua_settop(L, o - 1);
   }
@@ -772,8 +857,9 @@ bool lp_snapshot_restore_type_metatables(lp_snapshot *s) {
     bool same;
     if (!lua_getmetatable(K, v)) {
       same = s->typemt[i].type == LUA_TNIL; /* the usual case, without a push */
-    } else {
-      same = fp_same(K, -1, &s->typemt[i]);
+    } else { /* a metatable is a table: its fingerprint is its address */
+      same = s->typemt[i].type == LUA_TTABLE &&
+             lua_topointer(K, -1) == (const void *)(uintptr_t)s->typemt[i].bits;
       lua_settop(K, base);
     }
     if (same)
