@@ -5,7 +5,7 @@
 # (--toggle-collect); instructions per operation = (Ir(2N) - Ir(N)) / N.  Then the ratios that
 # luapool's targets (issue 12) are stated in.  Measures, never asserts: a missed target is
 # printed, not failed.  N (default 2000) for the hot paths, N_CREATE (default 200) for making
-# and closing states.  About 30 s on a 2-core machine.  Without valgrind: a message, exit 0.
+# and closing states.  30-50 s on a 2-core machine.  Without valgrind: a message, exit 0.
 set -eu
 top=${top_builddir:-.}
 bin=$top/bench/bench_instr
@@ -20,10 +20,13 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/luapool-instr.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 start=$(date +%s)
 
-# ir MODE ITERATIONS: the instructions callgrind counted in bench_instr_measured
+# ir MODE ITERATIONS: the instructions callgrind counted in bench_instr_measured.  In an empty
+# environment: the package library's getenv("LUA_PATH") and the like walk the environment, so
+# each variable in it added instructions to the modes that open package (luaL_openlibs,
+# LUAPOOL_LIBS_ALL), and the figures changed with the shell's environment.
 ir() {
   out=$tmp/cg.$1.$2
-  if ! "$vg" --tool=callgrind --callgrind-out-file="$out" --collect-atstart=no \
+  if ! env -i "$vg" --tool=callgrind --callgrind-out-file="$out" --collect-atstart=no \
     --toggle-collect='bench_instr_measured' "$bin" "$1" "$2" >"$tmp/log" 2>&1; then
     echo "instr.sh: bench_instr $1 $2 failed:" >&2
     cat "$tmp/log" >&2
@@ -69,9 +72,10 @@ per close-bare "$nc" "lua_close, per luaL_openlibs state"
 # target LABEL VALUE LIMIT SUFFIX: one row; met when VALUE <= LIMIT (no LIMIT: no target)
 target() {
   awk -v l="$1" -v v="$2" -v lim="$3" -v s="$4" 'BEGIN {
-    if (lim == "") printf "  %-38s %10s%-1s\n", l, v, s
-    else printf "  %-38s %10s%-1s   %-9s %s\n", l, v, s, "<= " lim s,
-      (v + 0 <= lim + 0 ? "met" : "missed")
+    if (lim == "") r = sprintf("  %-38s %10s%s", l, v, s)
+    else r = sprintf("  %-38s %10s%-1s   %-9s %s", l, v, s, "<= " lim s,
+      (v + 0 <= lim + 0 ? "met" : "missed"))
+    print r
   }'
 }
 # ratio A B: the ratio of two modes' figures
