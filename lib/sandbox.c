@@ -427,6 +427,9 @@ static bool proxy_entries(lua_State *L, const freeze_ctx *c, int t) {
 ** freeze tells from what on_create adds: the libraries' tables (LP_K_LIB) and the C functions
 ** in them and in the globals (LP_K_FIXED: the libraries' C code never changes their upvalues).
 */
+/* The marks note_stock and the freeze make in FROZEN for the stock libraries (117 in 5.4.4). */
+#define LP_SANDBOX_MARKS 128
+
 static void note_stock(lua_State *L, int g) {
   lp_lptable_get(L, LP_T_FROZEN);
   int frozen = lua_gettop(L);
@@ -516,6 +519,10 @@ int lp_sandbox_open(lua_State *L, unsigned libs) {
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
   lua_newtable(L);
   set_wrapper(L, NULL, g, "require", sb_require, 3);
+  /* FROZEN, empty until here, sized once for the ~120 marks the sandbox makes, not grown
+     (rehashed) eight times */
+  lua_createtable(L, 0, LP_SANDBOX_MARKS);
+  lp_lptable_set(L, LP_T_FROZEN);
   note_stock(L, g);
   lua_settop(L, g - 1);
   return 0;
