@@ -26,8 +26,16 @@ int lp_chunk_init(lp_chunks *c, unsigned cap) {
   return LUAPOOL_OK;
 }
 
+/*
+** The table lives in the luapool table (LP_T_CACHE: the snapshot skips it by identity) and, for
+** the hit's one array read instead of two hash lookups, at an integer key of the registry.  Under
+** LIBS_ALL a request can reach the registry (debug.getregistry) and swap that entry: the hit
+** checks the function it finds (luapool_load), and the reset puts the registry back.
+*/
 void lp_chunk_open(lua_State *L, lp_chunks *c) {
   lua_createtable(L, (int)c->cap, 0);
+  lua_pushvalue(L, -1);
+  c->ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lp_lptable_set(L, LP_T_CACHE);
 }
 
@@ -50,8 +58,12 @@ static char *copy(const char *s, size_t n) {
 }
 
 /* Pushes the cache's slot i. */
-static void push_cached(lua_State *L, unsigned i) {
-  lp_lptable_get(L, LP_T_CACHE);
+static void push_cached(lua_State *L, const lp_chunks *c, unsigned i) {
+  if (lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_pushnil(L); /* swapped: a miss */
+    return;
+  }
   lua_rawgeti(L, -1, (lua_Integer)i + 1);
   lua_replace(L, -2);
 }
@@ -135,7 +147,7 @@ int luapool_load(lua_State *L, const char *name, const char *src, size_t len) {
   size_t name_len = strlen(name);
   lp_cent *e = find(c, name, name_len);
   if (e != NULL && e->len == len && memcmp(e->src, src, len) == 0) {
-    push_cached(L, (unsigned)(e - c->ent));
+    push_cached(L, c, (unsigned)(e - c->ent));
     if (lua_type(L, -1) == LUA_TFUNCTION && lua_topointer(L, -1) == e->fn &&
         lua_upvalueid(L, -1, 1) == e->env) {
       set_env(L);

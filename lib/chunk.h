@@ -27,6 +27,7 @@ typedef struct lp_chunks {
   lp_cent *ent;
   uint64_t tick;
   uint64_t hits, misses; /* since lp_chunk_take_counts */
+  int ref; /* the functions' table, also at this integer key of the registry: one array read */
 } lp_chunks;
 
 int lp_chunk_init(lp_chunks *c, unsigned cap); /* LUAPOOL_OK or LUAPOOL_ENOMEM */

@@ -576,6 +576,47 @@ START_TEST(upvaluejoin_of_a_cached_chunks_env) {
 }
 END_TEST
 
+/*
+** LIBS_ALL: a request swaps every table the registry holds at an integer key (the chunk cache's
+** is one; 1 and 2 are Lua's) for a table of its own functions.  A cached
+** chunk loaded afterwards in the same request must still be the host's (compiled again), and the
+** next request gets the registry back and hits the cache.
+*/
+START_TEST(a_request_that_swaps_the_registrys_tables_gets_no_foreign_chunk) {
+  static const char chunk[] = "return 'genuine'";
+  static const char swap[] =
+      "local r = debug.getregistry()"
+      " local evil = {} for i = 1, 64 do evil[i] = function() return 'evil' end end"
+      " for k, v in pairs(r) do"
+      "   if math.type(k) == 'integer' and k > 2 and type(v) == 'table' then r[k] = evil end"
+      " end";
+  luapool_config cfg;
+  util_config_libs(&cfg, LUAPOOL_LIBS_ALL);
+  cfg.max_states = 1;
+  luapool *p = util_pool(&cfg);
+  for (int round = 0; round < 3; round++) {
+    lua_State *L = util_acquire(p);
+    ck_assert_int_eq(luapool_load(L, "=c", chunk, sizeof chunk - 1), LUA_OK);
+    ck_assert_int_eq(lua_pcall(L, 0, 1, 0), LUA_OK);
+    ck_assert_str_eq(lua_tostring(L, -1), "genuine");
+    lua_pop(L, 1);
+    if (round == 1) {
+      util_run(L, swap);
+      ck_assert_int_eq(luapool_load(L, "=c", chunk, sizeof chunk - 1), LUA_OK);
+      ck_assert_int_eq(lua_pcall(L, 0, 1, 0), LUA_OK);
+      ck_assert_str_eq(lua_tostring(L, -1), "genuine");
+      lua_pop(L, 1);
+    }
+    luapool_release(p, L);
+  }
+  luapool_stats st = util_stats(p);
+  ck_assert_uint_eq(st.tainted, 0);
+  ck_assert_uint_ge(st.restored, 1);   /* the registry put back */
+  ck_assert_uint_ge(st.cache_hits, 2); /* rounds 1 and 2 hit */
+  luapool_destroy(p);
+}
+END_TEST
+
 /* A coroutine on_create made (not started) and a request resumes: it runs under the request's
    budget, and the state is then closed (a coroutine cannot be put back). */
 START_TEST(an_on_create_coroutine_runs_under_the_budget) {
@@ -633,6 +674,7 @@ static Suite *channels_suite(void) {
   tcase_add_test(tc, upvaluejoin_of_a_c_function_is_refused);
   tcase_add_loop_test(tc, upvaluejoin_from_the_host, 0, 2);
   tcase_add_test(tc, upvaluejoin_of_a_cached_chunks_env);
+  tcase_add_test(tc, a_request_that_swaps_the_registrys_tables_gets_no_foreign_chunk);
   suite_add_tcase(s, tc);
   return s;
 }
