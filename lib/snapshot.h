@@ -7,7 +7,7 @@
 ** entries (anchored in the state, for restoring) and, C side, the fingerprints of its entries in
 ** traversal order (and of a Lua function's upvalues, their identity too).  The reset compares
 ** those fingerprints (lp_snapshot_find_dirty: no allocation, no error) and restores only what
-** differs.  Coroutines cannot be restored: a suspended one fails the recording, any other is
+** differs; a table whose byte image (image.h) is unchanged is not walked at all.  Coroutines cannot be restored: a suspended one fails the recording, any other is
 ** checked, and a change taints the state.
 */
 #ifndef LUAPOOL_SNAPSHOT_H
