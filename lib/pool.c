@@ -316,7 +316,7 @@ void luapool_destroy(luapool *p) {
 ** Past the first probe (a thread's first call on p, or after a fork: the pool's serial changed),
 ** the child of a fork starts its watchdog thread first.
 */
-static lp_local *local_slow(luapool *p) {
+static __attribute__((noinline)) lp_local *local_slow(luapool *p) {
   lp_watchdog_resume(p);
   return lp_mag_local_get_slow(p);
 }
@@ -332,7 +332,7 @@ static inline lp_local *local_of(luapool *p) {
 ** s (from a list) was made by a generation older than the one this acquire loaded: it is closed
 ** instead of handed out (through the close list, as a discard), and the acquire looks again.
 */
-static void retire(luapool *p, lp_slot *s) {
+static __attribute__((noinline)) void retire(luapool *p, lp_slot *s) {
   lp_slot_move(s, LP_SLOT_IDLE, LP_SLOT_CLOSING);
   lp_watchdog_close_later(p, s, LUAPOOL_CLOSE_RELOADED);
 }
@@ -512,8 +512,8 @@ static int acquire_slow(luapool *p, lp_local *l, uint64_t gen, long timeout_ms, 
 ** (acquires and timeouts); its counts go to the thread's own counters, no shared line.  A state
 ** acquired here may be new, or unmeasured since its creation: its heap is noted.
 */
-static int acquire_slow_timed(luapool *p, lp_local *l, uint64_t gen, long timeout_ms,
-                              lua_State **out) {
+static __attribute__((noinline)) int acquire_slow_timed(luapool *p, lp_local *l, uint64_t gen,
+                                                        long timeout_ms, lua_State **out) {
   uint64_t t0 = lp_time_ns();
   int rc = acquire_slow(p, l, gen, timeout_ms, out);
   if (rc != LUAPOOL_OK && rc != LUAPOOL_ETIMEDOUT)
@@ -611,8 +611,8 @@ int luapool_notifier_fd(const luapool_notifier *n) {
 ** published, or the releaser reads the count after the increment and wakes one waiter: the
 ** argument of wait.h and doc/design.md ("Waking without lost wake-ups") as it is.
 */
-static int acquire_async_slow(luapool *p, lp_local *l, luapool_notifier *n, uint64_t gen,
-                              lua_State **out) {
+static __attribute__((noinline)) int
+acquire_async_slow(luapool *p, lp_local *l, luapool_notifier *n, uint64_t gen, lua_State **out) {
   bool in_callback = lp_cb_inside() != NULL;
   for (;;) {
     bool reserved = false;
@@ -691,31 +691,36 @@ void luapool_notifier_close(luapool_notifier *n) {
 
 /* ---- release and discard ------------------------------------------------------------------ */
 
-/*
-** The slot of L, moved from OUT to next, if the call is well-formed, L is this pool's and it was
-** checked out; otherwise NULL, and a log line (the functions that take a state and a pool).
-*/
-static lp_slot *check_in(luapool *p, lua_State *L, int next, const char *fn) {
-  if (p == NULL) {
+/* check_in's refusal: the log line that says what was wrong with the call.  Out of line. */
+static __attribute__((noinline, cold)) lp_slot *check_in_refused(luapool *p, lua_State *L,
+                                                                 bool ours, const char *fn) {
+  if (p == NULL)
     lp_log(NULL, LUAPOOL_LOG_ERROR, "%s: NULL pool (refused)", fn);
-    return NULL;
-  }
-  if (L == NULL) {
+  else if (L == NULL)
     lp_log(&p->cfg, LUAPOOL_LOG_ERROR, "%s: NULL lua_State (refused)", fn);
-    return NULL;
-  }
-  lp_slot *s = lp_slot_check(&p->arena, L);
-  if (s == NULL) {
+  else if (!ours)
     lp_log(&p->cfg, LUAPOOL_LOG_ERROR, "%s: lua_State %p is not a state of this pool (refused)", fn,
            (void *)L);
-    return NULL;
-  }
-  if (!lp_slot_try_move(s, LP_SLOT_OUT, next)) {
+  else
     lp_log(&p->cfg, LUAPOOL_LOG_ERROR,
            "%s: lua_State %p is not checked out: released or discarded twice? (refused)", fn,
            (void *)L);
-    return NULL;
-  }
+  return NULL;
+}
+
+/*
+** The slot of L, moved from OUT to next, if the call is well-formed, L is this pool's and it was
+** checked out; otherwise NULL, and a log line (the functions that take a state and a pool).
+** Inline: every release runs it.
+*/
+static inline lp_slot *check_in(luapool *p, lua_State *L, int next, const char *fn) {
+  if (__builtin_expect(p == NULL || L == NULL, 0))
+    return check_in_refused(p, L, false, fn);
+  lp_slot *s = lp_slot_check(&p->arena, L);
+  if (__builtin_expect(s == NULL, 0))
+    return check_in_refused(p, L, false, fn);
+  if (__builtin_expect(!lp_slot_try_move(s, LP_SLOT_OUT, next), 0))
+    return check_in_refused(p, L, true, fn);
   lp_slot_unstrand(s); /* a fork's child: the forking thread held it, and gives it back */
   return s;
 }
@@ -726,7 +731,7 @@ static lp_slot *check_in(luapool *p, lua_State *L, int next, const char *fn) {
 ** (memory errors, the budget, the chunk cache) is handed back and counted, and the budget and
 ** the hooks go.  Returns why the request stopped (budget.h), 0 if it did not.
 */
-static int request_end(luapool *p, lp_local *l, lp_slot *s) {
+static inline __attribute__((always_inline)) int request_end(luapool *p, lp_local *l, lp_slot *s) {
   lp_sx *x = s->x;
   lp_slot_context_set(s, NULL);
   if (p->cfg.held_warn_ms != 0)
@@ -747,7 +752,7 @@ static int request_end(luapool *p, lp_local *l, lp_slot *s) {
 }
 
 /* The reset; returns the reason to close the state, or 0 to keep it. */
-static int reset(luapool *p, lp_local *l, lp_sx *x, lua_State *L, bool stopped) {
+static inline int reset(luapool *p, lp_local *l, lp_sx *x, lua_State *L, bool stopped) {
   switch (lp_reset(&p->cfg, x, L, stopped)) {
   case LP_RESET_RESTORED:
     lp_mag_count(p, l, LP_C_RESTORED);
@@ -770,7 +775,7 @@ static int reset(luapool *p, lp_local *l, lp_sx *x, lua_State *L, bool stopped) 
 ** mag_take, is a seq_cst load); onto the global list with ck's push, then a seq_cst
 ** read-modify-write of the count (the waiter's increment synchronizes with it).
 */
-static bool keep_idle(luapool *p, lp_local *l, lp_slot *s) {
+static inline bool keep_idle(luapool *p, lp_local *l, lp_slot *s) {
   if (l != NULL && lp_mag_push(l, s))
     return lp_wait_any(&p->wait);
   lp_freelist_push_mpmc(&p->idle, s);
