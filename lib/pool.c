@@ -540,17 +540,34 @@ static inline lp_slot *mag_pop_fresh(luapool *p, lp_local *l, uint64_t gen) {
   return NULL;
 }
 
+/*
+** luapool_acquire past its first look: the calling thread's lp_local past the first probe (l
+** NULL), the top state if it was stale (top), the rest of the magazine, then the slow path.  Out
+** of line, so that the hit makes no call but this tail call and saves no register.
+*/
+static __attribute__((noinline)) int acquire_miss(luapool *p, lp_local *l, lp_slot *top,
+                                                  uint64_t gen, long timeout_ms, lua_State **out) {
+  if (l == NULL)
+    l = local_slow(p);
+  if (top != NULL)
+    retire(p, top);
+  lp_slot *s = mag_pop_fresh(p, l, gen);
+  if (s != NULL)
+    return acquired_slow(p, l, s, LP_SLOT_IDLE, LP_C_MAGAZINE_HITS, out);
+  return acquire_slow_timed(p, l, gen, timeout_ms, out);
+}
+
 int luapool_acquire(luapool *p, long timeout_ms, lua_State **out) {
   if (p == NULL || out == NULL)
     return LUAPOOL_EINVAL;
   if (lp_pool_closed(p))
     return LUAPOOL_ECLOSED;
-  lp_local *l = local_of(p);
+  lp_local *l = lp_mag_local_hit(p);
   uint64_t gen = lp_pool_generation(p); /* no state of an older one leaves (doc/design.md) */
-  lp_slot *s = mag_pop_fresh(p, l, gen);
-  if (s != NULL)
+  lp_slot *s = l != NULL ? lp_mag_pop_top(l) : NULL;
+  if (__builtin_expect(s != NULL && !lp_sx_stale(s->x, gen), 1))
     return acquired(p, l, s, LP_SLOT_IDLE, LP_C_MAGAZINE_HITS, out);
-  return acquire_slow_timed(p, l, gen, timeout_ms, out);
+  return acquire_miss(p, l, s, gen, timeout_ms, out);
 }
 
 /* ---- acquire from an event loop ---------------------------------------------------------- */
