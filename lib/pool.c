@@ -346,8 +346,7 @@ static inline __attribute__((always_inline)) int acquired(luapool *p, lp_local *
                                                           int from, int source, lua_State **out) {
   lp_slot_move(s, from, LP_SLOT_OUT);
   lp_upkeep_acquired(&s->upkeep);
-  lp_mag_count(p, l, source);
-  lp_mag_count(p, l, LP_C_ACQUIRES);
+  lp_mag_count(p, l, source); /* which also counts the acquire (counters.h) */
   lua_State *L = atomic_load_explicit(&s->L, memory_order_relaxed);
   if (p->cfg.held_warn_ms != 0) /* one predictable branch when off */
     lp_slot_held_begin(s, lp_upkeep_now(&p->clock), lp_thread_id(), L);
