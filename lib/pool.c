@@ -798,18 +798,13 @@ static inline bool keep_idle(luapool *p, lp_local *l, lp_slot *s) {
   return lp_wait_any_after_push(&p->wait);
 }
 
-void luapool_release(luapool *p, lua_State *L) {
-  lp_slot *s = check_in(p, L, LP_SLOT_IDLE, "luapool_release");
-  if (s == NULL)
-    return;
-  lp_local *l = local_of(p);
-  int why = request_end(p, l, s);
-  int reason = lp_upkeep_on_release(&s->upkeep, &p->cfg, lp_upkeep_now(&p->clock));
-  if (reason == 0 && lp_sx_stale(s->x, lp_pool_generation(p)))
-    reason = LUAPOOL_CLOSE_RELOADED; /* no reset: it is closed */
-  if (reason == 0)
-    reason = reset(p, l, s->x, L, why != 0);
-  note_heap(p, s); /* before the state goes where others take it */
+/*
+** The release past its common case (out of line): the state is closed (reason, or the pool is
+** shut down), or goes to the global list (no magazine, or a full one); then the count and the
+** wake-ups.  l may be NULL (no lp_local, or the first probe missed: local_of).
+*/
+static __attribute__((noinline)) void release_rest(luapool *p, lp_local *l, lp_slot *s,
+                                                   int reason) {
   bool waiters = false;
   if (reason != 0) {
     lp_slot_move(s, LP_SLOT_IDLE, LP_SLOT_CLOSING);
@@ -824,6 +819,37 @@ void luapool_release(luapool *p, lua_State *L) {
     lp_wait_wake_drain(&p->wait);
   else if (waiters)
     lp_wait_wake_one(&p->wait);
+}
+
+/* The wake-ups of a release into the magazine, when there are any: out of line. */
+static __attribute__((noinline)) void release_wake(luapool *p) {
+  if (lp_pool_closed(p))
+    lp_wait_wake_drain(&p->wait);
+  else
+    lp_wait_wake_one(&p->wait);
+}
+
+void luapool_release(luapool *p, lua_State *L) {
+  lp_slot *s = check_in(p, L, LP_SLOT_IDLE, "luapool_release");
+  if (s == NULL)
+    return;
+  lp_local *l = local_of(p);
+  int why = request_end(p, l, s);
+  int reason = lp_upkeep_on_release(&s->upkeep, &p->cfg, lp_upkeep_now(&p->clock));
+  if (reason == 0 && lp_sx_stale(s->x, lp_pool_generation(p)))
+    reason = LUAPOOL_CLOSE_RELOADED; /* no reset: it is closed */
+  if (reason == 0)
+    reason = reset(p, l, s->x, L, why != 0);
+  note_heap(p, s); /* before the state goes where others take it */
+  /* The common case inline: kept, into the magazine (the order of keep_idle and release_rest) */
+  if (__builtin_expect(reason == 0 && !lp_pool_closed(p) && l != NULL && lp_mag_push(l, s), 1)) {
+    bool waiters = lp_wait_any(&p->wait);
+    lp_mag_count(p, l, LP_C_RELEASES);
+    if (__builtin_expect(waiters || lp_pool_closed(p), 0))
+      release_wake(p);
+    return;
+  }
+  release_rest(p, l, s, reason);
 }
 
 void luapool_discard(luapool *p, lua_State *L) {
