@@ -484,6 +484,69 @@ START_TEST(no_wakeup_is_lost_with_one_state_and_eight_waiters) {
 }
 END_TEST
 
+/* ---- a double release that races --------------------------------------------------------- */
+
+/*
+** Two threads release the one state at the same moment, round after round: the release's CAS
+** on the slot (OUT to IDLE, before the reset touches the state) lets exactly one through, and the
+** other is refused with its log line; the winner caches the state in its magazine, so the next
+** round's acquire steals it (max_states 1).  Without the CAS (a plain check of OUT and a store)
+** both would pass in some rounds: the state reset twice at once and cached twice, which this
+** test sees as a release count above the rounds, a missing refusal, or two holders.
+*/
+#define RACE_ROUNDS 300
+
+typedef struct race_run {
+  luapool *p;
+  lua_State *L; /* this round's state, set by the main thread before the start barrier */
+  pthread_barrier_t start, end;
+} race_run;
+
+static void *race_releaser(void *arg) {
+  race_run *r = arg;
+  for (int i = 0; i < RACE_ROUNDS; i++) {
+    pthread_barrier_wait(&r->start);
+    luapool_release(r->p, r->L);
+    pthread_barrier_wait(&r->end);
+  }
+  return NULL;
+}
+
+START_TEST(a_double_release_that_races_lets_one_through) {
+  luapool_config cfg;
+  util_config(&cfg);
+  cfg.max_states = 1;
+  cfg.reset = _i == 0 ? LUAPOOL_RESET_STACK : LUAPOOL_RESET_FULL;
+  race_run r = {.p = util_pool(&cfg)};
+  pthread_barrier_init(&r.start, NULL, 3);
+  pthread_barrier_init(&r.end, NULL, 3);
+  pthread_t t[2];
+  for (int i = 0; i < 2; i++)
+    start(&t[i], race_releaser, &r);
+  int logs = util_log_count();
+  for (int i = 0; i < RACE_ROUNDS; i++) {
+    lua_State *L;
+    ck_assert_int_eq(luapool_acquire(r.p, 5000, &L), LUAPOOL_OK); /* stolen from the winner */
+    ck_assert(i == 0 || L == r.L);
+    r.L = L;
+    pthread_barrier_wait(&r.start);
+    pthread_barrier_wait(&r.end);
+    luapool_stats st = util_stats(r.p);
+    ck_assert_uint_eq(st.releases, (uint64_t)i + 1);
+    ck_assert_uint_eq(st.in_use, 0);
+    ck_assert_uint_eq(st.idle, 1);
+    ck_assert_int_eq(util_log_count(), logs + i + 1); /* the loser's refusal */
+  }
+  for (int i = 0; i < 2; i++)
+    join(t[i]);
+  ck_assert(util_log_has("not checked out"));
+  ck_assert_uint_eq(util_stats(r.p).created, 1);
+  luapool_destroy(r.p);
+  pthread_barrier_destroy(&r.start);
+  pthread_barrier_destroy(&r.end);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("threads");
   TCase *tc = tcase_create("threads");
@@ -495,6 +558,7 @@ int main(void) {
   tcase_add_test(tc, shutdown_wakes_waiters_with_eclosed);
   tcase_add_test(tc, shutdown_drains_states_released_meanwhile);
   tcase_add_test(tc, stress_no_state_is_ever_held_twice);
+  tcase_add_loop_test(tc, a_double_release_that_races_lets_one_through, 0, 2);
   suite_add_tcase(s, tc);
   tc = tcase_create("wakeups");
   tcase_set_timeout(tc, 60); /* a lost wake-up hangs: this bounds it */
