@@ -744,6 +744,7 @@ static inline lp_slot *check_in(luapool *p, lua_State *L, int next, const char *
   lp_slot *s = lp_slot_check(&p->arena, L);
   if (__builtin_expect(s == NULL, 0))
     return check_in_refused(p, L, false, fn);
+  LP_POINT(LP_POINT_BEFORE_CLAIM); /* a racing release or discard of L claims it here */
   if (__builtin_expect(!lp_slot_try_move(s, LP_SLOT_OUT, next), 0))
     return check_in_refused(p, L, true, fn);
   lp_slot_unstrand(s); /* a fork's child: the forking thread held it, and gives it back */
