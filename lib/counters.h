@@ -16,7 +16,8 @@
 #include <stdint.h>
 
 enum {
-  LP_C_ACQUIRES,
+  LP_C_ACQUIRES, /* derived, never counted: the sum of the three sources below (lp_counters_sum
+                    and lp_counters_acquires), which every acquire counts one of */
   LP_C_RELEASES,
   LP_C_DISCARDS,
   LP_C_MAGAZINE_HITS,
@@ -92,6 +93,17 @@ static inline int lp_counters_wait_bucket(uint64_t ns) {
 /* Any thread; acquire: a count seen implies what its thread did before counting it. */
 static inline uint64_t lp_counters_read(lp_counters *k, int i) {
   return atomic_load_explicit(&k->c[i], memory_order_acquire);
+}
+
+/* Any thread: the acquires k counted, each under the source that served it. */
+static inline uint64_t lp_counters_acquires(lp_counters *k) {
+  return lp_counters_read(k, LP_C_MAGAZINE_HITS) + lp_counters_read(k, LP_C_GLOBAL_HITS) +
+         lp_counters_read(k, LP_C_MISSES);
+}
+
+/* Fills in the derived count of sums, a total of counter arrays. */
+static inline void lp_counters_derive(uint64_t sums[LP_C_COUNT]) {
+  sums[LP_C_ACQUIRES] = sums[LP_C_MAGAZINE_HITS] + sums[LP_C_GLOBAL_HITS] + sums[LP_C_MISSES];
 }
 
 #endif /* LUAPOOL_COUNTERS_H */

@@ -37,6 +37,8 @@ enum {
                                      the waiters yet */
   LP_POINT_ASYNC_BEFORE_REGISTER, /* pool.c: luapool_acquire_async's first look failed; the
                                      notifier is not registered yet */
+  LP_POINT_BEFORE_CLAIM,          /* pool.c: a release or discard found its slot (OUT) and has
+                                     not claimed it yet (check_in's CAS) */
   LP_POINTS
 };
 

@@ -164,7 +164,7 @@ lp_local *lp_mag_local_get_slow(luapool *p) {
 
 /* Under the mutex: no acquire since the last maintenance pass (or never: release-only). */
 static bool local_is_quiet(lp_local *l) {
-  return lp_counters_read(&l->counters, LP_C_ACQUIRES) == l->last_acquires;
+  return lp_counters_acquires(&l->counters) == l->last_acquires;
 }
 
 /*
@@ -233,7 +233,7 @@ unsigned lp_mag_reclaim_quiet(luapool *p) {
 void lp_mag_mark_quiet(luapool *p) {
   pthread_mutex_lock(&p->mags.mutex);
   for (lp_local *l = p->mags.locals; l != NULL; l = l->next)
-    l->last_acquires = lp_counters_read(&l->counters, LP_C_ACQUIRES);
+    l->last_acquires = lp_counters_acquires(&l->counters);
   pthread_mutex_unlock(&p->mags.mutex);
 }
 
@@ -245,6 +245,7 @@ void lp_mag_sum(luapool *p, uint64_t sums[LP_C_COUNT]) {
     for (int c = 0; c < LP_C_COUNT; c++)
       sums[c] += lp_counters_read(&l->counters, c);
   pthread_mutex_unlock(&p->mags.mutex);
+  lp_counters_derive(sums);
 }
 
 unsigned lp_mag_in_use_of(const uint64_t sums[LP_C_COUNT]) {

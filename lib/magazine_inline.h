@@ -54,6 +54,23 @@ static inline lp_slot *lp_mag_pop(lp_local *l) {
 }
 
 /*
+** Owner only: lp_mag_pop's first look, inline in the hit.  The top entry's state, or NULL when
+** there is none (the magazine is empty, or a stealer emptied the top entry: lp_mag_pop, out of
+** line, then goes on below it).  The same relaxed look and acquire exchange as lp_mag_pop.
+*/
+static inline lp_slot *lp_mag_pop_top(lp_local *l) {
+  unsigned i = l->top;
+  if (i == 0 || atomic_load_explicit(&l->mag[i - 1], memory_order_relaxed) == NULL)
+    return NULL;
+  lp_slot *s = atomic_exchange_explicit(&l->mag[i - 1], NULL, memory_order_acquire);
+  if (s != NULL) {
+    l->top = i - 1;
+    lp_assert(lp_slot_state(s) == LP_SLOT_IDLE);
+  }
+  return s;
+}
+
+/*
 ** Owner only.  Caches s; false when the magazine is full.  The exchange is seq_cst: the caller
 ** then loads the waiter count (seq_cst, lp_wait_any), and a waiter raises it (seq_cst) before it
 ** scans the magazines, so either the waiter finds s or the caller sees the waiter and wakes it.

@@ -316,7 +316,7 @@ void luapool_destroy(luapool *p) {
 ** Past the first probe (a thread's first call on p, or after a fork: the pool's serial changed),
 ** the child of a fork starts its watchdog thread first.
 */
-static lp_local *local_slow(luapool *p) {
+static __attribute__((noinline)) lp_local *local_slow(luapool *p) {
   lp_watchdog_resume(p);
   return lp_mag_local_get_slow(p);
 }
@@ -332,25 +332,44 @@ static inline lp_local *local_of(luapool *p) {
 ** s (from a list) was made by a generation older than the one this acquire loaded: it is closed
 ** instead of handed out (through the close list, as a discard), and the acquire looks again.
 */
-static void retire(luapool *p, lp_slot *s) {
+static __attribute__((noinline)) void retire(luapool *p, lp_slot *s) {
   lp_slot_move(s, LP_SLOT_IDLE, LP_SLOT_CLOSING);
   lp_watchdog_close_later(p, s, LUAPOOL_CLOSE_RELOADED);
 }
 
-/* s (from its list, or new) goes to the caller, counted by where it came from. */
-static int acquired(luapool *p, lp_local *l, lp_slot *s, int from, int source, lua_State **out) {
-  lp_slot_move(s, from, LP_SLOT_OUT);
-  lp_upkeep_acquired(&s->upkeep);
-  lp_mag_count(p, l, source);
-  lp_mag_count(p, l, LP_C_ACQUIRES);
-  lua_State *L = atomic_load_explicit(&s->L, memory_order_relaxed);
-  if (p->cfg.held_warn_ms != 0) /* one predictable branch when off */
+/*
+** s (from its list, or new) goes to the caller, counted by where it came from.  Inline in the
+** magazine hit (luapool_acquire, with constant from and source), out of line elsewhere
+** (acquired_slow): a call and its argument shuffling were a tenth of a hit.
+*/
+/* What an acquire does when held_warn_ms or a budget is on: out of line, a tail call. */
+static __attribute__((noinline)) int acquired_armed(luapool *p, lp_slot *s, lua_State *L) {
+  if (p->cfg.held_warn_ms != 0)
     lp_slot_held_begin(s, lp_upkeep_now(&p->clock), lp_thread_id(), L);
-  lp_budget_begin(&s->x->budget);
   if (p->cfg.budget_instructions != 0 || p->cfg.budget_ms != 0)
     lp_budget_arm(L, &s->x->budget, p->cfg.budget_instructions, p->cfg.budget_ms);
-  *out = L;
   return LUAPOOL_OK;
+}
+
+static inline __attribute__((always_inline)) int acquired(luapool *p, lp_local *l, lp_slot *s,
+                                                          int from, int source, lua_State **out) {
+  lp_slot_move(s, from, LP_SLOT_OUT);
+  lp_upkeep_acquired(&s->upkeep);
+  lp_mag_count(p, l, source); /* which also counts the acquire (counters.h) */
+  lua_State *L = atomic_load_explicit(&s->L, memory_order_relaxed);
+  lp_budget_begin(&s->x->budget); /* an earlier holder's interrupt goes before anything arms */
+  *out = L;
+  /* one predictable branch when both are off; the hit then makes no call but a tail call */
+  if (__builtin_expect(
+          p->cfg.held_warn_ms != 0 || p->cfg.budget_instructions != 0 || p->cfg.budget_ms != 0, 0))
+    return acquired_armed(p, s, L);
+  return LUAPOOL_OK;
+}
+
+/* acquired, for the paths past the magazine: one copy of it, not one per caller. */
+static __attribute__((noinline)) int acquired_slow(luapool *p, lp_local *l, lp_slot *s, int from,
+                                                   int source, lua_State **out) {
+  return acquired(p, l, s, from, source, out);
 }
 
 /*
@@ -457,7 +476,7 @@ static int acquire_new(luapool *p, lp_local *l, uint64_t gen, lua_State **out) {
   }
   lp_assert(!lp_sx_stale(s->x, gen)); /* lp_state_new read gen's triple or a later one */
   (void)gen;
-  return acquired(p, l, s, LP_SLOT_EMPTY, LP_C_MISSES, out);
+  return acquired_slow(p, l, s, LP_SLOT_EMPTY, LP_C_MISSES, out);
 }
 
 /* The state's heap figures for the stats (slot.h), noted by its holder. */
@@ -490,7 +509,7 @@ static int acquire_slow(luapool *p, lp_local *l, uint64_t gen, long timeout_ms, 
     if (reserved)
       return acquire_new(p, l, gen, out);
     if (!lp_sx_stale(s->x, gen))
-      return acquired(p, l, s, LP_SLOT_IDLE, source, out);
+      return acquired_slow(p, l, s, LP_SLOT_IDLE, source, out);
     retire(p, s);
   }
 }
@@ -501,8 +520,8 @@ static int acquire_slow(luapool *p, lp_local *l, uint64_t gen, long timeout_ms, 
 ** (acquires and timeouts); its counts go to the thread's own counters, no shared line.  A state
 ** acquired here may be new, or unmeasured since its creation: its heap is noted.
 */
-static int acquire_slow_timed(luapool *p, lp_local *l, uint64_t gen, long timeout_ms,
-                              lua_State **out) {
+static __attribute__((noinline)) int acquire_slow_timed(luapool *p, lp_local *l, uint64_t gen,
+                                                        long timeout_ms, lua_State **out) {
   uint64_t t0 = lp_time_ns();
   int rc = acquire_slow(p, l, gen, timeout_ms, out);
   if (rc != LUAPOOL_OK && rc != LUAPOOL_ETIMEDOUT)
@@ -529,17 +548,34 @@ static inline lp_slot *mag_pop_fresh(luapool *p, lp_local *l, uint64_t gen) {
   return NULL;
 }
 
+/*
+** luapool_acquire past its first look: the calling thread's lp_local past the first probe (l
+** NULL), the top state if it was stale (top), the rest of the magazine, then the slow path.  Out
+** of line, so that the hit makes no call but this tail call and saves no register.
+*/
+static __attribute__((noinline)) int acquire_miss(luapool *p, lp_local *l, lp_slot *top,
+                                                  uint64_t gen, long timeout_ms, lua_State **out) {
+  if (l == NULL)
+    l = local_slow(p);
+  if (top != NULL)
+    retire(p, top);
+  lp_slot *s = mag_pop_fresh(p, l, gen);
+  if (s != NULL)
+    return acquired_slow(p, l, s, LP_SLOT_IDLE, LP_C_MAGAZINE_HITS, out);
+  return acquire_slow_timed(p, l, gen, timeout_ms, out);
+}
+
 int luapool_acquire(luapool *p, long timeout_ms, lua_State **out) {
   if (p == NULL || out == NULL)
     return LUAPOOL_EINVAL;
   if (lp_pool_closed(p))
     return LUAPOOL_ECLOSED;
-  lp_local *l = local_of(p);
+  lp_local *l = lp_mag_local_hit(p);
   uint64_t gen = lp_pool_generation(p); /* no state of an older one leaves (doc/design.md) */
-  lp_slot *s = mag_pop_fresh(p, l, gen);
-  if (s != NULL)
+  lp_slot *s = l != NULL ? lp_mag_pop_top(l) : NULL;
+  if (__builtin_expect(s != NULL && !lp_sx_stale(s->x, gen), 1))
     return acquired(p, l, s, LP_SLOT_IDLE, LP_C_MAGAZINE_HITS, out);
-  return acquire_slow_timed(p, l, gen, timeout_ms, out);
+  return acquire_miss(p, l, s, gen, timeout_ms, out);
 }
 
 /* ---- acquire from an event loop ---------------------------------------------------------- */
@@ -600,8 +636,8 @@ int luapool_notifier_fd(const luapool_notifier *n) {
 ** published, or the releaser reads the count after the increment and wakes one waiter: the
 ** argument of wait.h and doc/design.md ("Waking without lost wake-ups") as it is.
 */
-static int acquire_async_slow(luapool *p, lp_local *l, luapool_notifier *n, uint64_t gen,
-                              lua_State **out) {
+static __attribute__((noinline)) int
+acquire_async_slow(luapool *p, lp_local *l, luapool_notifier *n, uint64_t gen, lua_State **out) {
   bool in_callback = lp_cb_inside() != NULL;
   for (;;) {
     bool reserved = false;
@@ -630,7 +666,7 @@ static int acquire_async_slow(luapool *p, lp_local *l, luapool_notifier *n, uint
     if (reserved)
       rc = acquire_new(p, l, gen, out);
     else if (!lp_sx_stale(s->x, gen))
-      rc = acquired(p, l, s, LP_SLOT_IDLE, source, out);
+      rc = acquired_slow(p, l, s, LP_SLOT_IDLE, source, out);
     else {
       retire(p, s); /* outside the wait mutex: closing wakes a waiter */
       continue;
@@ -680,31 +716,37 @@ void luapool_notifier_close(luapool_notifier *n) {
 
 /* ---- release and discard ------------------------------------------------------------------ */
 
-/*
-** The slot of L, moved from OUT to next, if the call is well-formed, L is this pool's and it was
-** checked out; otherwise NULL, and a log line (the functions that take a state and a pool).
-*/
-static lp_slot *check_in(luapool *p, lua_State *L, int next, const char *fn) {
-  if (p == NULL) {
+/* check_in's refusal: the log line that says what was wrong with the call.  Out of line. */
+static __attribute__((noinline, cold)) lp_slot *check_in_refused(luapool *p, lua_State *L,
+                                                                 bool ours, const char *fn) {
+  if (p == NULL)
     lp_log(NULL, LUAPOOL_LOG_ERROR, "%s: NULL pool (refused)", fn);
-    return NULL;
-  }
-  if (L == NULL) {
+  else if (L == NULL)
     lp_log(&p->cfg, LUAPOOL_LOG_ERROR, "%s: NULL lua_State (refused)", fn);
-    return NULL;
-  }
-  lp_slot *s = lp_slot_check(&p->arena, L);
-  if (s == NULL) {
+  else if (!ours)
     lp_log(&p->cfg, LUAPOOL_LOG_ERROR, "%s: lua_State %p is not a state of this pool (refused)", fn,
            (void *)L);
-    return NULL;
-  }
-  if (!lp_slot_try_move(s, LP_SLOT_OUT, next)) {
+  else
     lp_log(&p->cfg, LUAPOOL_LOG_ERROR,
            "%s: lua_State %p is not checked out: released or discarded twice? (refused)", fn,
            (void *)L);
-    return NULL;
-  }
+  return NULL;
+}
+
+/*
+** The slot of L, moved from OUT to next, if the call is well-formed, L is this pool's and it was
+** checked out; otherwise NULL, and a log line (the functions that take a state and a pool).
+** Inline: every release runs it.
+*/
+static inline lp_slot *check_in(luapool *p, lua_State *L, int next, const char *fn) {
+  if (__builtin_expect(p == NULL || L == NULL, 0))
+    return check_in_refused(p, L, false, fn);
+  lp_slot *s = lp_slot_check(&p->arena, L);
+  if (__builtin_expect(s == NULL, 0))
+    return check_in_refused(p, L, false, fn);
+  LP_POINT(LP_POINT_BEFORE_CLAIM); /* a racing release or discard of L claims it here */
+  if (__builtin_expect(!lp_slot_try_move(s, LP_SLOT_OUT, next), 0))
+    return check_in_refused(p, L, true, fn);
   lp_slot_unstrand(s); /* a fork's child: the forking thread held it, and gives it back */
   return s;
 }
@@ -715,7 +757,7 @@ static lp_slot *check_in(luapool *p, lua_State *L, int next, const char *fn) {
 ** (memory errors, the budget, the chunk cache) is handed back and counted, and the budget and
 ** the hooks go.  Returns why the request stopped (budget.h), 0 if it did not.
 */
-static int request_end(luapool *p, lp_local *l, lp_slot *s) {
+static inline __attribute__((always_inline)) int request_end(luapool *p, lp_local *l, lp_slot *s) {
   lp_sx *x = s->x;
   lp_slot_context_set(s, NULL);
   if (p->cfg.held_warn_ms != 0)
@@ -736,7 +778,7 @@ static int request_end(luapool *p, lp_local *l, lp_slot *s) {
 }
 
 /* The reset; returns the reason to close the state, or 0 to keep it. */
-static int reset(luapool *p, lp_local *l, lp_sx *x, lua_State *L, bool stopped) {
+static inline int reset(luapool *p, lp_local *l, lp_sx *x, lua_State *L, bool stopped) {
   switch (lp_reset(&p->cfg, x, L, stopped)) {
   case LP_RESET_RESTORED:
     lp_mag_count(p, l, LP_C_RESTORED);
@@ -759,25 +801,20 @@ static int reset(luapool *p, lp_local *l, lp_sx *x, lua_State *L, bool stopped) 
 ** mag_take, is a seq_cst load); onto the global list with ck's push, then a seq_cst
 ** read-modify-write of the count (the waiter's increment synchronizes with it).
 */
-static bool keep_idle(luapool *p, lp_local *l, lp_slot *s) {
+static inline bool keep_idle(luapool *p, lp_local *l, lp_slot *s) {
   if (l != NULL && lp_mag_push(l, s))
     return lp_wait_any(&p->wait);
   lp_freelist_push_mpmc(&p->idle, s);
   return lp_wait_any_after_push(&p->wait);
 }
 
-void luapool_release(luapool *p, lua_State *L) {
-  lp_slot *s = check_in(p, L, LP_SLOT_IDLE, "luapool_release");
-  if (s == NULL)
-    return;
-  lp_local *l = local_of(p);
-  int why = request_end(p, l, s);
-  int reason = lp_upkeep_on_release(&s->upkeep, &p->cfg, lp_upkeep_now(&p->clock));
-  if (reason == 0 && lp_sx_stale(s->x, lp_pool_generation(p)))
-    reason = LUAPOOL_CLOSE_RELOADED; /* no reset: it is closed */
-  if (reason == 0)
-    reason = reset(p, l, s->x, L, why != 0);
-  note_heap(p, s); /* before the state goes where others take it */
+/*
+** The release past its common case (out of line): the state is closed (reason, or the pool is
+** shut down), or goes to the global list (no magazine, or a full one); then the count and the
+** wake-ups.  l may be NULL (no lp_local, or the first probe missed: local_of).
+*/
+static __attribute__((noinline)) void release_rest(luapool *p, lp_local *l, lp_slot *s,
+                                                   int reason) {
   bool waiters = false;
   if (reason != 0) {
     lp_slot_move(s, LP_SLOT_IDLE, LP_SLOT_CLOSING);
@@ -792,6 +829,37 @@ void luapool_release(luapool *p, lua_State *L) {
     lp_wait_wake_drain(&p->wait);
   else if (waiters)
     lp_wait_wake_one(&p->wait);
+}
+
+/* The wake-ups of a release into the magazine, when there are any: out of line. */
+static __attribute__((noinline)) void release_wake(luapool *p) {
+  if (lp_pool_closed(p))
+    lp_wait_wake_drain(&p->wait);
+  else
+    lp_wait_wake_one(&p->wait);
+}
+
+void luapool_release(luapool *p, lua_State *L) {
+  lp_slot *s = check_in(p, L, LP_SLOT_IDLE, "luapool_release");
+  if (s == NULL)
+    return;
+  lp_local *l = local_of(p);
+  int why = request_end(p, l, s);
+  int reason = lp_upkeep_on_release(&s->upkeep, &p->cfg, lp_upkeep_now(&p->clock));
+  if (reason == 0 && lp_sx_stale(s->x, lp_pool_generation(p)))
+    reason = LUAPOOL_CLOSE_RELOADED; /* no reset: it is closed */
+  if (reason == 0)
+    reason = reset(p, l, s->x, L, why != 0);
+  note_heap(p, s); /* before the state goes where others take it */
+  /* The common case inline: kept, into the magazine (the order of keep_idle and release_rest) */
+  if (__builtin_expect(reason == 0 && !lp_pool_closed(p) && l != NULL && lp_mag_push(l, s), 1)) {
+    bool waiters = lp_wait_any(&p->wait);
+    lp_mag_count(p, l, LP_C_RELEASES);
+    if (__builtin_expect(waiters || lp_pool_closed(p), 0))
+      release_wake(p);
+    return;
+  }
+  release_rest(p, l, s, reason);
 }
 
 void luapool_discard(luapool *p, lua_State *L) {

@@ -89,16 +89,9 @@ void lp_slot_free(lp_arena *a, lp_slot *s) {
   pthread_mutex_unlock(&a->mutex);
 }
 
-/*
-** The slot of L if L is a state of this arena, else NULL.  L's extra space is read, never trusted:
-** for a foreign state it holds anything, so the pointer is compared against this arena's chunks
-** before it is dereferenced, and the slot must name L back (a coroutine of a pooled state copies
-** its main thread's extra space, and fails here).
-*/
-lp_slot *lp_slot_check(lp_arena *a, lua_State *L) {
-  uintptr_t addr = (uintptr_t)lp_slot_of(L);
-  for (lp_slot_chunk *c = atomic_load_explicit(&a->chunks, memory_order_acquire); c != NULL;
-       c = c->next) {
+/* lp_slot_check past the newest chunk (slot.h has the argument): the older chunks, walked. */
+lp_slot *lp_slot_check_older(lp_slot_chunk *newest, uintptr_t addr, lua_State *L) {
+  for (lp_slot_chunk *c = newest->next; c != NULL; c = c->next) {
     uintptr_t base = (uintptr_t)&c->slots[0];
     if (addr >= base && addr < base + c->n * sizeof(lp_slot)) {
       if ((addr - base) % sizeof(lp_slot) != 0)

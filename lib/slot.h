@@ -8,6 +8,7 @@
 
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <ck_stack.h>
 #include <lua.h>
@@ -93,7 +94,7 @@ int lp_slot_arena_init(lp_arena *a);
 void lp_slot_arena_fini(lp_arena *a);
 lp_slot *lp_slot_alloc(lp_arena *a);
 void lp_slot_free(lp_arena *a, lp_slot *s);
-lp_slot *lp_slot_check(lp_arena *a, lua_State *L);
+lp_slot *lp_slot_check_older(lp_slot_chunk *newest, uintptr_t addr, lua_State *L);
 /* Calls fn for every slot that has a state.  Only when nothing else touches the pool (destroy,
    a fork's child). */
 void lp_slot_each_state(lp_arena *a, void (*fn)(lp_slot *s, void *ud), void *ud);
@@ -137,6 +138,31 @@ static inline bool lp_slot_stranded(const lp_slot *s) {
 /* The slot of a state luapool made (any of its threads); no check: the caller knows. */
 static inline lp_slot *lp_slot_of(lua_State *L) {
   return *(lp_slot **)lua_getextraspace(L);
+}
+
+/*
+** The slot of L if L is a state of this arena, else NULL.  L's extra space is read, never trusted:
+** for a foreign state it holds anything, so the pointer is compared (as an integer) against this
+** arena's chunks before it is dereferenced, it must fall on a slot boundary, and the slot must
+** name L back (a coroutine of a pooled state copies its main thread's extra space, and fails
+** here).  The newest chunk is compared inline: chunks double, so it holds at least half of the
+** slots (all of them in a pool of up to 16 states), and a release finds its slot there in O(1);
+** the older chunks, out of line (lp_slot_check_older).  The chunk list is published with release
+** (grow_locked) and loaded with acquire: a chunk's n and slots are initialized before it is
+** reachable, and chunks are freed only by luapool_destroy.
+*/
+static inline lp_slot *lp_slot_check(lp_arena *a, lua_State *L) {
+  uintptr_t addr = (uintptr_t)lp_slot_of(L);
+  lp_slot_chunk *c = atomic_load_explicit(&a->chunks, memory_order_acquire);
+  if (c == NULL)
+    return NULL;
+  uintptr_t off = addr - (uintptr_t)&c->slots[0]; /* wraps above the range if addr is below */
+  if (off >= c->n * sizeof(lp_slot))
+    return lp_slot_check_older(c, addr, L);
+  if (off % sizeof(lp_slot) != 0)
+    return NULL;
+  lp_slot *s = &c->slots[off / sizeof(lp_slot)];
+  return atomic_load_explicit(&s->L, memory_order_relaxed) == L ? s : NULL;
 }
 
 static inline int lp_slot_state(const lp_slot *s) {

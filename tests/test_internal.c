@@ -74,6 +74,48 @@ START_TEST(slot_check_never_trusts_the_extra_space) {
 }
 END_TEST
 
+/*
+** The check compares the newest chunk inline and walks the older ones out of line: 40 states make
+** three chunks (16, 16, 32 slots), and every state's slot is found whichever chunk holds it,
+** while a pointer into an older chunk that is off a slot boundary, or between chunks, is not.
+*/
+START_TEST(slot_check_finds_a_slot_in_any_chunk) {
+  enum { N = 40 };
+  luapool_config cfg;
+  util_config(&cfg);
+  cfg.magazine_size = 0;
+  luapool *p = util_pool(&cfg);
+  lua_State *L[N];
+  for (int i = 0; i < N; i++)
+    ck_assert_int_eq(luapool_acquire(p, 0, &L[i]), LUAPOOL_OK);
+  lp_slot_chunk *newest = atomic_load(&p->arena.chunks);
+  ck_assert_ptr_nonnull(newest->next); /* more than one chunk */
+  int in_older = 0;
+  for (int i = 0; i < N; i++) {
+    lp_slot *s = lp_slot_check(&p->arena, L[i]);
+    ck_assert_ptr_eq(s, lp_slot_of(L[i]));
+    uintptr_t off = (uintptr_t)s - (uintptr_t)&newest->slots[0];
+    in_older += off >= newest->n * sizeof(lp_slot);
+  }
+  ck_assert_int_gt(in_older, 0);
+  lua_State *bare = luaL_newstate();
+  void **extra = lua_getextraspace(bare);
+  lp_slot_chunk *oldest = newest;
+  while (oldest->next != NULL)
+    oldest = oldest->next;
+  *extra = &oldest->slots[1];
+  ck_assert_ptr_null(lp_slot_check(&p->arena, bare)); /* a slot of an older chunk: not bare's */
+  *extra = (char *)&oldest->slots[1] + 8;
+  ck_assert_ptr_null(lp_slot_check(&p->arena, bare));
+  *extra = &oldest->slots[oldest->n]; /* one past the chunk's end */
+  ck_assert_ptr_null(lp_slot_check(&p->arena, bare));
+  lua_close(bare);
+  for (int i = 0; i < N; i++)
+    luapool_release(p, L[i]);
+  luapool_destroy(p);
+}
+END_TEST
+
 START_TEST(a_slot_makes_only_the_documented_moves) {
   enum { E = LP_SLOT_EMPTY, I = LP_SLOT_IDLE, O = LP_SLOT_OUT, C = LP_SLOT_CLOSING };
   /* from (row) -> to (column): EMPTY IDLE OUT CLOSING */
@@ -113,6 +155,7 @@ int main(void) {
   tcase_add_test(tc, the_free_list_is_aligned_for_the_double_width_cas);
   tcase_add_test(tc, the_free_list_is_last_in_first_out_and_pop_all_takes_every_entry);
   tcase_add_test(tc, slot_check_never_trusts_the_extra_space);
+  tcase_add_test(tc, slot_check_finds_a_slot_in_any_chunk);
   tcase_add_test(tc, a_slot_makes_only_the_documented_moves);
 #ifdef LP_DEBUG
   tcase_add_test_raise_signal(tc, a_wrong_slot_move_aborts_in_a_debug_build, SIGABRT);

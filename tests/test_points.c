@@ -30,6 +30,46 @@ static luapool *one_state_pool(void) {
   return util_pool(&cfg);
 }
 
+/*
+** Two releases of one state, the second landing after the first found the slot and before it
+** claimed it (the interleaving of a double release that races): the one that claims second is
+** refused with its log line, and the state is released, reset and cached once.  The test
+** point runs the other release at that moment, every run; test_threads'
+** a_double_release_that_races_lets_one_through meets the same window by chance.
+*/
+START_TEST(a_release_that_loses_the_claim_is_refused) {
+  luapool_config cfg;
+  util_config(&cfg);
+  cfg.max_states = 1;
+  cfg.reset = _i == 0 ? LUAPOOL_RESET_STACK : LUAPOOL_RESET_FULL;
+  luapool *p = util_pool(&cfg);
+  handback h = {p, util_acquire(p)};
+  int logs = util_log_count();
+  lp_fault_on_point(LP_POINT_BEFORE_CLAIM, release_it, &h);
+  luapool_release(p, h.L); /* the point's release claims the state first */
+  ck_assert_int_eq(util_log_count(), logs + 1);
+  ck_assert(util_log_has("not checked out"));
+  luapool_stats st = util_stats(p);
+  ck_assert_uint_eq(st.releases, 1);
+  ck_assert_uint_eq(st.idle, 1);
+  ck_assert_uint_eq(st.in_use, 0);
+  /* cached once: one acquire gets it, the next finds nothing (max_states 1) */
+  lua_State *L, *L2;
+  ck_assert_int_eq(luapool_acquire(p, 0, &L), LUAPOOL_OK);
+  ck_assert_ptr_eq(L, h.L);
+  ck_assert_int_eq(luapool_acquire(p, 0, &L2), LUAPOOL_ETIMEDOUT);
+  /* and a discard that loses the claim to a release is refused the same way */
+  lp_fault_on_point(LP_POINT_BEFORE_CLAIM, release_it, &h);
+  luapool_discard(p, L);
+  ck_assert_int_eq(util_log_count(), logs + 2);
+  st = util_stats(p);
+  ck_assert_uint_eq(st.releases, 2);
+  ck_assert_uint_eq(st.discarded, 0);
+  ck_assert_uint_eq(st.idle, 1);
+  luapool_destroy(p);
+}
+END_TEST
+
 START_TEST(a_release_before_the_waiter_enters_is_found_by_the_look_after) {
   luapool *p = one_state_pool();
   handback h = {p, util_acquire(p)};
@@ -92,6 +132,7 @@ int main(void) {
   tcase_add_test(tc, a_release_before_the_waiter_enters_is_found_by_the_look_after);
   tcase_add_test(tc, a_release_before_the_notifier_registers_is_found_by_the_look_after);
   tcase_add_test(tc, a_release_after_the_notifier_registered_wakes_it);
+  tcase_add_loop_test(tc, a_release_that_loses_the_claim_is_refused, 0, 2);
   suite_add_tcase(s, tc);
   return util_run_suite(s);
 }

@@ -484,6 +484,87 @@ START_TEST(no_wakeup_is_lost_with_one_state_and_eight_waiters) {
 }
 END_TEST
 
+/* ---- a double release that races --------------------------------------------------------- */
+
+/*
+** RACERS threads release the one state at the same moment, round after round: the release's CAS
+** on the slot (OUT to IDLE, before the reset touches the state) lets exactly one through, and
+** the others are refused with their log line; the winner caches the state in its magazine, so
+** the next round's acquire steals it (max_states 1).  Without the CAS (a check of OUT, then a
+** store) two could pass in a round: the state reset twice at once and cached twice, which this
+** test sees as a release count above the rounds, a refusal missing, or a second idle state.
+** The racers spin on the round number rather than block on a barrier, so that they start within
+** a few hundred nanoseconds of each other; the window the CAS closes is a few nanoseconds wide,
+** so the test catches its loss only some of the time, more often on more cores.  Every wait is
+** bounded.
+*/
+#define RACE_ROUNDS 1000
+#define RACERS 3
+
+typedef struct race_run {
+  luapool *p;
+  lua_State *L;       /* this round's state, set before round is raised */
+  atomic_int round;   /* raised by the main thread: the racers release */
+  atomic_int done;    /* releases made, all rounds */
+  atomic_bool failed; /* a wait ran past its bound */
+} race_run;
+
+/* Spins (yielding) until *v reaches at_least; false after 10 s. */
+static bool race_wait(atomic_int *v, int at_least) {
+  double end = util_now_ms() + 10e3;
+  while (atomic_load(v) < at_least) {
+    if (util_now_ms() > end)
+      return false;
+    sched_yield();
+  }
+  return true;
+}
+
+static void *race_releaser(void *arg) {
+  race_run *r = arg;
+  for (int i = 1; i <= RACE_ROUNDS; i++) {
+    if (!race_wait(&r->round, i)) {
+      atomic_store(&r->failed, true);
+      return NULL;
+    }
+    luapool_release(r->p, r->L);
+    atomic_fetch_add(&r->done, 1);
+  }
+  return NULL;
+}
+
+START_TEST(a_double_release_that_races_lets_one_through) {
+  luapool_config cfg;
+  util_config(&cfg);
+  cfg.max_states = 1;
+  cfg.reset = _i == 0 ? LUAPOOL_RESET_STACK : LUAPOOL_RESET_FULL;
+  race_run r = {.p = util_pool(&cfg)};
+  pthread_t t[RACERS];
+  for (int i = 0; i < RACERS; i++)
+    start(&t[i], race_releaser, &r);
+  int logs = util_log_count();
+  for (int i = 1; i <= RACE_ROUNDS && !atomic_load(&r.failed); i++) {
+    lua_State *L;
+    ck_assert_int_eq(luapool_acquire(r.p, 5000, &L), LUAPOOL_OK); /* stolen from the winner */
+    ck_assert(i == 1 || L == r.L);
+    r.L = L;
+    atomic_store(&r.round, i);
+    ck_assert_msg(race_wait(&r.done, i * RACERS), "round %d: the releasers did not finish", i);
+    luapool_stats st = util_stats(r.p);
+    ck_assert_uint_eq(st.releases, (uint64_t)i);
+    ck_assert_uint_eq(st.in_use, 0);
+    ck_assert_uint_eq(st.idle, 1);
+    ck_assert_int_eq(util_log_count(), logs + i * (RACERS - 1)); /* the losers' refusals */
+  }
+  for (int i = 0; i < RACERS; i++)
+    join(t[i]);
+  ck_assert(!atomic_load(&r.failed));
+  ck_assert(util_log_has("not checked out"));
+  ck_assert_uint_eq(util_stats(r.p).created, 1);
+  luapool_destroy(r.p);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("threads");
   TCase *tc = tcase_create("threads");
@@ -495,6 +576,7 @@ int main(void) {
   tcase_add_test(tc, shutdown_wakes_waiters_with_eclosed);
   tcase_add_test(tc, shutdown_drains_states_released_meanwhile);
   tcase_add_test(tc, stress_no_state_is_ever_held_twice);
+  tcase_add_loop_test(tc, a_double_release_that_races_lets_one_through, 0, 2);
   suite_add_tcase(s, tc);
   tc = tcase_create("wakeups");
   tcase_set_timeout(tc, 60); /* a lost wake-up hangs: this bounds it */
