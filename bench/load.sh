@@ -7,9 +7,12 @@
 # connection, event loops), luapool's sandbox with HOSTILE (default 1) extra connections that
 # send only hostile requests (endless loops stopped by a 200 ms budget, memory bombs stopped by
 # a 4 MiB mem_limit) beside the normal ones: the normal requests' throughput, and the share it
-# keeps of the same configuration's clean run.  Bounded: SECONDS_EACH (default 5) per run, 18
-# runs.  THREADS (default 2) server threads, CONNECTIONS (default 16).  Needs wrk and a build
-# with libmicrohttpd (examples/luahttpd).
+# keeps of the same configuration's clean run.  Then the same four configurations under a mix in
+# which every 20th request is hostile (5%: bench/load/mix.lua), with the budgets doc/servers.md
+# recommends for it (an instruction budget a few times what the largest normal handler needs:
+# 20,000; 50 ms of wall clock; 4 MiB): the normal requests' throughput against the clean run's.
+# Bounded: SECONDS_EACH (default 5) per run, 26 runs.  THREADS (default 2) server threads,
+# CONNECTIONS (default 16).  Needs wrk and a build with libmicrohttpd (examples/luahttpd).
 set -eu
 top=${top_builddir:-.}
 src=${top_srcdir:-$(dirname "$0")/..}
@@ -109,4 +112,33 @@ for config in "pool $threads" "pool $((threads * 4))" "tpc $threads" "loop $thre
   label="$model, $n threads"
   [ "$model" = tpc ] && label="tpc (a thread each)"
   printf '%-22s %12s %14s %8s %12s\n' "$label" "$clean" "$beside" "$kept" "$hrate"
+done
+
+echo
+echo "A hostile mix: every 20th request hostile (5%), /spin and /bomb in turn, the rest /tiny;"
+echo "luapool sandbox, --budget-instructions 20000 --budget-ms 50 --mem-limit-kb 4096"
+echo "(normal req/s: the requests answered 200, per second; hostile: those answered otherwise)"
+printf '%-22s %12s %12s %8s %12s\n' "model" "clean req/s" "normal req/s" kept "hostile/s"
+# mix EVERY: wrk with bench/load/mix.lua; prints "normal-rate other-rate"
+mix() {
+  wrk -t2 -c"$conns" -d"${secs}s" -s "$src/bench/load/mix.lua" "http://127.0.0.1:$port/" \
+    -- "$1" >"$tmp/mix" 2>&1 || true
+  awk '/^answered-200/ { ok = $2 } /^answered-other/ { other = $2 } /^seconds/ { s = $2 }
+       END { if (s > 0) printf "%.0f %.0f", ok / s, other / s; else print "- -" }' "$tmp/mix"
+}
+for config in "pool $threads" "pool $((threads * 4))" "tpc $threads" "loop $threads"; do
+  set -- $config
+  model=$1 n=$2
+  start "$model" luapool --threads "$n" --min-idle "$n" --budget-instructions 20000 \
+    --budget-ms 50 --mem-limit-kb 4096
+  wrk -t2 -c"$conns" -d1s "http://127.0.0.1:$port/tiny" >/dev/null 2>&1 || true # warm-up
+  set -- $(mix 0)
+  clean=$1
+  set -- $(mix 20)
+  normal=$1 other=$2
+  stop
+  kept=$(awk -v c="$clean" -v m="$normal" 'BEGIN { if (c > 0) printf "%.3f", m / c; else print "-" }')
+  label="$model, $n threads"
+  [ "$model" = tpc ] && label="tpc (a thread each)"
+  printf '%-22s %12s %12s %8s %12s\n' "$label" "$clean" "$normal" "$kept" "$other"
 done
