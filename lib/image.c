@@ -140,11 +140,13 @@ static bool probe_step(lp_image *im, bool want) {
 /*
 ** Tables of known contents, read through the layout: sizes, tags and payloads of the array part
 ** and of a node, the metatable pointer, an empty table's parts; then the image must see each
-** change made through the API and none when it is undone.  Leaves L's stack as it was.
+** change made through the API and none when it is undone.  Leaves L's stack as it was.  1: the
+** layout is the one described above; -1: it is not; 0: no memory for the probe's image (no
+** verdict: a transient failure must not turn the image off for the process).
 */
-static bool probe(lua_State *L) {
+static int probe(lua_State *L) {
   int top = lua_gettop(L);
-  bool ok = false;
+  int verdict = -1;
   lp_image im = {0};
   lua_newtable(L);
   const lp_ltable *e = lua_topointer(L, -1);
@@ -175,7 +177,11 @@ static bool probe(lua_State *L) {
   if (n == NULL || n->u.tt != LT_VTRUE)
     goto out;
   lp_image_take(&im, p);
-  if (im.t == NULL || !probe_step(&im, true))
+  if (im.t == NULL) {
+    verdict = 0;
+    goto out;
+  }
+  if (!probe_step(&im, true))
     goto out;
   lua_pushinteger(L, 8);
   lua_rawseti(L, t, 1);
@@ -197,11 +203,12 @@ static bool probe(lua_State *L) {
     goto out;
   lua_pushnil(L);
   lua_setmetatable(L, t);
-  ok = probe_step(&im, false) && p->metatable == NULL;
+  if (probe_step(&im, false) && p->metatable == NULL)
+    verdict = 1;
 out:
   lp_image_free(&im);
   lua_settop(L, top);
-  return ok;
+  return verdict;
 }
 
 /*
@@ -217,10 +224,11 @@ int lp_image_mode(lua_State *L) {
     return LP_IMAGE_OFF;
   int verdict = atomic_load_explicit(&probed, memory_order_relaxed);
   if (verdict == 0) {
-    verdict = probe(L) ? 1 : -1;
-    atomic_store_explicit(&probed, verdict, memory_order_relaxed);
+    verdict = probe(L);
+    if (verdict != 0)
+      atomic_store_explicit(&probed, verdict, memory_order_relaxed);
   }
-  if (verdict < 0)
+  if (verdict <= 0)
     return LP_IMAGE_OFF;
   return env != NULL && strcmp(env, "verify") == 0 ? LP_IMAGE_VERIFY : LP_IMAGE_ON;
 }
