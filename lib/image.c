@@ -102,6 +102,21 @@ void lp_image_take(lp_image *im, const void *table) {
   memcpy(im->bytes + abytes, t->node, nbytes);
 }
 
+/*
+** Whether a tag's value has a payload: nil, false and true (and Lua's empty and absent-key nils)
+** are their tag alone, and Lua never writes their 8 payload bytes, nor the padding after a tag.
+** So the compare reads tags, chain links and only the payloads that mean something: it never
+** looks at bytes Lua left uninitialised (valgrind's memcheck holds it to that), and garbage in
+** them makes no false difference.  A dead key (the collector's) keeps its pointer: compared.
+*/
+static bool has_payload(unsigned char tt) {
+  return (tt & 0x0f) > LUA_TBOOLEAN;
+}
+
+static bool same_value(const lp_lval *a, unsigned char att, const lp_lval *b, unsigned char btt) {
+  return att == btt && (!has_payload(att) || a->i == b->i);
+}
+
 bool lp_image_same(const lp_image *im) {
   const lp_ltable *t = im->t;
   if (t == NULL)
@@ -110,10 +125,19 @@ bool lp_image_same(const lp_image *im) {
       t->metatable != im->mt || t->alimit != im->alimit || t->lsizenode != im->lsizenode ||
       (!(t->flags & LT_BITRAS)) != im->realsize)
     return false;
-  /* the same sizes and parts: the bytes decide (a value's unused payload bytes can only make a
-     false difference, which the walk then settles) */
-  return (im->abytes == 0 || memcmp(t->array, im->bytes, im->abytes) == 0) &&
-         memcmp(t->node, im->bytes + im->abytes, im->nbytes) == 0;
+  /* the same sizes and parts: the entries decide */
+  const lp_ltv *a = (const lp_ltv *)(const void *)im->bytes;
+  for (size_t i = 0, n = im->abytes / sizeof *a; i < n; i++)
+    if (!same_value(&t->array[i].v, t->array[i].tt, &a[i].v, a[i].tt))
+      return false;
+  const lp_lnode *k = (const lp_lnode *)(const void *)(im->bytes + im->abytes);
+  for (size_t i = 0, n = im->nbytes / sizeof *k; i < n; i++) {
+    const lp_lnode *x = &t->node[i];
+    if (x->u.next != k[i].u.next || !same_value(&x->u.v, x->u.tt, &k[i].u.v, k[i].u.tt) ||
+        !same_value(&x->u.key, x->u.key_tt, &k[i].u.key, k[i].u.key_tt))
+      return false;
+  }
+  return true;
 }
 
 /* ---- the probe ---------------------------------------------------------------------------- */

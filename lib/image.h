@@ -1,10 +1,11 @@
 /*
 ** image.h: a byte image of a Lua table's internals, the reset's shortcut past lua_next.
 **
-** A table's contents are, byte for byte, its array part, its node array and its header (sizes,
-** part pointers, metatable pointer).  If all of them are what they were when the image was taken,
-** the table holds what it held then: same keys, same values, same metatable; the reset need not
-** walk it.  If anything differs (a change, or only Lua's own upkeep: a rehash, a dead key, a new
+** A table's contents are its array part, its node array and its header (sizes, part pointers,
+** metatable pointer): in the parts, each value's and key's type tag, the payload of those whose
+** tag has one, and the nodes' chain links.  If all of them are what they were when the image
+** was taken (a copy of the parts' bytes, compared field by field: image.c), the table holds what
+** it held then: same keys, same values, same metatable; the reset need not walk it.  If anything differs (a change, or only Lua's own upkeep: a rehash, a dead key, a new
 ** length hint), the reset walks it through the C API as before and decides there.  So the image
 ** can only ever send a table to the walk; it never hides a change the walk would see
 ** (doc/design.md, "The table image").
@@ -54,7 +55,7 @@ typedef struct lp_image {
 int lp_image_mode(lua_State *L);
 /* Takes the image of table t (lua_topointer of a table).  Without memory, im->t is NULL. */
 void lp_image_take(lp_image *im, const void *t);
-/* Is table im->t byte for byte as imaged?  False when there is no image.  Allocates nothing. */
+/* Is table im->t as imaged?  False when there is no image.  Allocates nothing. */
 bool lp_image_same(const lp_image *im);
 /* Verify mode: an image called a changed table clean.  Logs to stderr and aborts. */
 void lp_image_disagree(int table);
