@@ -277,10 +277,11 @@ bool lp_image_same(const lp_image *im) {
 #endif
 
 void lp_image_disagree(int table) {
-  fprintf(stderr,
-          "luapool: LUAPOOL_TABLE_IMAGE=verify: the image of recorded table %d called it unchanged "
-          "but the walk found a change: the image is unsound here; aborting\n",
-          table);
+  (void)fprintf(
+      stderr,
+      "luapool: LUAPOOL_TABLE_IMAGE=verify: the image of recorded table %d called it unchanged "
+      "but the walk found a change: the image is unsound here; aborting\n",
+      table);
   abort();
 }
 

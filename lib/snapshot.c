@@ -154,7 +154,7 @@ typedef struct pmap {
 } pmap;
 
 static size_t pmap_hash(const void *k) {
-  uint64_t h = (uint64_t)(uintptr_t)k * 0x9e3779b97f4a7c15u; /* Fibonacci hashing */
+  uint64_t h = (uint64_t)(uintptr_t)k * 0x9E3779B97F4A7C15U; /* Fibonacci hashing */
   return (size_t)(h >> 32);
 }
 
@@ -180,7 +180,15 @@ static int pmap_get(const pmap *m, const void *k) {
   }
 }
 
-static void pmap_put(lua_State *L, pmap *m, const void *k, int v);
+/* Puts k (absent, not NULL) into m, which has room: no growth. */
+static void pmap_insert(pmap *m, const void *k, int v) {
+  size_t i = pmap_hash(k) & m->mask;
+  while (m->e[i].key != NULL)
+    i = (i + 1) & m->mask;
+  m->e[i].key = k;
+  m->e[i].value = v;
+  m->n++;
+}
 
 /* Twice the capacity, at most half full. */
 static void pmap_grow(lua_State *L, pmap *m) {
@@ -188,27 +196,21 @@ static void pmap_grow(lua_State *L, pmap *m) {
   pmap_alloc(L, m, 2 * (old.mask + 1));
   for (size_t i = 0; i <= old.mask; i++)
     if (old.e[i].key != NULL)
-      pmap_put(L, m, old.e[i].key, old.e[i].value);
+      pmap_insert(m, old.e[i].key, old.e[i].value);
   lua_replace(L, m->slot); /* the old block becomes garbage */
 }
 
 static void pmap_put(lua_State *L, pmap *m, const void *k, int v) {
   if (k == NULL)
     return; /* not an object (LP_T_FROZEN marks only objects) */
-  size_t i = pmap_hash(k) & m->mask;
-  for (; m->e[i].key != NULL; i = (i + 1) & m->mask)
+  for (size_t i = pmap_hash(k) & m->mask; m->e[i].key != NULL; i = (i + 1) & m->mask)
     if (m->e[i].key == k) {
       m->e[i].value = v;
       return;
     }
-  if (2 * (m->n + 1) > m->mask + 1) {
+  if (2 * (m->n + 1) > m->mask + 1)
     pmap_grow(L, m);
-    pmap_put(L, m, k, v);
-    return;
-  }
-  m->e[i].key = k;
-  m->e[i].value = v;
-  m->n++;
+  pmap_insert(m, k, v);
 }
 
 /* The walk's working tables (stack indices) and the records' capacities. */
@@ -859,7 +861,7 @@ bool lp_snapshot_restore_type_metatables(lp_snapshot *s) {
       same = s->typemt[i].type == LUA_TNIL; /* the usual case, without a push */
     } else { /* a metatable is a table: its fingerprint is its address */
       same = s->typemt[i].type == LUA_TTABLE &&
-             lua_topointer(K, -1) == (const void *)(uintptr_t)s->typemt[i].bits;
+             (uint64_t)(uintptr_t)lua_topointer(K, -1) == s->typemt[i].bits;
       lua_settop(K, base);
     }
     if (same)
