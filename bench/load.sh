@@ -11,8 +11,9 @@
 # which every 20th request is hostile (5%: bench/load/mix.lua), with the budgets doc/servers.md
 # recommends for it (an instruction budget a few times what the largest normal handler needs:
 # 20,000; 50 ms of wall clock; 4 MiB): the normal requests' throughput against the clean run's.
-# Bounded: SECONDS_EACH (default 5) per run, 26 runs.  THREADS (default 2) server threads,
-# CONNECTIONS (default 16).  Needs wrk and a build with libmicrohttpd (examples/luahttpd).
+# Bounded: SECONDS_EACH (default 5) per run, 31 runs and 23 one-second warm-ups (about 3 minutes).
+# THREADS (default 2) server threads, CONNECTIONS (default 16).  Needs wrk and a build with
+# libmicrohttpd (examples/luahttpd).
 set -eu
 top=${top_builddir:-.}
 src=${top_srcdir:-$(dirname "$0")/..}
