@@ -58,6 +58,10 @@ run() {
   wrk -t2 -c"$conns" -d"${secs}s" --latency "$@" "http://127.0.0.1:$port$path" >"$tmp/wrk" 2>&1 || true
 }
 rps() { sed -n 's/^Requests\/sec: *//p' "$tmp/wrk"; }
+# ratio A B: A / B to 3 places, or - when B is not a positive figure
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "-" }'; }
+# label MODEL N: a thread model's name in the hostile tables
+label() { if [ "$1" = tpc ]; then echo "tpc (a thread each)"; else echo "$1, $2 threads"; fi; }
 pct() { sed -n "s/^ *$1% *//p" "$tmp/wrk"; }
 non2xx() { sed -n 's/^ *Non-2xx or 3xx responses: *//p' "$tmp/wrk"; }
 
@@ -109,10 +113,8 @@ for config in "pool $threads" "pool $((threads * 4))" "tpc $threads" "loop $thre
   wait "$h" || true
   stop
   hrate=$(sed -n 's/^Requests\/sec: *//p' "$tmp/hostile")
-  kept=$(awk -v c="$clean" -v m="$beside" 'BEGIN { if (c > 0) printf "%.3f", m / c; else print "-" }')
-  label="$model, $n threads"
-  [ "$model" = tpc ] && label="tpc (a thread each)"
-  printf '%-22s %12s %14s %8s %12s\n' "$label" "$clean" "$beside" "$kept" "$hrate"
+  printf '%-22s %12s %14s %8s %12s\n' "$(label "$model" "$n")" "$clean" "$beside" \
+    "$(ratio "$beside" "$clean")" "$hrate"
 done
 
 echo
@@ -137,13 +139,13 @@ for config in "pool $threads" "pool $((threads * 4))" "tpc $threads" "loop $thre
   start "$model" luapool --threads "$n" --min-idle "$n" --budget-instructions 20000 \
     --budget-ms 50 --mem-limit-kb 4096
   wrk -t2 -c"$conns" -d1s "http://127.0.0.1:$port/tiny" >/dev/null 2>&1 || true # warm-up
+  # shellcheck disable=SC2046 # mix prints figures to split into $1 $2 $3
   set -- $(mix 0)
   clean=$1
+  # shellcheck disable=SC2046
   set -- $(mix 20)
   normal=$1 other=$2 sent=$3
   stop
-  kept=$(awk -v c="$clean" -v m="$normal" 'BEGIN { if (c > 0) printf "%.3f", m / c; else print "-" }')
-  label="$model, $n threads"
-  [ "$model" = tpc ] && label="tpc (a thread each)"
-  printf '%-22s %12s %12s %8s %10s %10s\n' "$label" "$clean" "$normal" "$kept" "$other" "$sent"
+  printf '%-22s %12s %12s %8s %10s %10s\n' "$(label "$model" "$n")" "$clean" "$normal" \
+    "$(ratio "$normal" "$clean")" "$other" "$sent"
 done

@@ -95,15 +95,23 @@ static inline uint64_t lp_counters_read(lp_counters *k, int i) {
   return atomic_load_explicit(&k->c[i], memory_order_acquire);
 }
 
-/* Any thread: the acquires k counted, each under the source that served it. */
+/* The sources an acquire is counted under, one each: LP_C_ACQUIRES is their sum. */
+static const int lp_counters_sources[] = {LP_C_MAGAZINE_HITS, LP_C_GLOBAL_HITS, LP_C_MISSES};
+enum { LP_COUNTERS_SOURCES = sizeof lp_counters_sources / sizeof lp_counters_sources[0] };
+
+/* Any thread: the acquires k counted. */
 static inline uint64_t lp_counters_acquires(lp_counters *k) {
-  return lp_counters_read(k, LP_C_MAGAZINE_HITS) + lp_counters_read(k, LP_C_GLOBAL_HITS) +
-         lp_counters_read(k, LP_C_MISSES);
+  uint64_t n = 0;
+  for (int i = 0; i < LP_COUNTERS_SOURCES; i++)
+    n += lp_counters_read(k, lp_counters_sources[i]);
+  return n;
 }
 
 /* Fills in the derived count of sums, a total of counter arrays. */
 static inline void lp_counters_derive(uint64_t sums[LP_C_COUNT]) {
-  sums[LP_C_ACQUIRES] = sums[LP_C_MAGAZINE_HITS] + sums[LP_C_GLOBAL_HITS] + sums[LP_C_MISSES];
+  sums[LP_C_ACQUIRES] = 0;
+  for (int i = 0; i < LP_COUNTERS_SOURCES; i++)
+    sums[LP_C_ACQUIRES] += sums[lp_counters_sources[i]];
 }
 
 #endif /* LUAPOOL_COUNTERS_H */

@@ -808,6 +808,14 @@ static inline bool keep_idle(luapool *p, lp_local *l, lp_slot *s) {
   return lp_wait_any_after_push(&p->wait);
 }
 
+/* A release's wake-ups, when there are any (a waiter, or a shutdown to drain): out of line. */
+static __attribute__((noinline)) void release_wake(luapool *p) {
+  if (lp_pool_closed(p))
+    lp_wait_wake_drain(&p->wait);
+  else
+    lp_wait_wake_one(&p->wait);
+}
+
 /*
 ** The release past its common case (out of line): the state is closed (reason, or the pool is
 ** shut down), or goes to the global list (no magazine, or a full one); then the count and the
@@ -825,18 +833,8 @@ static __attribute__((noinline)) void release_rest(luapool *p, lp_local *l, lp_s
     waiters = keep_idle(p, l, s);
   }
   lp_mag_count(p, l, LP_C_RELEASES);
-  if (lp_pool_closed(p))
-    lp_wait_wake_drain(&p->wait);
-  else if (waiters)
-    lp_wait_wake_one(&p->wait);
-}
-
-/* The wake-ups of a release into the magazine, when there are any: out of line. */
-static __attribute__((noinline)) void release_wake(luapool *p) {
-  if (lp_pool_closed(p))
-    lp_wait_wake_drain(&p->wait);
-  else
-    lp_wait_wake_one(&p->wait);
+  if (waiters || lp_pool_closed(p))
+    release_wake(p);
 }
 
 void luapool_release(luapool *p, lua_State *L) {

@@ -165,7 +165,7 @@ static void pmap_alloc(lua_State *L, pmap *m, size_t cap) {
   m->n = 0;
 }
 
-/* Pushes nothing: the map's userdata goes to the slot it is given (a fresh stack slot). */
+/* Pushes the map's userdata; the map keeps its stack slot (pmap_grow replaces the block there). */
 static void pmap_init(lua_State *L, pmap *m, size_t cap) {
   pmap_alloc(L, m, cap);
   m->slot = lua_gettop(L);
@@ -220,9 +220,8 @@ typedef struct walk {
   pmap frozen; /* what the sandbox marked: an object's LP_K_* kind (LP_T_FROZEN, copied) */
   int todo, snap, fsnap, tsnap;
   int cells;   /* a Lua upvalue's identity (light userdata) -> its keeper */
-  int factory; /* a function that makes a Lua closure with one upvalue of its own (made at the
-                  first Lua function with upvalues: the sandbox records none) */
-  bool has_factory;
+  int factory; /* a function that makes a Lua closure with one upvalue of its own (nil until
+                  the first Lua function with upvalues: the sandbox records none) */
   lua_Integer ntodo;
   int tcap, fcap, hcap;
 } walk;
@@ -349,11 +348,10 @@ static void push_keeper(lua_State *L, walk *w, int f, int u) {
   if (lua_rawgetp(L, w->cells, id) != LUA_TNIL)
     return;
   lua_pop(L, 1);
-  if (!w->has_factory) {
+  if (lua_isnil(L, w->factory)) {
     if (luaL_loadstring(L, "local u return function() return u end") != LUA_OK)
       lua_error(L);
     lua_replace(L, w->factory);
-    w->has_factory = true;
   }
   lua_pushvalue(L, w->factory);
   lua_call(L, 0, 1);
@@ -592,7 +590,16 @@ static void fill_check_thread(lua_State *L, lp_snapshot *s) {
   lp_assert(lua_gettop(K) == LP_K_BASE(s));
 }
 
-static void take_images(lua_State *L, lp_snapshot *s);
+/* After the walk, the images of the recorded tables (not userdata: only their metatables are
+   checked, through the API), as the tables are now. */
+static void take_images(lua_State *L, lp_snapshot *s) {
+  s->image = lp_image_mode(L);
+  if (s->image == LP_IMAGE_OFF)
+    return;
+  for (int i = 0; i < s->ntab; i++)
+    if (s->tab[i].n >= 0)
+      lp_image_take(&s->tab[i].img, lua_topointer(s->check, LP_K_TABLE(i)));
+}
 
 int lp_snapshot_record(lua_State *L, lp_snapshot *s) {
   walk w;
@@ -627,17 +634,6 @@ int lp_snapshot_record(lua_State *L, lp_snapshot *s) {
   fill_check_thread(L, s);
   take_images(L, s);
   return 0;
-}
-
-/* After the walk, the images of the recorded tables (not userdata: only their metatables are
-   checked, through the API), as the tables are now. */
-static void take_images(lua_State *L, lp_snapshot *s) {
-  s->image = lp_image_mode(L);
-  if (s->image == LP_IMAGE_OFF)
-    return;
-  for (int i = 0; i < s->ntab; i++)
-    if (s->tab[i].n >= 0)
-      lp_image_take(&s->tab[i].img, lua_topointer(s->check, LP_K_TABLE(i)));
 }
 
 void lp_snapshot_free(lp_snapshot *s) {
