@@ -121,6 +121,26 @@ static lua_State *bare_state(void) {
   return L;
 }
 
+/* A luaL_newstate with the libraries of luapool's default profile (LUAPOOL_LIBS_SAFE), as
+   bench_close's: the bare state that create and shutdown compare with. */
+static lua_State *safe_state(void) {
+  static const luaL_Reg libs[] = {{LUA_GNAME, luaopen_base},
+                                  {LUA_COLIBNAME, luaopen_coroutine},
+                                  {LUA_TABLIBNAME, luaopen_table},
+                                  {LUA_STRLIBNAME, luaopen_string},
+                                  {LUA_MATHLIBNAME, luaopen_math},
+                                  {LUA_UTF8LIBNAME, luaopen_utf8},
+                                  {NULL, NULL}};
+  lua_State *L = luaL_newstate();
+  if (L == NULL)
+    return NULL;
+  for (const luaL_Reg *lib = libs; lib->func != NULL; lib++) {
+    luaL_requiref(L, lib->name, lib->func, 1);
+    lua_pop(L, 1);
+  }
+  return L;
+}
+
 /* A pinned state with src compiled once at stack index 1. */
 static int pinned_open(bench *b, const char *src, size_t len, const char *name) {
   b->pinned = bare_state();
@@ -423,9 +443,9 @@ static int none_teardown(bench *b) {
   return 0;
 }
 
-static void create_bare_run(bench *b) {
+static void bare_loop(bench *b, lua_State *(*make)(void)) {
   for (long i = 0; i < b->n; i++) {
-    lua_State *L = bare_state();
+    lua_State *L = make();
     if (L == NULL) {
       b->fails++;
       fail("luaL_newstate", LUAPOOL_ENOMEM);
@@ -433,6 +453,14 @@ static void create_bare_run(bench *b) {
     }
     lua_close(L);
   }
+}
+
+static void create_bare_run(bench *b) {
+  bare_loop(b, safe_state);
+}
+
+static void create_bare_all_run(bench *b) {
+  bare_loop(b, bare_state);
 }
 
 /* ---- shutdown, close-bare: n states closed --------------------------------------------------- */
@@ -472,7 +500,7 @@ static int close_bare_setup(bench *b) {
   if (b->states == NULL)
     return fail("calloc", LUAPOOL_ENOMEM);
   for (long i = 0; i < b->n; i++)
-    if ((b->states[i] = bare_state()) == NULL)
+    if ((b->states[i] = safe_state()) == NULL)
       return fail("luaL_newstate", LUAPOOL_ENOMEM);
   return 0;
 }
@@ -512,12 +540,14 @@ static const mode modes[] = {
     {"create", "acquire (a new state, the sandbox) + luapool_discard", create_setup, create_run,
      create_teardown},
     {"create-all", "create, LUAPOOL_LIBS_ALL", create_all_setup, create_run, create_teardown},
-    {"create-bare", "luaL_newstate + luaL_openlibs + lua_close", none_setup, create_bare_run,
-     none_teardown},
+    {"create-bare", "luaL_newstate + the sandbox's six libraries + lua_close", none_setup,
+     create_bare_run, none_teardown},
+    {"create-bare-all", "luaL_newstate + luaL_openlibs + lua_close", none_setup,
+     create_bare_all_run, none_teardown},
     {"shutdown", "luapool_destroy of a pool of N idle states (the sandbox)", shutdown_setup,
      shutdown_run, states_teardown},
-    {"close-bare", "lua_close of N luaL_openlibs states", close_bare_setup, close_bare_run,
-     states_teardown},
+    {"close-bare", "lua_close of N states with the sandbox's six libraries", close_bare_setup,
+     close_bare_run, states_teardown},
 };
 
 /*

@@ -137,20 +137,32 @@ enum { E_EXPOSED, E_MAPPED, E_RAW };
 /*
 ** An object -> small integer map keyed by the object's address (lua_topointer), in C: the walk
 ** asks it about every edge, which Lua tables keyed by the objects made about a quarter of a
-** state's creation.  Its memory is a userdata at a fixed stack slot, so an error in the walk
-** frees it with the rest.  Addresses are identities here: every object the walk reaches is alive
-** until it ends (reachable from the roots, or kept by the records), and the objects the walk
-** makes (copies, keepers) are never reached, so an address reused by one of them is never asked.
+** state's creation.  Its memory is a C block that the pool's creations reuse (lp_walk_cache): a
+** walk takes one when it starts and gives it back when it ends.  Neither a Lua userdata nor a
+** malloc and free per creation: the first left ~10 KB of garbage in each new state until its
+** first collection, the second a hole in the heap that the next state's objects filled, so that
+** the states' memory interleaved and closing them took twice as long (doc/design.md, "Closing
+** many states").  While a walk holds a block, the snapshot keeps its address (scratch), so that
+** an error that unwinds the walk leaves the block to lp_snapshot_free.  Addresses are identities
+** here: every object the walk reaches is alive until it ends (reachable from the roots, or kept
+** by the records), and the objects the walk makes (copies, keepers) are never reached, so an
+** address reused by one of them is never asked.
 */
 typedef struct pmap_entry {
   const void *key; /* NULL: free */
   int value;
 } pmap_entry;
 
+typedef struct lp_pmap_block {
+  size_t cap; /* entries, a power of 2 */
+  pmap_entry e[];
+} lp_pmap_block;
+
 typedef struct pmap {
-  pmap_entry *e;
-  size_t mask, n; /* capacity - 1 (a power of 2 minus 1), entries */
-  int slot;       /* the stack index of the userdata holding e */
+  lp_pmap_block *b; /* also at *owner, where an error leaves it to lp_snapshot_free */
+  pmap_entry *e;    /* b->e */
+  size_t mask, n;   /* b->cap - 1, entries */
+  lp_pmap_block **owner;
 } pmap;
 
 static size_t pmap_hash(const void *k) {
@@ -158,17 +170,59 @@ static size_t pmap_hash(const void *k) {
   return (size_t)(h >> 32);
 }
 
-static void pmap_alloc(lua_State *L, pmap *m, size_t cap) {
-  m->e = lua_newuserdatauv(L, cap * sizeof *m->e, 0); /* raises on out of memory */
-  memset(m->e, 0, cap * sizeof *m->e);
-  m->mask = cap - 1;
+/* Block b (cap entries), emptied, as m's. */
+static void pmap_use(pmap *m, lp_pmap_block *b) {
+  memset(b->e, 0, b->cap * sizeof b->e[0]);
+  m->b = b;
+  m->e = b->e;
+  *m->owner = b;
+  m->mask = b->cap - 1;
   m->n = 0;
 }
 
-/* Pushes the map's userdata; the map keeps its stack slot (pmap_grow replaces the block there). */
-static void pmap_init(lua_State *L, pmap *m, size_t cap) {
-  pmap_alloc(L, m, cap);
-  m->slot = lua_gettop(L);
+/* A new block of cap entries (raises on out of memory). */
+static lp_pmap_block *pmap_block_new(lua_State *L, size_t cap) {
+  lp_pmap_block *b = lp_malloc(sizeof *b + cap * sizeof b->e[0]);
+  if (b == NULL)
+    luaL_error(L, "not enough memory");
+  b->cap = cap;
+  return b;
+}
+
+/*
+** An empty map of at least cap entries, on the cache's block if it has one that large.  The
+** exchanges are acq_rel: the thread that gave the block back wrote it last, and its release
+** makes those writes happen before this thread's memset (and its own give-back's release
+** orders this thread's writes before the next taker's).
+*/
+static void pmap_init(lua_State *L, pmap *m, lp_pmap_block **owner, _Atomic(lp_pmap_block *) *cache,
+                      size_t cap) {
+  m->owner = owner;
+  lp_pmap_block *b = atomic_exchange_explicit(cache, NULL, memory_order_acq_rel);
+  if (b != NULL && b->cap < cap) {
+    lp_free(b);
+    b = NULL;
+  }
+  pmap_use(m, b != NULL ? b : pmap_block_new(L, cap));
+}
+
+/* The walk is done with m: its block goes back to the cache (one there already is freed). */
+static void pmap_done(pmap *m, _Atomic(lp_pmap_block *) *cache) {
+  lp_free(atomic_exchange_explicit(cache, m->b, memory_order_acq_rel));
+  *m->owner = NULL;
+  m->b = NULL;
+  m->e = NULL;
+}
+
+void lp_walk_cache_init(lp_walk_cache *c) {
+  atomic_init(&c->seen, NULL);
+  atomic_init(&c->frozen, NULL);
+}
+
+/* Only once no creation runs (luapool_destroy). */
+void lp_walk_cache_fini(lp_walk_cache *c) {
+  lp_free(atomic_exchange_explicit(&c->seen, NULL, memory_order_acquire));
+  lp_free(atomic_exchange_explicit(&c->frozen, NULL, memory_order_acquire));
 }
 
 static int pmap_get(const pmap *m, const void *k) {
@@ -193,11 +247,11 @@ static void pmap_insert(pmap *m, const void *k, int v) {
 /* Twice the capacity, at most half full. */
 static void pmap_grow(lua_State *L, pmap *m) {
   pmap old = *m;
-  pmap_alloc(L, m, 2 * (old.mask + 1));
+  pmap_use(m, pmap_block_new(L, 2 * old.b->cap)); /* *owner: the new block, then old's freed */
   for (size_t i = 0; i <= old.mask; i++)
     if (old.e[i].key != NULL)
       pmap_insert(m, old.e[i].key, old.e[i].value);
-  lua_replace(L, m->slot); /* the old block becomes garbage */
+  lp_free(old.b);
 }
 
 static void pmap_put(lua_State *L, pmap *m, const void *k, int v) {
@@ -216,13 +270,13 @@ static void pmap_put(lua_State *L, pmap *m, const void *k, int v) {
 /* The walk's working tables (stack indices) and the records' capacities. */
 typedef struct walk {
   lp_snapshot *s;
+  lp_walk_cache *cache;
   pmap seen;   /* an object's status (ST_*), 0: not found yet */
   pmap frozen; /* what the sandbox marked: an object's LP_K_* kind (LP_T_FROZEN, copied) */
-  int todo, snap, fsnap, tsnap;
-  int cells;   /* a Lua upvalue's identity (light userdata) -> its keeper */
+  int snap, fsnap, tsnap;
+  int cells;   /* a Lua upvalue's identity (light userdata) -> its keeper (nil until the first) */
   int factory; /* a function that makes a Lua closure with one upvalue of its own (nil until
                   the first Lua function with upvalues: the sandbox records none) */
-  lua_Integer ntodo;
   int tcap, fcap, hcap;
 } walk;
 
@@ -260,11 +314,20 @@ static int status_for(int kind, int edge) {
   return ST_EXPOSED;
 }
 
+static bool has_upvalues(lua_State *L, int i) {
+  if (lua_getupvalue(L, i, 1) == NULL)
+    return false;
+  lua_pop(L, 1);
+  return true;
+}
+
 /* Queues the value at i for the status the edge gives it, unless it has that one or more. */
 static void reach(lua_State *L, walk *w, int i, int edge) {
   int t = lua_type(L, i);
   if (t != LUA_TTABLE && t != LUA_TFUNCTION && t != LUA_TUSERDATA && t != LUA_TTHREAD)
     return;
+  if (t == LUA_TFUNCTION && !has_upvalues(L, i))
+    return; /* nothing in it to walk or record: the libraries' ~150 C functions */
   i = lua_absindex(L, i);
   int kind = int_at(L, &w->frozen, i);
   if (kind == LP_K_BOOK)
@@ -273,10 +336,12 @@ static void reach(lua_State *L, walk *w, int i, int edge) {
   if (int_at(L, &w->seen, i) >= st)
     return;
   set_int(L, &w->seen, i, st);
+  lua_State *K = w->s->check; /* the to-do stack: object, status */
+  if (!lua_checkstack(K, 2))
+    luaL_error(L, "not enough memory");
   lua_pushvalue(L, i);
-  lua_rawseti(L, w->todo, 2 * ++w->ntodo - 1);
-  lua_pushinteger(L, st);
-  lua_rawseti(L, w->todo, 2 * w->ntodo);
+  lua_xmove(L, K, 1);
+  lua_pushinteger(K, st);
 }
 
 /* Reaches the metatable at i: protected (getmetatable cannot return it), it is only read. */
@@ -307,19 +372,44 @@ static lp_rec *new_table_rec(lua_State *L, walk *w, lua_Integer *at) {
   return r;
 }
 
-static void record_table(lua_State *L, walk *w, int t) {
-  lua_Integer at;
-  lp_rec *r = new_table_rec(L, w, &at);
-  fingerprint_table(L, t, r);
-  lua_pushvalue(L, t);
-  lua_rawseti(L, w->snap, at + 1);
-  lua_createtable(L, 0, r->n);
+/*
+** Starts table t's record: its entries counted, room for their fingerprints, t itself in the
+** snap triple, and an empty copy of that size pushed; walk_table's traversal fills both and
+** record_table_end closes the record.  The fingerprints and the copy are made in that one
+** traversal, so they hold the same entries even if the collector cleared weak ones meanwhile.
+*/
+static lp_rec *record_table_begin(lua_State *L, walk *w, int t, lua_Integer *at) {
+  lp_rec *r = new_table_rec(L, w, at);
+  int n = 0;
   lua_pushnil(L);
   while (lua_next(L, t) != 0) {
-    lua_pushvalue(L, -2);
-    lua_insert(L, -2);
-    lua_rawset(L, -4);
+    lua_pop(L, 1);
+    n++;
   }
+  r->fp = lp_malloc((size_t)(n > 0 ? 2 * n : 1) * sizeof *r->fp);
+  if (r->fp == NULL)
+    luaL_error(L, "not enough memory");
+  lua_pushvalue(L, t);
+  lua_rawseti(L, w->snap, *at + 1);
+  lua_createtable(L, 0, n);
+  r->n = n; /* an upper bound until record_table_end */
+  return r;
+}
+
+/* The entry at -2, -1 into the record and the copy at copy. */
+static void record_table_entry(lua_State *L, lp_rec *r, int *k, int copy) {
+  if (*k >= 2 * r->n)
+    return; /* not reached: no entry appears during the walk */
+  fp_make(L, -2, &r->fp[(*k)++]);
+  fp_make(L, -1, &r->fp[(*k)++]);
+  lua_pushvalue(L, -2);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, copy);
+}
+
+/* Pops the copy into the snap triple, with t's metatable. */
+static void record_table_end(lua_State *L, walk *w, int t, lp_rec *r, lua_Integer at, int k) {
+  r->n = k / 2;
   lua_rawseti(L, w->snap, at + 2);
   push_metatable_fp(L, t, &r->mt);
   lua_rawseti(L, w->snap, at + 3);
@@ -345,6 +435,10 @@ static void record_userdata(lua_State *L, walk *w, int u) {
 */
 static void push_keeper(lua_State *L, walk *w, int f, int u) {
   void *id = lua_upvalueid(L, f, u);
+  if (lua_isnil(L, w->cells)) {
+    lua_newtable(L);
+    lua_replace(L, w->cells);
+  }
   if (lua_rawgetp(L, w->cells, id) != LUA_TNIL)
     return;
   lua_pop(L, 1);
@@ -449,12 +543,19 @@ static void walk_table(lua_State *L, walk *w, int o, int st, int kind) {
     st = ST_EXPOSED;
     set_int(L, &w->seen, o, st);
   }
-  if (st == ST_EXPOSED && !immutable(kind))
-    record_table(L, w, o);
+  lp_rec *r = NULL;
+  lua_Integer at = 0;
+  int k = 0, copy = 0;
+  if (st == ST_EXPOSED && !immutable(kind)) {
+    r = record_table_begin(L, w, o, &at);
+    copy = lua_gettop(L);
+  }
   bool sandbox_mt = st == ST_RAW && kind == LP_K_PROXYMT;
   bool registry = lua_rawequal(L, o, LUA_REGISTRYINDEX);
   lua_pushnil(L);
   while (lua_next(L, o) != 0) {
+    if (r != NULL)
+      record_table_entry(L, r, &k, copy);
     int ek = st == ST_MAPPED && !immutable(kind) ? E_MAPPED : E_EXPOSED, ev = ek;
     if (sandbox_mt) { /* __index is read raw; the real table behind a proxy only mapped */
       bool index = lua_type(L, -2) == LUA_TSTRING && strcmp(lua_tostring(L, -2), "__index") == 0;
@@ -466,6 +567,8 @@ static void walk_table(lua_State *L, walk *w, int o, int st, int kind) {
     reach(L, w, -1, ev);
     lua_pop(L, 1);
   }
+  if (r != NULL)
+    record_table_end(L, w, o, r, at, k);
   reach_metatable(L, w, o);
 }
 
@@ -514,8 +617,9 @@ static void walk_one(lua_State *L, walk *w, int o, int st) {
 
 /* Pushes the walk's working tables and marks luapool's bookkeeping as seen (never recorded). */
 static void walk_begin(lua_State *L, walk *w, int lp) {
-  pmap_init(L, &w->seen, 256); /* the sandbox's walk finds ~70 objects, LIBS_ALL's ~250 */
-  pmap_init(L, &w->frozen, 128);
+  /* the sandbox's walk finds ~70 objects, LIBS_ALL's ~250 */
+  pmap_init(L, &w->seen, &w->s->scratch[0], &w->cache->seen, 256);
+  pmap_init(L, &w->frozen, &w->s->scratch[1], &w->cache->frozen, 128);
   lua_rawgeti(L, lp, LP_T_FROZEN);
   lua_pushnil(L);
   while (lua_next(L, -2) != 0) {
@@ -523,9 +627,7 @@ static void walk_begin(lua_State *L, walk *w, int lp) {
     lua_pop(L, 1);
   }
   lua_pop(L, 1);
-  lua_newtable(L);
-  w->todo = lua_gettop(L);
-  lua_newtable(L);
+  lua_pushnil(L); /* the cells' slot: a table once the first keeper is made */
   w->cells = lua_gettop(L);
   lua_pushnil(L); /* the factory's slot */
   w->factory = lua_gettop(L);
@@ -601,10 +703,11 @@ static void take_images(lua_State *L, lp_snapshot *s) {
       lp_image_take(&s->tab[i].img, lua_topointer(s->check, LP_K_TABLE(i)));
 }
 
-int lp_snapshot_record(lua_State *L, lp_snapshot *s) {
+int lp_snapshot_record(lua_State *L, lp_snapshot *s, lp_walk_cache *cache) {
   walk w;
   memset(&w, 0, sizeof w);
   w.s = s;
+  w.cache = cache;
   int base = lua_gettop(L);
   luaL_checkstack(L, 40, "recording the state");
   lp_lptable_push(L);
@@ -613,21 +716,19 @@ int lp_snapshot_record(lua_State *L, lp_snapshot *s) {
   lua_rawseti(L, lp, LP_T_CHECK);
   walk_begin(L, &w, lp);
   walk_roots(L, &w, lp);
-  while (w.ntodo > 0) {
-    lua_Integer at = 2 * w.ntodo - 1;
-    lua_rawgeti(L, w.todo, at + 1);
-    int st = (int)lua_tointeger(L, -1);
-    lua_pop(L, 1);
-    lua_rawgeti(L, w.todo, at);
-    lua_pushnil(L);
-    lua_rawseti(L, w.todo, at);
-    w.ntodo--;
+  lua_State *K = s->check;
+  while (lua_gettop(K) > 0) {
+    int st = (int)lua_tointeger(K, -1);
+    lua_pop(K, 1);
+    lua_xmove(K, L, 1);
     int o = lua_gettop(L);
     if (int_at(L, &w.seen, o) == st) /* else it was found more exposed since, and queued again */
       walk_one(L, &w, o, st);
     lua_settop(L, o - 1);
   }
   lua_settop(L, base);
+  pmap_done(&w.seen, &cache->seen);
+  pmap_done(&w.frozen, &cache->frozen);
   s->dirty = lp_malloc((size_t)(s->ntab + s->nfn + 1) * sizeof *s->dirty);
   if (s->dirty == NULL)
     luaL_error(L, "not enough memory");
@@ -651,6 +752,8 @@ void lp_snapshot_free(lp_snapshot *s) {
   lp_free(s->fn);
   lp_free(s->thr);
   lp_free(s->dirty);
+  lp_free(s->scratch[0]); /* an error in lp_snapshot_record left its maps */
+  lp_free(s->scratch[1]);
   memset(s, 0, sizeof *s);
 }
 

@@ -13,6 +13,7 @@
 #ifndef LUAPOOL_SNAPSHOT_H
 #define LUAPOOL_SNAPSHOT_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -54,14 +55,26 @@ typedef struct lp_snapshot {
   int *dirty;          /* ntab + nfn: what find_dirty found (>= 0 a table, < 0 function -1-i) */
   bool thread_changed; /* find_dirty found a coroutine changed: restore taints */
   lua_State *check;    /* a thread whose stack holds, for good, the type samples (1..7), then the
-                          recorded tables, functions and coroutines: what the reset checks */
+                          recorded tables, functions and coroutines: what the reset checks (while
+                          lp_snapshot_record walks, its to-do list: object, status pairs) */
   lp_fp typemt[LP_TYPE_SAMPLES];
   int image; /* LP_IMAGE_OFF, _ON or _VERIFY (image.h) */
+  struct lp_pmap_block *scratch[2]; /* the walk's maps while lp_snapshot_record runs */
 } lp_snapshot;
+
+/*
+** The blocks the walks of one pool's creations reuse for their maps (snapshot.c, pmap): a walk
+** takes them when it starts and gives them back when it ends, on any thread.
+*/
+typedef struct lp_walk_cache {
+  _Atomic(struct lp_pmap_block *) seen, frozen;
+} lp_walk_cache;
+void lp_walk_cache_init(lp_walk_cache *c);
+void lp_walk_cache_fini(lp_walk_cache *c);
 
 /* Protected, after on_create and the freeze: records what the reset checks.  Raises an error
    when on_create left a suspended coroutine reachable. */
-int lp_snapshot_record(lua_State *L, lp_snapshot *s);
+int lp_snapshot_record(lua_State *L, lp_snapshot *s, lp_walk_cache *cache);
 /* How many recorded tables, functions and coroutines changed.  Raises no error and allocates
    nothing in the state (a table the walk finds unchanged gets a new image, in C memory: without
    it, that table is walked from then on). */

@@ -38,9 +38,11 @@ void lp_state_init(luapool *p) {
   atomic_init(&st->current, &st->first);
   atomic_init(&st->generation, 1);
   atomic_init(&st->reloads, 0);
+  lp_walk_cache_init(&st->walk);
 }
 
 void lp_state_fini(luapool *p) {
+  lp_walk_cache_fini(&p->states.walk);
   lp_gen *g = atomic_load_explicit(&p->states.current, memory_order_relaxed); /* no other thread */
   while (g != &p->states.first) {
     lp_gen *older = g->older;
@@ -141,6 +143,7 @@ typedef struct init_args {
   const luapool_config *cfg;
   const lp_gen *gen; /* on_create and its ud */
   lp_sx *x;
+  lp_walk_cache *walk;
   int on_create_rc;
 } init_args;
 
@@ -167,7 +170,7 @@ static int state_init(lua_State *L) {
   if (a->cfg->libs & LUAPOOL_LIB_SANDBOX)
     lp_sandbox_freeze(L);
   lp_entropy_seed_open(L, &x->seed);
-  return lp_snapshot_record(L, &x->snapshot);
+  return lp_snapshot_record(L, &x->snapshot, a->walk);
 }
 
 /* The parts a state needs before lua_newstate; NULL when out of memory. */
@@ -193,7 +196,7 @@ static void sx_free(lp_sx *x) {
 
 /* Runs the creation sequence on L; LUAPOOL_OK, or the error (logged). */
 static int state_fill(luapool *p, const lp_gen *g, lua_State *L, lp_sx *x) {
-  init_args a = {&p->cfg, g, x, 0};
+  init_args a = {&p->cfg, g, x, &p->states.walk, 0};
   lua_pushcfunction(L, state_init);
   lua_pushlightuserdata(L, &a);
   lp_cb_mark mark = lp_cb_save();

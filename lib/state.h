@@ -11,6 +11,7 @@
 
 #include "base.h"
 #include "slot.h"
+#include "snapshot.h"
 
 /* closed_by's size: the reasons are 1 to the last LUAPOOL_CLOSE_* (0 unused). */
 #define LP_CLOSE_REASONS (LUAPOOL_CLOSE_RELOADED + 1)
@@ -47,6 +48,7 @@ typedef struct lp_states {
   /* luapool_create's generation (cfg's on_create and ud, number 1): its live count is written
      by every creation and close, so not on the line above */
   _Alignas(LP_CACHELINE) lp_gen first;
+  lp_walk_cache walk; /* the creations' scratch blocks (snapshot.h) */
 } lp_states;
 
 void lp_state_init(luapool *p);

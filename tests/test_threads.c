@@ -101,6 +101,59 @@ START_TEST(a_state_may_be_released_on_another_thread) {
 }
 END_TEST
 
+/* ---- creations on many threads share the walk's blocks ------------------------------------- */
+
+/*
+** Every acquire makes a state (each is discarded after its check), on four threads at once, so
+** the creations' walks take and give back the pool's two map blocks (lib/snapshot.c, pmap) as
+** they race.  Under LIBS_ALL the map of seen objects outgrows the block and is replaced.  A walk
+** that wrote a block another walk still used would record wrong: the check is that each state's
+** reset still puts back what a request wrote.  Under TSan, a give-back that did not order its
+** writes before the next taker's would be a reported race.
+*/
+typedef struct creators {
+  luapool *p;
+  atomic_int errors;
+} creators;
+
+static void *create_and_check(void *arg) {
+  creators *c = arg;
+  for (int i = 0; i < 40; i++) {
+    lua_State *L;
+    if (luapool_acquire(c->p, 1000, &L) != LUAPOOL_OK) {
+      atomic_fetch_add(&c->errors, 1);
+      continue;
+    }
+    util_run(L, "x = 1 rawset(_G, 'y', {})");
+    luapool_release(c->p, L);
+    lua_State *again;
+    ck_assert_int_eq(luapool_acquire(c->p, 0, &again), LUAPOOL_OK);
+    ck_assert_ptr_eq(again, L); /* from this thread's magazine */
+    if (util_eval_int(again, "return x == nil and rawget(_G, 'y') == nil") != 1)
+      atomic_fetch_add(&c->errors, 1);
+    luapool_discard(c->p, again);
+  }
+  return NULL;
+}
+
+START_TEST(creations_on_many_threads_share_the_walk_blocks) {
+  luapool_config cfg;
+  util_config_libs(&cfg, util_profiles[_i]);
+  cfg.min_idle = 0;
+  creators c = {.p = util_pool(&cfg)};
+  pthread_t t[4];
+  for (int i = 0; i < 4; i++)
+    start(&t[i], create_and_check, &c);
+  for (int i = 0; i < 4; i++)
+    join(t[i]);
+  ck_assert_int_eq(atomic_load(&c.errors), 0);
+  luapool_stats s = util_stats(c.p);
+  ck_assert_uint_eq(s.created, 4 * 40);
+  ck_assert_uint_eq(s.in_use, 0);
+  luapool_destroy(c.p);
+}
+END_TEST
+
 /* ---- an exiting thread's states come back -------------------------------------------------- */
 
 static void *cache_three_and_exit(void *arg) {
@@ -571,6 +624,7 @@ int main(void) {
   tcase_add_test(tc, the_cap_holds_with_many_threads);
   tcase_add_test(tc, a_state_may_be_released_on_another_thread);
   tcase_add_test(tc, an_exiting_thread_gives_its_magazine_back);
+  tcase_add_loop_test(tc, creations_on_many_threads_share_the_walk_blocks, 0, 2);
   tcase_add_test(tc, states_in_an_idle_threads_magazine_reach_a_waiter);
   tcase_add_test(tc, a_release_wakes_a_waiter);
   tcase_add_test(tc, shutdown_wakes_waiters_with_eclosed);
