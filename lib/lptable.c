@@ -9,6 +9,8 @@ static const char lp_key = 0;
 void lp_lptable_create(lua_State *L) {
   lua_createtable(L, LP_T_COUNT, 0);
   for (int i = 1; i <= LP_T_COUNT; i++) {
+    if (i == LP_T_SNAP || i == LP_T_FSNAP || i == LP_T_TSNAP)
+      continue; /* lp_snapshot_record makes them, at their sizes */
     lua_newtable(L);
     lua_rawseti(L, -2, i);
   }

@@ -217,6 +217,8 @@ static void pmap_done(pmap *m, _Atomic(lp_pmap_block *) *cache) {
 void lp_walk_cache_init(lp_walk_cache *c) {
   atomic_init(&c->seen, NULL);
   atomic_init(&c->frozen, NULL);
+  atomic_init(&c->ntab, 0);
+  atomic_init(&c->nfn, 0);
 }
 
 /* Only once no creation runs (luapool_destroy). */
@@ -277,8 +279,17 @@ typedef struct walk {
   int cells;   /* a Lua upvalue's identity (light userdata) -> its keeper (nil until the first) */
   int factory; /* a function that makes a Lua closure with one upvalue of its own (nil until
                   the first Lua function with upvalues: the sandbox records none) */
+  int spill;   /* the to-do list past LP_TODO_ON_STACK pairs: a table (nil until needed) */
+  lua_Integer nspill;
   int tcap, fcap, hcap;
 } walk;
+
+/*
+** The to-do list (objects found, not walked yet, with their status) is the check thread's stack
+** up to this many pairs (~128 KB of stack; LIBS_ALL's walk needs a few hundred), then a table:
+** Lua stacks stop at LUAI_MAXSTACK slots, and on_create may leave any number of objects.
+*/
+#define LP_TODO_ON_STACK 4096
 
 static void *grow(lua_State *L, void *p, int *cap, int need, size_t size) {
   if (need <= *cap)
@@ -336,12 +347,43 @@ static void reach(lua_State *L, walk *w, int i, int edge) {
   if (int_at(L, &w->seen, i) >= st)
     return;
   set_int(L, &w->seen, i, st);
-  lua_State *K = w->s->check; /* the to-do stack: object, status */
-  if (!lua_checkstack(K, 2))
-    luaL_error(L, "not enough memory");
+  lua_State *K = w->s->check; /* the to-do list: object, status */
+  if (lua_gettop(K) < 2 * LP_TODO_ON_STACK && lua_checkstack(K, 2)) {
+    lua_pushvalue(L, i);
+    lua_xmove(L, K, 1);
+    lua_pushinteger(K, st);
+    return;
+  }
+  if (lua_isnil(L, w->spill)) {
+    lua_newtable(L);
+    lua_replace(L, w->spill);
+  }
   lua_pushvalue(L, i);
-  lua_xmove(L, K, 1);
-  lua_pushinteger(K, st);
+  lua_rawseti(L, w->spill, 2 * ++w->nspill - 1);
+  lua_pushinteger(L, st);
+  lua_rawseti(L, w->spill, 2 * w->nspill);
+}
+
+/* Pushes the next object to walk and returns its status; 0 when none is left. */
+static int todo_next(lua_State *L, walk *w) {
+  lua_State *K = w->s->check;
+  if (lua_gettop(K) > 0) {
+    int st = (int)lua_tointeger(K, -1);
+    lua_pop(K, 1);
+    lua_xmove(K, L, 1);
+    return st;
+  }
+  if (w->nspill == 0)
+    return 0;
+  lua_Integer at = 2 * w->nspill - 1;
+  lua_rawgeti(L, w->spill, at + 1);
+  int st = (int)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  lua_rawgeti(L, w->spill, at);
+  lua_pushnil(L);
+  lua_rawseti(L, w->spill, at);
+  w->nspill--;
+  return st;
 }
 
 /* Reaches the metatable at i: protected (getmetatable cannot return it), it is only read. */
@@ -629,14 +671,21 @@ static void walk_begin(lua_State *L, walk *w, int lp) {
   lua_pop(L, 1);
   lua_pushnil(L); /* the cells' slot: a table once the first keeper is made */
   w->cells = lua_gettop(L);
+  lua_pushnil(L); /* the to-do list's spill: a table once the check thread's part is full */
+  w->spill = lua_gettop(L);
   lua_pushnil(L); /* the factory's slot */
   w->factory = lua_gettop(L);
-  lua_rawgeti(L, lp, LP_T_SNAP);
-  w->snap = lua_gettop(L);
-  lua_rawgeti(L, lp, LP_T_FSNAP);
-  w->fsnap = lua_gettop(L);
-  lua_rawgeti(L, lp, LP_T_TSNAP);
-  w->tsnap = lua_gettop(L);
+  /* the records' lists, at the sizes the pool's last walk needed (no rehash as they fill) */
+  static const int lists[] = {LP_T_SNAP, LP_T_FSNAP, LP_T_TSNAP};
+  int size[] = {3 * atomic_load_explicit(&w->cache->ntab, memory_order_relaxed),
+                2 * atomic_load_explicit(&w->cache->nfn, memory_order_relaxed), 0};
+  int *slot[] = {&w->snap, &w->fsnap, &w->tsnap};
+  for (int i = 0; i < 3; i++) {
+    lua_createtable(L, size[i], 0);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, lp, lists[i]);
+    *slot[i] = lua_gettop(L);
+  }
   /* the bookkeeping itself, and the cache (it changes by design); the request's modules table
      is recorded (empty under the sandbox), so the reset empties it */
   static const int skip[] = {LP_T_SNAP,    LP_T_FSNAP, LP_T_FROZEN, LP_T_CACHE,     LP_T_TYPEMT,
@@ -716,11 +765,8 @@ int lp_snapshot_record(lua_State *L, lp_snapshot *s, lp_walk_cache *cache) {
   lua_rawseti(L, lp, LP_T_CHECK);
   walk_begin(L, &w, lp);
   walk_roots(L, &w, lp);
-  lua_State *K = s->check;
-  while (lua_gettop(K) > 0) {
-    int st = (int)lua_tointeger(K, -1);
-    lua_pop(K, 1);
-    lua_xmove(K, L, 1);
+  int st;
+  while ((st = todo_next(L, &w)) != 0) {
     int o = lua_gettop(L);
     if (int_at(L, &w.seen, o) == st) /* else it was found more exposed since, and queued again */
       walk_one(L, &w, o, st);
@@ -729,6 +775,8 @@ int lp_snapshot_record(lua_State *L, lp_snapshot *s, lp_walk_cache *cache) {
   lua_settop(L, base);
   pmap_done(&w.seen, &cache->seen);
   pmap_done(&w.frozen, &cache->frozen);
+  atomic_store_explicit(&cache->ntab, s->ntab, memory_order_relaxed); /* hints: orders nothing */
+  atomic_store_explicit(&cache->nfn, s->nfn, memory_order_relaxed);
   s->dirty = lp_malloc((size_t)(s->ntab + s->nfn + 1) * sizeof *s->dirty);
   if (s->dirty == NULL)
     luaL_error(L, "not enough memory");

@@ -68,6 +68,7 @@ typedef struct lp_snapshot {
 */
 typedef struct lp_walk_cache {
   _Atomic(struct lp_pmap_block *) seen, frozen;
+  _Atomic int ntab, nfn; /* what the last walk recorded: the next one's sizes (hints) */
 } lp_walk_cache;
 void lp_walk_cache_init(lp_walk_cache *c);
 void lp_walk_cache_fini(lp_walk_cache *c);

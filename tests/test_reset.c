@@ -601,6 +601,43 @@ START_TEST(on_create_state_survives_and_is_restored) {
 }
 END_TEST
 
+/*
+** An on_create that leaves more objects pending at once than the walk's to-do list keeps on the
+** check thread's stack (LP_TODO_ON_STACK pairs, lib/snapshot.c): the rest go to its spill
+** table, and every one of them is still walked.  Under LIBS_ALL the inner tables are recorded,
+** so a request's writes to the last ones (pushed last, spilled) are put back; under the sandbox
+** they are frozen, so the writes are refused.
+*/
+static int on_create_wide(lua_State *L, void *ud) {
+  (void)ud;
+  return luaL_dostring(L, "wide = {} for i = 1, 6000 do wide[i] = {i} end") != LUA_OK;
+}
+
+START_TEST(a_wide_on_create_is_walked_whole) {
+  luapool_config cfg;
+  util_config_libs(&cfg, util_profiles[_i]);
+  cfg.on_create = on_create_wide;
+  luapool *p = util_pool(&cfg);
+  static const char *const write =
+      "local n = 0 for _, i in ipairs({1, 3000, 4500, 5999, 6000}) do"
+      " if pcall(function() wide[i][1] = 'x' wide[i].extra = true end) then n = n + 1 end end"
+      " return n";
+  static const char *const pristine =
+      "for i = 1, 6000 do local t = wide[i] if t[1] ~= i or t.extra ~= nil then return 0 end end"
+      " return 1";
+  for (int round = 0; round < 2; round++) {
+    lua_State *L = util_acquire(p);
+    ck_assert_int_eq(util_eval_int(L, pristine), 1);
+    ck_assert_int_eq(util_eval_int(L, write), util_profiles[_i] == LUAPOOL_LIBS_ALL ? 5 : 0);
+    luapool_release(p, L);
+  }
+  luapool_stats st = util_stats(p);
+  ck_assert_uint_eq(st.created, 1);
+  ck_assert_uint_eq(st.tainted, 0);
+  luapool_destroy(p);
+}
+END_TEST
+
 /* ---- the chunk cache ----------------------------------------------------------------------------- */
 
 static const char handler[] = "hits = (hits or 0) + 1 return hits";
@@ -731,6 +768,7 @@ static Suite *reset_suite(void) {
   suite_add_tcase(s, tc);
   tc = tcase_create("pristine");
   tcase_add_loop_test(tc, on_create_state_survives_and_is_restored, 0, 2);
+  tcase_add_loop_test(tc, a_wide_on_create_is_walked_whole, 0, 2);
   suite_add_tcase(s, tc);
   tc = tcase_create("chunk_cache");
   tcase_add_loop_test(tc, chunk_cache_survives_reset_and_sees_fresh_globals, 0, 2);
