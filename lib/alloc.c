@@ -67,15 +67,9 @@ static bool may_grow(lp_alloc *a, void *ptr, size_t osize, size_t nsize) {
   return true;
 }
 
-static void *alloc_f(void *ud, void *ptr, size_t osize, size_t nsize) {
-  lp_alloc *a = ud;
-  if (ptr == NULL)
-    osize = 0; /* osize is then the object's type */
-  if (nsize == 0) {
-    free(ptr);
-    a->bytes -= osize;
-    return NULL;
-  }
+/* alloc_f past a free: a new block, a growth or a shrink (osize 0 for a new block). */
+static __attribute__((noinline)) void *alloc_resize(lp_alloc *a, void *ptr, size_t osize,
+                                                    size_t nsize) {
   if (nsize > osize && !may_grow(a, ptr, osize, nsize))
     return NULL;
   void *q = realloc(ptr, nsize);
@@ -88,6 +82,22 @@ static void *alloc_f(void *ud, void *ptr, size_t osize, size_t nsize) {
   if (a->bytes > a->peak)
     a->peak = a->bytes;
   return q;
+}
+
+/*
+** Lua's allocator for every pooled state.  A free is the one path short enough to need no saved
+** register: lua_close frees a state's few hundred blocks through it, and the collector every
+** block it sweeps (the rest is alloc_resize, out of line, a tail call).
+*/
+static void *alloc_f(void *ud, void *ptr, size_t osize, size_t nsize) {
+  lp_alloc *a = ud;
+  if (nsize == 0) {
+    if (ptr != NULL) /* with no block, osize is the new object's type */
+      a->bytes -= osize;
+    free(ptr);
+    return NULL;
+  }
+  return alloc_resize(a, ptr, ptr != NULL ? osize : 0, nsize);
 }
 
 lua_State *lp_alloc_newstate(lp_alloc *a) {
