@@ -409,17 +409,25 @@ static void wrap_field(lua_State *L, int t, int w) {
   lua_setfield(L, t, wrappers[w].name);
 }
 
+/* Do wrappers a and b wrap functions of the same table? */
+static bool same_lib(const wrapper *a, const wrapper *b) {
+  return a->lib == b->lib || (a->lib != NULL && b->lib != NULL && strcmp(a->lib, b->lib) == 0);
+}
+
 void lp_guard_open(lua_State *L) {
   int base = lua_gettop(L);
   for (int w = 0; w < W_COUNT; w++) {
-    if (wrappers[w].lib == NULL)
-      lua_pushglobaltable(L);
-    else
-      lua_getglobal(L, wrappers[w].lib);
-    if (lua_istable(L, -1))
-      wrap_field(L, lua_gettop(L), w);
-    lua_settop(L, base);
+    if (w == 0 || !same_lib(&wrappers[w], &wrappers[w - 1])) { /* the list is by table */
+      lua_settop(L, base);
+      if (wrappers[w].lib == NULL)
+        lua_pushglobaltable(L);
+      else
+        lua_getglobal(L, wrappers[w].lib);
+    }
+    if (lua_istable(L, base + 1))
+      wrap_field(L, base + 1, w);
   }
+  lua_settop(L, base);
   if (lua_getglobal(L, LUA_COLIBNAME) == LUA_TTABLE && lua_getfield(L, -1, "wrap") != LUA_TNIL) {
     lua_pushcfunction(L, g_wrap);
     lua_setfield(L, -3, "wrap");

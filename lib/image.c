@@ -102,6 +102,16 @@ void lp_image_take(lp_image *im, const void *table) {
   memcpy(im->bytes + abytes, t->node, nbytes);
 }
 
+int lp_image_count(const void *table) {
+  const lp_ltable *t = table;
+  int n = 0;
+  for (size_t i = 0, size = array_size(t); i < size; i++)
+    n += (t->array[i].tt & 0x0f) != LUA_TNIL; /* lua_next skips Lua's three nils */
+  for (size_t i = 0, size = (size_t)1 << t->lsizenode; i < size; i++)
+    n += (t->node[i].u.tt & 0x0f) != LUA_TNIL; /* a dead key's value is nil too */
+  return n;
+}
+
 /*
 ** Whether a tag's value has a payload: nil, false and true (and Lua's empty and absent-key nils)
 ** are their tag alone, and Lua never writes their 8 payload bytes, nor the padding after a tag.
@@ -269,12 +279,25 @@ void lp_image_take(lp_image *im, const void *t) {
   im->t = NULL;
 }
 
+int lp_image_count(const void *table) {
+  (void)table;
+  return -1;
+}
+
 bool lp_image_same(const lp_image *im) {
   (void)im;
   return false;
 }
 
 #endif
+
+void lp_image_disagree_count(int table, int layout, int api) {
+  (void)fprintf(stderr,
+                "luapool: LUAPOOL_TABLE_IMAGE=verify: recorded table %d has %d entries by its "
+                "layout but %d by lua_next: the layout is misread here; aborting\n",
+                table, layout, api);
+  abort();
+}
 
 void lp_image_disagree(int table) {
   (void)fprintf(

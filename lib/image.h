@@ -55,10 +55,15 @@ typedef struct lp_image {
 int lp_image_mode(lua_State *L);
 /* Takes the image of table t (lua_topointer of a table).  Without memory, im->t is NULL. */
 void lp_image_take(lp_image *im, const void *t);
+/* How many entries lua_next would give for table t (lua_topointer of a table), read from its
+   parts; only where lp_image_mode did not say LP_IMAGE_OFF.  -1 when images are not built. */
+int lp_image_count(const void *t);
 /* Is table im->t as imaged?  False when there is no image.  Allocates nothing. */
 bool lp_image_same(const lp_image *im);
 /* Verify mode: an image called a changed table clean.  Logs to stderr and aborts. */
 void lp_image_disagree(int table);
+/* Verify mode: lp_image_count and lua_next disagree on a table's entries.  The same. */
+void lp_image_disagree_count(int table, int layout, int api);
 void lp_image_free(lp_image *im);
 
 #endif /* LUAPOOL_IMAGE_H */

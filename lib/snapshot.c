@@ -333,10 +333,7 @@ static bool has_upvalues(lua_State *L, int i) {
 }
 
 /* Queues the value at i for the status the edge gives it, unless it has that one or more. */
-static void reach(lua_State *L, walk *w, int i, int edge) {
-  int t = lua_type(L, i);
-  if (t != LUA_TTABLE && t != LUA_TFUNCTION && t != LUA_TUSERDATA && t != LUA_TTHREAD)
-    return;
+static void reach_object(lua_State *L, walk *w, int i, int t, int edge) {
   if (t == LUA_TFUNCTION && !has_upvalues(L, i))
     return; /* nothing in it to walk or record: the libraries' ~150 C functions */
   i = lua_absindex(L, i);
@@ -362,6 +359,13 @@ static void reach(lua_State *L, walk *w, int i, int edge) {
   lua_rawseti(L, w->spill, 2 * ++w->nspill - 1);
   lua_pushinteger(L, st);
   lua_rawseti(L, w->spill, 2 * w->nspill);
+}
+
+/* reach's test inline: most of what the walk meets (keys, numbers, strings) is no object. */
+static inline void reach(lua_State *L, walk *w, int i, int edge) {
+  int t = lua_type(L, i);
+  if (t == LUA_TTABLE || t == LUA_TFUNCTION || t == LUA_TUSERDATA || t == LUA_TTHREAD)
+    reach_object(L, w, i, t, edge);
 }
 
 /* Pushes the next object to walk and returns its status; 0 when none is left. */
@@ -420,28 +424,58 @@ static lp_rec *new_table_rec(lua_State *L, walk *w, lua_Integer *at) {
 ** record_table_end closes the record.  The fingerprints and the copy are made in that one
 ** traversal, so they hold the same entries even if the collector cleared weak ones meanwhile.
 */
-static lp_rec *record_table_begin(lua_State *L, walk *w, int t, lua_Integer *at) {
-  lp_rec *r = new_table_rec(L, w, at);
+static int count_entries(lua_State *L, int t) {
   int n = 0;
   lua_pushnil(L);
   while (lua_next(L, t) != 0) {
     lua_pop(L, 1);
     n++;
   }
+  return n;
+}
+
+/*
+** Table t's entries, for the sizes of its record: read from its parts where the image's probe
+** passed (image.h; no lua_next pass), else counted through the API.  In verify mode both, and
+** they must agree.  Only sizes hang on it: record_table_entry grows the record if it must.
+*/
+static int entries_of(lua_State *L, const lp_snapshot *s, int t) {
+  if (s->image == LP_IMAGE_OFF)
+    return count_entries(L, t);
+  int n = lp_image_count(lua_topointer(L, t));
+  if (s->image == LP_IMAGE_VERIFY) {
+    int api = count_entries(L, t);
+    if (n != api)
+      lp_image_disagree_count(s->ntab - 1, n, api);
+  }
+  return n;
+}
+
+static lp_rec *record_table_begin(lua_State *L, walk *w, int t, lua_Integer *at, int *cap) {
+  lp_rec *r = new_table_rec(L, w, at);
+  int n = entries_of(L, w->s, t);
   r->fp = lp_malloc((size_t)(n > 0 ? 2 * n : 1) * sizeof *r->fp);
   if (r->fp == NULL)
     luaL_error(L, "not enough memory");
+  *cap = n > 0 ? n : 0;
   lua_pushvalue(L, t);
   lua_rawseti(L, w->snap, *at + 1);
   lua_createtable(L, 0, n);
-  r->n = n; /* an upper bound until record_table_end */
   return r;
 }
 
-/* The entry at -2, -1 into the record and the copy at copy. */
-static void record_table_entry(lua_State *L, lp_rec *r, int *k, int copy) {
-  if (*k >= 2 * r->n)
-    return; /* not reached: no entry appears during the walk */
+/* The entry at -2, -1 into the record (room for cap entries, grown if need be) and the copy. */
+static void record_table_entry(lua_State *L, lp_rec *r, int *k, int *cap, int copy) {
+  if (*k >= 2 * *cap) {
+    int more = *cap < 8 ? 16 : 2 * *cap;
+    lp_fp *fp = lp_realloc(r->fp, (size_t)(2 * more) * sizeof *fp);
+    if (fp == NULL) {
+      luaL_error(L, "not enough memory");
+      return; /* not reached: luaL_error does not return */
+    }
+    r->fp = fp;
+    *cap = more;
+  }
   fp_make(L, -2, &r->fp[(*k)++]);
   fp_make(L, -1, &r->fp[(*k)++]);
   lua_pushvalue(L, -2);
@@ -587,9 +621,9 @@ static void walk_table(lua_State *L, walk *w, int o, int st, int kind) {
   }
   lp_rec *r = NULL;
   lua_Integer at = 0;
-  int k = 0, copy = 0;
+  int k = 0, cap = 0, copy = 0;
   if (st == ST_EXPOSED && !immutable(kind)) {
-    r = record_table_begin(L, w, o, &at);
+    r = record_table_begin(L, w, o, &at, &cap);
     copy = lua_gettop(L);
   }
   bool sandbox_mt = st == ST_RAW && kind == LP_K_PROXYMT;
@@ -597,7 +631,7 @@ static void walk_table(lua_State *L, walk *w, int o, int st, int kind) {
   lua_pushnil(L);
   while (lua_next(L, o) != 0) {
     if (r != NULL)
-      record_table_entry(L, r, &k, copy);
+      record_table_entry(L, r, &k, &cap, copy);
     int ek = st == ST_MAPPED && !immutable(kind) ? E_MAPPED : E_EXPOSED, ev = ek;
     if (sandbox_mt) { /* __index is read raw; the real table behind a proxy only mapped */
       bool index = lua_type(L, -2) == LUA_TSTRING && strcmp(lua_tostring(L, -2), "__index") == 0;
@@ -743,8 +777,7 @@ static void fill_check_thread(lua_State *L, lp_snapshot *s) {
 
 /* After the walk, the images of the recorded tables (not userdata: only their metatables are
    checked, through the API), as the tables are now. */
-static void take_images(lua_State *L, lp_snapshot *s) {
-  s->image = lp_image_mode(L);
+static void take_images(lp_snapshot *s) {
   if (s->image == LP_IMAGE_OFF)
     return;
   for (int i = 0; i < s->ntab; i++)
@@ -763,6 +796,7 @@ int lp_snapshot_record(lua_State *L, lp_snapshot *s, lp_walk_cache *cache) {
   int lp = lua_gettop(L);
   s->check = lua_newthread(L); /* before the walk: under LIBS_ALL the luapool table is recorded */
   lua_rawseti(L, lp, LP_T_CHECK);
+  s->image = lp_image_mode(L); /* before the walk too: it counts entries through the layout */
   walk_begin(L, &w, lp);
   walk_roots(L, &w, lp);
   int st;
@@ -781,7 +815,7 @@ int lp_snapshot_record(lua_State *L, lp_snapshot *s, lp_walk_cache *cache) {
   if (s->dirty == NULL)
     luaL_error(L, "not enough memory");
   fill_check_thread(L, s);
-  take_images(L, s);
+  take_images(s);
   return 0;
 }
 
