@@ -6,9 +6,11 @@
 ** recorded and keeps alive, so every pointer it follows is to a live table's parts.
 */
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "base.h"
 #include "fault.h"
@@ -127,6 +129,48 @@ static bool same_value(const lp_lval *a, unsigned char att, const lp_lval *b, un
   return att == btt && (!has_payload(att) || a->i == b->i);
 }
 
+/*
+** A node is three words here: the value's payload, then its tag, its key's tag, two bytes of
+** padding and the chain link, then the key's payload.  The middle word's mask keeps the tags and
+** the link and drops the padding (Lua never writes it), whatever the byte order.
+*/
+_Static_assert(sizeof(lp_lnode) == 3 * sizeof(uint64_t), "a node is three words");
+_Static_assert(offsetof(lp_lnode, u.tt) == 8 && offsetof(lp_lnode, u.key_tt) == 9 &&
+                   offsetof(lp_lnode, u.next) == 12 && offsetof(lp_lnode, u.key) == 16,
+               "the node's fields where the mask expects them");
+
+static uint64_t tags_and_link(void) {
+  lp_lnode n;
+  memset(&n, 0, sizeof n);
+  n.u.tt = 0xff;
+  n.u.key_tt = 0xff;
+  n.u.next = -1;
+  uint64_t w[3];
+  memcpy(w, &n, sizeof w);
+  return w[1];
+}
+
+/* Word k of node n (a load: memcpy keeps it within the rules on aliasing). */
+static uint64_t node_word(const lp_lnode *n, int k) {
+  uint64_t w;
+  memcpy(&w, (const unsigned char *)n + (size_t)k * sizeof w, sizeof w);
+  return w;
+}
+
+/* Nodes a and b (n of each) the same: tags and links, and the payloads that mean something. */
+static bool same_nodes(const lp_lnode *a, const lp_lnode *b, size_t n) {
+  const uint64_t mask = tags_and_link();
+  for (size_t i = 0; i < n; i++) {
+    if ((node_word(&a[i], 1) ^ node_word(&b[i], 1)) & mask)
+      return false; /* equal tags from here on: the payload test is the same for both */
+    if (has_payload(a[i].u.tt) && node_word(&a[i], 0) != node_word(&b[i], 0))
+      return false;
+    if (has_payload(a[i].u.key_tt) && node_word(&a[i], 2) != node_word(&b[i], 2))
+      return false;
+  }
+  return true;
+}
+
 bool lp_image_same(const lp_image *im) {
   const lp_ltable *t = im->t;
   if (t == NULL)
@@ -140,14 +184,8 @@ bool lp_image_same(const lp_image *im) {
   for (size_t i = 0, n = im->abytes / sizeof *a; i < n; i++)
     if (!same_value(&t->array[i].v, t->array[i].tt, &a[i].v, a[i].tt))
       return false;
-  const lp_lnode *k = (const lp_lnode *)(const void *)(im->bytes + im->abytes);
-  for (size_t i = 0, n = im->nbytes / sizeof *k; i < n; i++) {
-    const lp_lnode *x = &t->node[i];
-    if (x->u.next != k[i].u.next || !same_value(&x->u.v, x->u.tt, &k[i].u.v, k[i].u.tt) ||
-        !same_value(&x->u.key, x->u.key_tt, &k[i].u.key, k[i].u.key_tt))
-      return false;
-  }
-  return true;
+  return same_nodes(t->node, (const lp_lnode *)(const void *)(im->bytes + im->abytes),
+                    im->nbytes / sizeof(lp_lnode));
 }
 
 /* ---- the probe ---------------------------------------------------------------------------- */
