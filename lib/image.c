@@ -130,14 +130,15 @@ static bool same_value(const lp_lval *a, unsigned char att, const lp_lval *b, un
 }
 
 /*
-** A node is three words here: the value's payload, then its tag, its key's tag, two bytes of
-** padding and the chain link, then the key's payload.  The middle word's mask keeps the tags and
-** the link and drops the padding (Lua never writes it), whatever the byte order.
+** On 64-bit targets a node is three words: the value's payload, then its tag, its key's tag, two
+** bytes of padding and the chain link, then the key's payload.  The middle word's mask keeps the
+** tags and the link and drops the padding (Lua never writes it), whatever the byte order.  Where
+** the node is laid out otherwise (a 32-bit ABI), the fields are compared one by one.
 */
-_Static_assert(sizeof(lp_lnode) == 3 * sizeof(uint64_t), "a node is three words");
-_Static_assert(offsetof(lp_lnode, u.tt) == 8 && offsetof(lp_lnode, u.key_tt) == 9 &&
-                   offsetof(lp_lnode, u.next) == 12 && offsetof(lp_lnode, u.key) == 16,
-               "the node's fields where the mask expects them");
+#define LP_NODE_WORDS                                                                              \
+  (sizeof(lp_lnode) == 3 * sizeof(uint64_t) && offsetof(lp_lnode, u.tt) == 8 &&                    \
+   offsetof(lp_lnode, u.key_tt) == 9 && offsetof(lp_lnode, u.next) == 12 &&                        \
+   offsetof(lp_lnode, u.key) == 16)
 
 static uint64_t tags_and_link(void) {
   lp_lnode n;
@@ -159,6 +160,13 @@ static uint64_t node_word(const lp_lnode *n, int k) {
 
 /* Nodes a and b (n of each) the same: tags and links, and the payloads that mean something. */
 static bool same_nodes(const lp_lnode *a, const lp_lnode *b, size_t n) {
+  if (!LP_NODE_WORDS) { /* a constant: one of the two loops is compiled */
+    for (size_t i = 0; i < n; i++)
+      if (a[i].u.next != b[i].u.next || !same_value(&a[i].u.v, a[i].u.tt, &b[i].u.v, b[i].u.tt) ||
+          !same_value(&a[i].u.key, a[i].u.key_tt, &b[i].u.key, b[i].u.key_tt))
+        return false;
+    return true;
+  }
   const uint64_t mask = tags_and_link();
   for (size_t i = 0; i < n; i++) {
     if ((node_word(&a[i], 1) ^ node_word(&b[i], 1)) & mask)
