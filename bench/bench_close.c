@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "luapool.h"
 
 static double now_s(void) {
@@ -21,20 +22,9 @@ static double now_s(void) {
 
 /* The same libraries luapool's default profile opens. */
 static lua_State *bare_state(void) {
-  static const luaL_Reg libs[] = {{LUA_GNAME, luaopen_base},
-                                  {LUA_COLIBNAME, luaopen_coroutine},
-                                  {LUA_TABLIBNAME, luaopen_table},
-                                  {LUA_STRLIBNAME, luaopen_string},
-                                  {LUA_MATHLIBNAME, luaopen_math},
-                                  {LUA_UTF8LIBNAME, luaopen_utf8},
-                                  {NULL, NULL}};
   lua_State *L = luaL_newstate();
-  if (L == NULL)
-    return NULL;
-  for (const luaL_Reg *lib = libs; lib->func != NULL; lib++) {
-    luaL_requiref(L, lib->name, lib->func, 1);
-    lua_pop(L, 1);
-  }
+  if (L != NULL)
+    bench_open_safe_libs(L);
   return L;
 }
 

@@ -33,6 +33,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "luapool.h"
 
 /*
@@ -124,20 +125,9 @@ static lua_State *bare_state(void) {
 /* A luaL_newstate with the libraries of luapool's default profile (LUAPOOL_LIBS_SAFE), as
    bench_close's: the bare state that create and shutdown compare with. */
 static lua_State *safe_state(void) {
-  static const luaL_Reg libs[] = {{LUA_GNAME, luaopen_base},
-                                  {LUA_COLIBNAME, luaopen_coroutine},
-                                  {LUA_TABLIBNAME, luaopen_table},
-                                  {LUA_STRLIBNAME, luaopen_string},
-                                  {LUA_MATHLIBNAME, luaopen_math},
-                                  {LUA_UTF8LIBNAME, luaopen_utf8},
-                                  {NULL, NULL}};
   lua_State *L = luaL_newstate();
-  if (L == NULL)
-    return NULL;
-  for (const luaL_Reg *lib = libs; lib->func != NULL; lib++) {
-    luaL_requiref(L, lib->name, lib->func, 1);
-    lua_pop(L, 1);
-  }
+  if (L != NULL)
+    bench_open_safe_libs(L);
   return L;
 }
 

@@ -83,14 +83,20 @@ static void set_recorded_metatable(lua_State *L, int i) {
   lua_setmetatable(L, i);
 }
 
-/* Fingerprints table t's entries in traversal order into r (which may hold an older list). */
-static void fingerprint_table(lua_State *L, int t, lp_rec *r) {
+/* How many entries lua_next gives for table t. */
+static int count_entries(lua_State *L, int t) {
   int n = 0;
   lua_pushnil(L);
   while (lua_next(L, t) != 0) {
     lua_pop(L, 1);
     n++;
   }
+  return n;
+}
+
+/* Fingerprints table t's entries in traversal order into r (which may hold an older list). */
+static void fingerprint_table(lua_State *L, int t, lp_rec *r) {
+  int n = count_entries(L, t);
   lp_fp *fp = lp_realloc(r->fp, (size_t)(n > 0 ? 2 * n : 1) * sizeof *fp);
   if (fp == NULL) {
     luaL_error(L, "not enough memory");
@@ -160,7 +166,6 @@ typedef struct lp_pmap_block {
 
 typedef struct pmap {
   lp_pmap_block *b; /* also at *owner, where an error leaves it to lp_snapshot_free */
-  pmap_entry *e;    /* b->e */
   size_t mask, n;   /* b->cap - 1, entries */
   lp_pmap_block **owner;
 } pmap;
@@ -174,7 +179,6 @@ static size_t pmap_hash(const void *k) {
 static void pmap_use(pmap *m, lp_pmap_block *b) {
   memset(b->e, 0, b->cap * sizeof b->e[0]);
   m->b = b;
-  m->e = b->e;
   *m->owner = b;
   m->mask = b->cap - 1;
   m->n = 0;
@@ -211,7 +215,6 @@ static void pmap_done(pmap *m, _Atomic(lp_pmap_block *) *cache) {
   lp_free(atomic_exchange_explicit(cache, m->b, memory_order_acq_rel));
   *m->owner = NULL;
   m->b = NULL;
-  m->e = NULL;
 }
 
 void lp_walk_cache_init(lp_walk_cache *c) {
@@ -229,9 +232,9 @@ void lp_walk_cache_fini(lp_walk_cache *c) {
 
 static int pmap_get(const pmap *m, const void *k) {
   for (size_t i = pmap_hash(k) & m->mask;; i = (i + 1) & m->mask) {
-    if (m->e[i].key == k)
-      return m->e[i].value;
-    if (m->e[i].key == NULL)
+    if (m->b->e[i].key == k)
+      return m->b->e[i].value;
+    if (m->b->e[i].key == NULL)
       return 0;
   }
 }
@@ -239,10 +242,10 @@ static int pmap_get(const pmap *m, const void *k) {
 /* Puts k (absent, not NULL) into m, which has room: no growth. */
 static void pmap_insert(pmap *m, const void *k, int v) {
   size_t i = pmap_hash(k) & m->mask;
-  while (m->e[i].key != NULL)
+  while (m->b->e[i].key != NULL)
     i = (i + 1) & m->mask;
-  m->e[i].key = k;
-  m->e[i].value = v;
+  m->b->e[i].key = k;
+  m->b->e[i].value = v;
   m->n++;
 }
 
@@ -251,17 +254,17 @@ static void pmap_grow(lua_State *L, pmap *m) {
   pmap old = *m;
   pmap_use(m, pmap_block_new(L, 2 * old.b->cap)); /* *owner: the new block, then old's freed */
   for (size_t i = 0; i <= old.mask; i++)
-    if (old.e[i].key != NULL)
-      pmap_insert(m, old.e[i].key, old.e[i].value);
+    if (old.b->e[i].key != NULL)
+      pmap_insert(m, old.b->e[i].key, old.b->e[i].value);
   lp_free(old.b);
 }
 
 static void pmap_put(lua_State *L, pmap *m, const void *k, int v) {
   if (k == NULL)
     return; /* not an object (LP_T_FROZEN marks only objects) */
-  for (size_t i = pmap_hash(k) & m->mask; m->e[i].key != NULL; i = (i + 1) & m->mask)
-    if (m->e[i].key == k) {
-      m->e[i].value = v;
+  for (size_t i = pmap_hash(k) & m->mask; m->b->e[i].key != NULL; i = (i + 1) & m->mask)
+    if (m->b->e[i].key == k) {
+      m->b->e[i].value = v;
       return;
     }
   if (2 * (m->n + 1) > m->mask + 1)
@@ -419,22 +422,6 @@ static lp_rec *new_table_rec(lua_State *L, walk *w, lua_Integer *at) {
 }
 
 /*
-** Starts table t's record: its entries counted, room for their fingerprints, t itself in the
-** snap triple, and an empty copy of that size pushed; walk_table's traversal fills both and
-** record_table_end closes the record.  The fingerprints and the copy are made in that one
-** traversal, so they hold the same entries even if the collector cleared weak ones meanwhile.
-*/
-static int count_entries(lua_State *L, int t) {
-  int n = 0;
-  lua_pushnil(L);
-  while (lua_next(L, t) != 0) {
-    lua_pop(L, 1);
-    n++;
-  }
-  return n;
-}
-
-/*
 ** Table t's entries, for the sizes of its record: read from its parts where the image's probe
 ** passed (image.h; no lua_next pass), else counted through the API.  In verify mode both, and
 ** they must agree.  Only sizes hang on it: record_table_entry grows the record if it must.
@@ -451,13 +438,19 @@ static int entries_of(lua_State *L, const lp_snapshot *s, int t) {
   return n;
 }
 
+/*
+** Starts table t's record: its entries counted, room for their fingerprints, t itself in the
+** snap triple, and an empty copy of that size pushed; walk_table's traversal fills both and
+** record_table_end closes the record.  The fingerprints and the copy are made in that one
+** traversal, so they hold the same entries even if the collector cleared weak ones meanwhile.
+*/
 static lp_rec *record_table_begin(lua_State *L, walk *w, int t, lua_Integer *at, int *cap) {
   lp_rec *r = new_table_rec(L, w, at);
   int n = entries_of(L, w->s, t);
   r->fp = lp_malloc((size_t)(n > 0 ? 2 * n : 1) * sizeof *r->fp);
   if (r->fp == NULL)
     luaL_error(L, "not enough memory");
-  *cap = n > 0 ? n : 0;
+  *cap = n;
   lua_pushvalue(L, t);
   lua_rawseti(L, w->snap, *at + 1);
   lua_createtable(L, 0, n);
@@ -691,6 +684,14 @@ static void walk_one(lua_State *L, walk *w, int o, int st) {
   }
 }
 
+/* Makes list i of the luapool table (at lp) with room for n entries, pushed: its stack index. */
+static int new_list(lua_State *L, int lp, int i, int n) {
+  lua_createtable(L, n, 0);
+  lua_pushvalue(L, -1);
+  lua_rawseti(L, lp, i);
+  return lua_gettop(L);
+}
+
 /* Pushes the walk's working tables and marks luapool's bookkeeping as seen (never recorded). */
 static void walk_begin(lua_State *L, walk *w, int lp) {
   /* the sandbox's walk finds ~70 objects, LIBS_ALL's ~250 */
@@ -710,16 +711,11 @@ static void walk_begin(lua_State *L, walk *w, int lp) {
   lua_pushnil(L); /* the factory's slot */
   w->factory = lua_gettop(L);
   /* the records' lists, at the sizes the pool's last walk needed (no rehash as they fill) */
-  static const int lists[] = {LP_T_SNAP, LP_T_FSNAP, LP_T_TSNAP};
-  int size[] = {3 * atomic_load_explicit(&w->cache->ntab, memory_order_relaxed),
-                2 * atomic_load_explicit(&w->cache->nfn, memory_order_relaxed), 0};
-  int *slot[] = {&w->snap, &w->fsnap, &w->tsnap};
-  for (int i = 0; i < 3; i++) {
-    lua_createtable(L, size[i], 0);
-    lua_pushvalue(L, -1);
-    lua_rawseti(L, lp, lists[i]);
-    *slot[i] = lua_gettop(L);
-  }
+  w->snap =
+      new_list(L, lp, LP_T_SNAP, 3 * atomic_load_explicit(&w->cache->ntab, memory_order_relaxed));
+  w->fsnap =
+      new_list(L, lp, LP_T_FSNAP, 2 * atomic_load_explicit(&w->cache->nfn, memory_order_relaxed));
+  w->tsnap = new_list(L, lp, LP_T_TSNAP, 0);
   /* the bookkeeping itself, and the cache (it changes by design); the request's modules table
      is recorded (empty under the sandbox), so the reset empties it */
   static const int skip[] = {LP_T_SNAP,    LP_T_FSNAP, LP_T_FROZEN, LP_T_CACHE,     LP_T_TYPEMT,
