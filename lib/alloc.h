@@ -27,10 +27,16 @@ typedef struct lp_alloc {
   size_t peak;  /* its high-water mark since lp_alloc_settle (recycle_kb) */
   size_t limit; /* mem_limit; SIZE_MAX for none, and while lifted */
   size_t grown; /* bytes the heap grew by since lp_alloc_take_grown (the budget charges them) */
-  bool hit;     /* an allocation was refused since lp_alloc_take_hit */
-  /* A refusal Lua may still retry after its emergency collection (alloc.c): the call refused,
-     and whether it is unresolved.  Only a refusal the retry does not cure counts as hit. */
-  bool refusing;
+  union {
+    struct {
+      bool hit; /* an allocation was refused since lp_alloc_take_hit */
+      /* A refusal Lua may still retry after its emergency collection (alloc.c): the call
+         refused, and whether it is unresolved.  Only a refusal the retry does not cure counts
+         as hit. */
+      bool refusing;
+    };
+    uint16_t hit_or_refusing; /* both flags, for lp_alloc_take_hit's one test */
+  };
   const void *refused_ptr;
   size_t refused_osize, refused_nsize;
   lp_alloc_gate_f gate;
@@ -74,7 +80,7 @@ static inline bool lp_alloc_within_limit(const lp_alloc *a) {
 
 /* Was an allocation refused since the last call?  Clears the flag (every release asks). */
 static inline bool lp_alloc_take_hit(lp_alloc *a) {
-  if (!a->hit && !a->refusing)
+  if (a->hit_or_refusing == 0)
     return false;
   a->hit = false;
   a->refusing = false;

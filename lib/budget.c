@@ -30,8 +30,7 @@
 #include "sx.h"
 
 void lp_budget_init(lp_budget *b) {
-  b->armed = false;
-  b->why = 0;
+  b->any = 0; /* armed, why, touched and spare */
   b->left = UINT64_MAX;
   b->deadline = 0;
   b->pending = 0;
@@ -40,7 +39,6 @@ void lp_budget_init(lp_budget *b) {
   b->current = NULL;
   b->xpcall = NULL;
   b->hook = NULL;
-  b->touched = false;
 }
 
 /*
@@ -251,7 +249,15 @@ void lp_budget_arm(lua_State *L, lp_budget *b, uint64_t instructions, unsigned m
     lua_sethook(b->main, budget_hook, LUA_MASKCOUNT, period(b));
 }
 
-void lp_budget_clear(lp_budget *b) {
+static void budget_clear(lp_budget *b);
+
+int lp_budget_end_slow(lp_budget *b) {
+  int why = b->why;
+  budget_clear(b);
+  return why;
+}
+
+static void budget_clear(lp_budget *b) {
   lp_budget_arm(b->main, b, 0, 0);
   atomic_store_explicit(&b->interrupt, false, memory_order_relaxed);
   set_current(b->main, b, b->main);

@@ -31,8 +31,16 @@
 struct lp_sx;
 
 typedef struct lp_budget {
-  bool armed;          /* an instruction count or a deadline is set */
-  int why;             /* LUAPOOL_STATUS_INSTRUCTIONS, _TIME or _INTERRUPTED once stopped; 0 */
+  /* lp_budget_end's first test reads the three flags as one word (any): each is 0 when unset */
+  union {
+    struct {
+      bool armed;    /* an instruction count or a deadline is set */
+      uint8_t why;   /* LUAPOOL_STATUS_INSTRUCTIONS, _TIME or _INTERRUPTED once stopped; 0 */
+      bool touched;  /* the main thread's hook or count changed since lp_budget_end cleared */
+      uint8_t spare; /* always 0: any has no byte that no member names */
+    };
+    uint32_t any;
+  };
   uint64_t left;       /* instructions; UINT64_MAX: no count */
   uint64_t deadline;   /* CLOCK_MONOTONIC ns; 0: none */
   uint64_t pending;    /* instructions charged since the last look (refused allocations) */
@@ -40,8 +48,7 @@ typedef struct lp_budget {
   lua_State *main;     /* the state's main thread */
   lua_State *current;  /* the thread running the request's code, as far as the wrappers know */
   lua_CFunction xpcall; /* the base library's xpcall, whose message handlers a stop disarms */
-  lua_Hook hook;       /* the budget's hook (budget.c), for lp_budget_end's inline test */
-  bool touched;        /* the main thread's hook or count changed since lp_budget_clear */
+  lua_Hook hook;        /* the budget's hook (budget.c), for lp_budget_end's inline test */
 } lp_budget;
 
 void lp_budget_init(lp_budget *b);
@@ -50,8 +57,9 @@ void lp_budget_init(lp_budget *b);
 void lp_budget_open(lua_State *L, struct lp_sx *x);
 /* Arms (or, with both 0, removes) the budget of the state L belongs to, from now. */
 void lp_budget_arm(lua_State *L, lp_budget *b, uint64_t instructions, unsigned ms);
-/* The slow part of lp_budget_end. */
-void lp_budget_clear(lp_budget *b);
+/* The slow part of lp_budget_end: why the request stopped (0: it did not); then the budget, the
+   interrupt and the main thread's hook are as creation left them. */
+int lp_budget_end_slow(lp_budget *b);
 bool lp_budget_hook_is_ours(lua_State *L);
 
 /* Has luapool_interrupt been called?  Relaxed: the flag carries no data (budget.c). */
@@ -65,12 +73,11 @@ static inline bool lp_budget_interrupted(lp_budget *b) {
 ** release asks, so the common case is inline.
 */
 static inline int lp_budget_end(lp_budget *b) {
-  int why = b->why;
-  if (b->armed || why != 0 || b->touched || b->current != b->main ||
-      lp_budget_interrupted(b) ||
-      lua_gethook(b->main) != b->hook) /* the host's own lua_sethook */
-    lp_budget_clear(b);
-  return why;
+  if (__builtin_expect(b->any == 0 && b->current == b->main && !lp_budget_interrupted(b) &&
+                           lua_gethook(b->main) == b->hook, /* the host's own lua_sethook */
+                       1))
+    return 0; /* any == 0: why is 0 */
+  return lp_budget_end_slow(b);
 }
 
 /* An acquire begins: an interrupt meant for an earlier holder (a late call) is dropped. */

@@ -39,6 +39,8 @@ enum {
                                      notifier is not registered yet */
   LP_POINT_BEFORE_CLAIM,          /* pool.c: a release or discard found its slot (OUT) and has
                                      not claimed it yet (check_in's CAS) */
+  LP_POINT_RELEASE_AFTER_KEY,     /* pool.c: a release passed the key's test (lp_pool_hit_key)
+                                     and has neither reset nor cached its state yet */
   LP_POINTS
 };
 

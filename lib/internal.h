@@ -72,4 +72,16 @@ static inline uint64_t lp_pool_generation(luapool *p) {
   return atomic_load_explicit(&p->states.generation, memory_order_acquire);
 }
 
+/*
+** The magazine hit's test, in place of lp_pool_closed, lp_pool_generation and the configuration's
+** held_warn_ms and budgets: a state whose generation equals the key may be handed out (acquire)
+** or cached (release) with none of them looked at, since the key is its generation only while
+** the pool is open, the state is not stale, and acquires arm nothing (state.h).  Anything else
+** (0, or another number) sends the call to its slow path, which asks each of them.  Acquire, as
+** lp_pool_generation: a reload stores the key after the number, with release.
+*/
+static inline uint64_t lp_pool_hit_key(luapool *p) {
+  return atomic_load_explicit(&p->states.hit_key, memory_order_acquire);
+}
+
 #endif /* LUAPOOL_INTERNAL_H */

@@ -25,6 +25,11 @@ typedef struct lp_local {
   uint64_t last_acquires;       /* the maintenance pass's view, to spot quiet threads */
   unsigned size;                /* magazine entries */
   unsigned top;                 /* owner only: entries at index >= top are empty */
+  /* Owner only: the state this thread's last magazine hit handed out, and its slot, until a
+     release on this thread names it (pool.c, check_in); held_L NULL: none.  A hint: check_in
+     asks the slot as lp_slot_check does. */
+  lua_State *held_L;
+  lp_slot *held_s;
   _Atomic(lp_slot *) mag[];     /* size entries */
 } lp_local;
 

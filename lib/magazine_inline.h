@@ -56,11 +56,12 @@ static inline lp_slot *lp_mag_pop(lp_local *l) {
 /*
 ** Owner only: lp_mag_pop's first look, inline in the hit.  The top entry's state, or NULL when
 ** there is none (the magazine is empty, or a stealer emptied the top entry: lp_mag_pop, out of
-** line, then goes on below it).  The same relaxed look and acquire exchange as lp_mag_pop.
+** line, then goes on below it).  The acquire exchange of lp_mag_pop, without its relaxed look
+** first: on a stolen entry it writes NULL over NULL, which changes nothing.
 */
 static inline lp_slot *lp_mag_pop_top(lp_local *l) {
   unsigned i = l->top;
-  if (i == 0 || atomic_load_explicit(&l->mag[i - 1], memory_order_relaxed) == NULL)
+  if (i == 0)
     return NULL;
   lp_slot *s = atomic_exchange_explicit(&l->mag[i - 1], NULL, memory_order_acquire);
   if (s != NULL) {

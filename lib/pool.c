@@ -351,17 +351,17 @@ static __attribute__((noinline)) int acquired_armed(luapool *p, lp_slot *s, lua_
   return LUAPOOL_OK;
 }
 
-static inline __attribute__((always_inline)) int acquired(luapool *p, lp_local *l, lp_slot *s,
-                                                          int from, int source, lua_State **out) {
+static inline __attribute__((always_inline)) int
+acquired(luapool *p, lp_local *l, lp_slot *s, int from, int source, bool may_arm, lua_State **out) {
   lp_slot_move(s, from, LP_SLOT_OUT);
   lp_upkeep_acquired(&s->upkeep);
   lp_mag_count(p, l, source); /* which also counts the acquire (counters.h) */
   lua_State *L = atomic_load_explicit(&s->L, memory_order_relaxed);
   lp_budget_begin(&s->x->budget); /* an earlier holder's interrupt goes before anything arms */
   *out = L;
-  /* one predictable branch when both are off; the hit then makes no call but a tail call */
-  if (__builtin_expect(
-          p->cfg.held_warn_ms != 0 || p->cfg.budget_instructions != 0 || p->cfg.budget_ms != 0, 0))
+  /* the magazine hit knows from its key that nothing arms (may_arm false): no test at all */
+  if (may_arm &&
+      (p->cfg.held_warn_ms != 0 || p->cfg.budget_instructions != 0 || p->cfg.budget_ms != 0))
     return acquired_armed(p, s, L);
   return LUAPOOL_OK;
 }
@@ -369,7 +369,7 @@ static inline __attribute__((always_inline)) int acquired(luapool *p, lp_local *
 /* acquired, for the paths past the magazine: one copy of it, not one per caller. */
 static __attribute__((noinline)) int acquired_slow(luapool *p, lp_local *l, lp_slot *s, int from,
                                                    int source, lua_State **out) {
-  return acquired(p, l, s, from, source, out);
+  return acquired(p, l, s, from, source, true, out);
 }
 
 /*
@@ -550,32 +550,49 @@ static inline lp_slot *mag_pop_fresh(luapool *p, lp_local *l, uint64_t gen) {
 
 /*
 ** luapool_acquire past its first look: the calling thread's lp_local past the first probe (l
-** NULL), the top state if it was stale (top), the rest of the magazine, then the slow path.  Out
-** of line, so that the hit makes no call but this tail call and saves no register.
+** NULL), the popped top state if the key did not match (top), the rest of the magazine, then the
+** slow path.  The key's mismatch has one of three causes, asked here in turn: the pool is shut
+** down (top is closed, as a release on a closed pool closes its state), top is stale (retired),
+** or the pool arms each acquire (top is handed out through acquired_slow, which arms).  Out of
+** line, so that the hit makes no call but this tail call and saves no register.
 */
 static __attribute__((noinline)) int acquire_miss(luapool *p, lp_local *l, lp_slot *top,
-                                                  uint64_t gen, long timeout_ms, lua_State **out) {
+                                                  long timeout_ms, lua_State **out) {
+  if (lp_pool_closed(p)) {
+    if (top != NULL)
+      lp_state_close(p, top, LUAPOOL_CLOSE_SHUTDOWN);
+    return LUAPOOL_ECLOSED;
+  }
+  uint64_t gen = lp_pool_generation(p); /* no state of an older one leaves (doc/design.md) */
   if (l == NULL)
     l = local_slow(p);
-  if (top != NULL)
+  if (top != NULL) {
+    if (!lp_sx_stale(top->x, gen))
+      return acquired_slow(p, l, top, LP_SLOT_IDLE, LP_C_MAGAZINE_HITS, out);
     retire(p, top);
+  }
   lp_slot *s = mag_pop_fresh(p, l, gen);
   if (s != NULL)
     return acquired_slow(p, l, s, LP_SLOT_IDLE, LP_C_MAGAZINE_HITS, out);
   return acquire_slow_timed(p, l, gen, timeout_ms, out);
 }
 
+/*
+** The magazine hit: the thread's top state, if its generation is the pool's key (lp_pool_hit_key:
+** open, fresh, nothing to arm).  One load of the key stands for the shutdown flag, the
+** generation and the configuration's arming; acquire_miss asks them one by one.
+*/
 int luapool_acquire(luapool *p, long timeout_ms, lua_State **out) {
   if (p == NULL || out == NULL)
     return LUAPOOL_EINVAL;
-  if (lp_pool_closed(p))
-    return LUAPOOL_ECLOSED;
   lp_local *l = lp_mag_local_hit(p);
-  uint64_t gen = lp_pool_generation(p); /* no state of an older one leaves (doc/design.md) */
   lp_slot *s = l != NULL ? lp_mag_pop_top(l) : NULL;
-  if (__builtin_expect(s != NULL && !lp_sx_stale(s->x, gen), 1))
-    return acquired(p, l, s, LP_SLOT_IDLE, LP_C_MAGAZINE_HITS, out);
-  return acquire_miss(p, l, s, gen, timeout_ms, out);
+  if (__builtin_expect(s != NULL && s->x->generation == lp_pool_hit_key(p), 1)) {
+    l->held_s = s; /* check_in's hint */
+    l->held_L = atomic_load_explicit(&s->L, memory_order_relaxed);
+    return acquired(p, l, s, LP_SLOT_IDLE, LP_C_MAGAZINE_HITS, false, out);
+  }
+  return acquire_miss(p, l, s, timeout_ms, out);
 }
 
 /* ---- acquire from an event loop ---------------------------------------------------------- */
@@ -695,7 +712,7 @@ int luapool_acquire_async(luapool_notifier *n, lua_State **out) {
   if (s == NULL)
     return acquire_async_slow(p, l, n, gen, out);
   lp_wait_async_cancel(&p->wait, n);
-  return acquired(p, l, s, LP_SLOT_IDLE, LP_C_MAGAZINE_HITS, out);
+  return acquired(p, l, s, LP_SLOT_IDLE, LP_C_MAGAZINE_HITS, true, out);
 }
 
 void luapool_notifier_cancel(luapool_notifier *n) {
@@ -736,14 +753,30 @@ static __attribute__((noinline, cold)) lp_slot *check_in_refused(luapool *p, lua
 /*
 ** The slot of L, moved from OUT to next, if the call is well-formed, L is this pool's and it was
 ** checked out; otherwise NULL, and a log line (the functions that take a state and a pool).
-** Inline: every release runs it.
+** *lp: the calling thread's lp_local past the first probe, or NULL (local_of's first look).
+**
+** Where to look: the state this thread's last magazine hit handed out (l->held_L) names its slot
+** (l->held_s, a slot of this pool, so memory that stays valid while the pool lives); any other L,
+** the arena (lp_slot_check: its extra space is compared, never followed).  Either way the slot
+** must name L back, and then the CAS from OUT decides, so the hint changes how fast the slot is
+** found, never which L a call may release.  Inline: every release runs it.
 */
-static inline lp_slot *check_in(luapool *p, lua_State *L, int next, const char *fn) {
+static inline __attribute__((always_inline)) lp_slot *check_in(luapool *p, lua_State *L, int next,
+                                                               const char *fn, lp_local **lp) {
   if (__builtin_expect(p == NULL || L == NULL, 0))
     return check_in_refused(p, L, false, fn);
-  lp_slot *s = lp_slot_check(&p->arena, L);
-  if (__builtin_expect(s == NULL, 0))
-    return check_in_refused(p, L, false, fn);
+  lp_local *l = lp_mag_local_hit(p);
+  *lp = l;
+  lp_slot *s;
+  if (l != NULL && l->held_L == L &&
+      atomic_load_explicit(&l->held_s->L, memory_order_relaxed) == L) {
+    s = l->held_s;
+    l->held_L = NULL;
+  } else {
+    s = lp_slot_check(&p->arena, L);
+    if (__builtin_expect(s == NULL, 0))
+      return check_in_refused(p, L, false, fn);
+  }
   LP_POINT(LP_POINT_BEFORE_CLAIM); /* a racing release or discard of L claims it here */
   if (__builtin_expect(!lp_slot_try_move(s, LP_SLOT_OUT, next), 0))
     return check_in_refused(p, L, true, fn);
@@ -757,10 +790,11 @@ static inline lp_slot *check_in(luapool *p, lua_State *L, int next, const char *
 ** (memory errors, the budget, the chunk cache) is handed back and counted, and the budget and
 ** the hooks go.  Returns why the request stopped (budget.h), 0 if it did not.
 */
-static inline __attribute__((always_inline)) int request_end(luapool *p, lp_local *l, lp_slot *s) {
+static inline __attribute__((always_inline)) int request_end(luapool *p, lp_local *l, lp_slot *s,
+                                                             bool may_hold) {
   lp_sx *x = s->x;
   lp_slot_context_set(s, NULL);
-  if (p->cfg.held_warn_ms != 0)
+  if (may_hold && p->cfg.held_warn_ms != 0)
     lp_slot_held_end(s);
   if (lp_alloc_take_hit(&x->alloc))
     lp_mag_count(p, l, LP_C_MEM_ERRORS);
@@ -837,23 +871,47 @@ static __attribute__((noinline)) void release_rest(luapool *p, lp_local *l, lp_s
     release_wake(p);
 }
 
-void luapool_release(luapool *p, lua_State *L) {
-  lp_slot *s = check_in(p, L, LP_SLOT_IDLE, "luapool_release");
-  if (s == NULL)
-    return;
+/*
+** The release past the key's test (the pool shut down, the state stale, or acquires arm; or no
+** lp_local yet): each asked in turn.
+*/
+static __attribute__((noinline)) void release_checked(luapool *p, lp_slot *s, lua_State *L) {
   lp_local *l = local_of(p);
-  int why = request_end(p, l, s);
+  int why = request_end(p, l, s, true);
   int reason = lp_upkeep_on_release(&s->upkeep, &p->cfg, lp_upkeep_now(&p->clock));
   if (reason == 0 && lp_sx_stale(s->x, lp_pool_generation(p)))
     reason = LUAPOOL_CLOSE_RELOADED; /* no reset: it is closed */
   if (reason == 0)
     reason = reset(p, l, s->x, L, why != 0);
   note_heap(p, s); /* before the state goes where others take it */
-  /* The common case inline: kept, into the magazine (the order of keep_idle and release_rest) */
-  if (__builtin_expect(reason == 0 && !lp_pool_closed(p) && l != NULL && lp_mag_push(l, s), 1)) {
-    bool waiters = lp_wait_any(&p->wait);
+  release_rest(p, l, s, reason);
+}
+
+/*
+** The common case inline: the thread has its lp_local and the state's generation is the pool's
+** key (lp_pool_hit_key: open, fresh, no held record), so none of those is asked; kept, into the
+** magazine (the order of keep_idle and release_rest).  A shutdown during the reset is not
+** looked for again: it is one that came just after this release, whose cached state drain's poll
+** counts back and lp_watchdog_close_all closes (luapool_shutdown).
+*/
+void luapool_release(luapool *p, lua_State *L) {
+  lp_local *l = NULL;
+  lp_slot *s = check_in(p, L, LP_SLOT_IDLE, "luapool_release", &l);
+  if (s == NULL)
+    return;
+  if (__builtin_expect(l == NULL || s->x->generation != lp_pool_hit_key(p), 0)) {
+    release_checked(p, s, L);
+    return;
+  }
+  LP_POINT(LP_POINT_RELEASE_AFTER_KEY); /* a shutdown here: test_points */
+  int why = request_end(p, l, s, false);
+  int reason = lp_upkeep_on_release(&s->upkeep, &p->cfg, lp_upkeep_now(&p->clock));
+  if (reason == 0)
+    reason = reset(p, l, s->x, L, why != 0);
+  note_heap(p, s); /* before the state goes where others take it */
+  if (__builtin_expect(reason == 0 && lp_mag_push(l, s), 1)) {
     lp_mag_count(p, l, LP_C_RELEASES);
-    if (__builtin_expect(waiters || lp_pool_closed(p), 0))
+    if (__builtin_expect(lp_wait_any(&p->wait), 0))
       release_wake(p);
     return;
   }
@@ -861,11 +919,13 @@ void luapool_release(luapool *p, lua_State *L) {
 }
 
 void luapool_discard(luapool *p, lua_State *L) {
-  lp_slot *s = check_in(p, L, LP_SLOT_CLOSING, "luapool_discard");
+  lp_local *l = NULL;
+  lp_slot *s = check_in(p, L, LP_SLOT_CLOSING, "luapool_discard", &l);
   if (s == NULL)
     return;
-  lp_local *l = local_of(p);
-  (void)request_end(p, l, s);
+  if (l == NULL)
+    l = local_slow(p);
+  (void)request_end(p, l, s, true);
   lp_watchdog_close_later(p, s, LUAPOOL_CLOSE_DISCARDED);
   lp_mag_count(p, l, LP_C_DISCARDS);
   if (lp_pool_closed(p))
@@ -979,6 +1039,7 @@ static int drain(luapool *p, long timeout_ms) {
 int luapool_shutdown(luapool *p, long drain_timeout_ms) {
   if (p == NULL || refused_in_callback(&p->cfg, "luapool_shutdown"))
     return LUAPOOL_EINVAL;
+  lp_state_key_close(p); /* no magazine hit from here on */
   atomic_store_explicit(&p->closed, 1, memory_order_seq_cst);
   lp_wait_wake_all(&p->wait); /* sleeping acquires wake with LUAPOOL_ECLOSED */
   lp_watchdog_stop(p);

@@ -37,6 +37,9 @@ void lp_state_init(luapool *p) {
   atomic_init(&st->first.live, 0);
   atomic_init(&st->current, &st->first);
   atomic_init(&st->generation, 1);
+  const luapool_config *cfg = &p->cfg;
+  bool arms = cfg->held_warn_ms != 0 || cfg->budget_instructions != 0 || cfg->budget_ms != 0;
+  atomic_init(&st->hit_key, arms ? 0 : 1);
   atomic_init(&st->reloads, 0);
   lp_walk_cache_init(&st->walk);
 }
@@ -331,12 +334,30 @@ lp_gen *lp_state_gen_next(luapool *p, int (*on_create)(lua_State *L, void *ud), 
 ** it does next: its creations load current with acquire and get g or a later generation, never
 ** the one g replaces (else an acquire that closed an old state could create another old one).
 ** The release also publishes g's fields, which never change from here on.
+**
+** hit_key goes between the two (release), unless it is 0 (a pool that arms, or one shut down
+** meanwhile: the CAS fails and it stays 0).  Before the number, not after: a thread that read
+** the new number (luapool_generation) then reads this key or a later one in its next acquire
+** (the store happens before that load: write-read coherence), so its magazine hit turns down
+** every state older than the number it saw.  Stored after the number, the key would still name
+** the old generation for a while, and a hit would hand such a state out (test_reload's
+** acquires_racing_reloads_never_get_a_state_older_than_they_saw caught that order).  Between
+** the two stores the key is ahead of the number: a hit may take a state of g, which is newer
+** than the number its thread can have seen.
 */
 void lp_state_gen_publish(luapool *p, lp_gen *g) {
   lp_states *st = &p->states;
   atomic_store_explicit(&st->current, g, memory_order_release);
+  uint64_t key = atomic_load_explicit(&st->hit_key, memory_order_relaxed);
+  if (key != 0)
+    atomic_compare_exchange_strong_explicit(&st->hit_key, &key, g->number, memory_order_release,
+                                            memory_order_relaxed);
   atomic_store_explicit(&st->generation, g->number, memory_order_release);
   atomic_fetch_add_explicit(&st->reloads, 1, memory_order_relaxed); /* a count */
+}
+
+void lp_state_key_close(luapool *p) {
+  atomic_store_explicit(&p->states.hit_key, 0, memory_order_seq_cst);
 }
 
 /* g was never published: only the reloading thread ever had it, so relaxed. */

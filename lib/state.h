@@ -43,6 +43,13 @@ typedef struct lp_states {
   ** (the pass mutex), so these have one writer at a time.
   */
   _Alignas(LP_CACHELINE) _Atomic uint64_t generation; /* current->number */
+  /*
+  ** The magazine hit's one test (lp_pool_hit_key, internal.h): generation while the pool is open
+  ** and its acquires arm nothing (held_warn_ms, budget_instructions and budget_ms all 0); 0,
+  ** which numbers no generation, from luapool_shutdown on (lp_state_key_close) and for a pool
+  ** whose acquires arm.  A reload stores it after generation, with release.
+  */
+  _Atomic uint64_t hit_key;
   _Atomic(lp_gen *) current;
   _Atomic uint64_t reloads; /* generations started by luapool_reload */
   /* luapool_create's generation (cfg's on_create and ud, number 1): its live count is written
@@ -82,6 +89,8 @@ unsigned lp_state_live(luapool *p);
 lp_gen *lp_state_gen_next(luapool *p, int (*on_create)(lua_State *L, void *ud), void *ud);
 void lp_state_gen_publish(luapool *p, lp_gen *g);
 void lp_state_gen_drop(lp_gen *g);
+/* luapool_shutdown: no magazine hit from now on (hit_key 0). */
+void lp_state_key_close(luapool *p);
 /* Whether states of older generations may still exist (a snapshot while threads work; exact
    when the pool is quiet).  Any thread. */
 bool lp_state_any_old(luapool *p);

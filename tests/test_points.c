@@ -70,6 +70,41 @@ START_TEST(a_release_that_loses_the_claim_is_refused) {
 }
 END_TEST
 
+static void shut_down(void *ud) {
+  handback *h = ud;
+  ck_assert_int_eq(luapool_shutdown(h->p, 0), LUAPOOL_ETIMEDOUT); /* h->L is still out */
+}
+
+/*
+** A shutdown that lands inside a release, after the release's one look at the pool's key: the
+** release caches its state as if the shutdown came just after it.  The next acquire on that
+** thread pops the state and must not hand it out: the key it reads is 0 since the shutdown, so
+** it closes the state (as a release on a closed pool does) and says LUAPOOL_ECLOSED.  Were the
+** key left as it was, that acquire would be a magazine hit on a shut-down pool.
+*/
+START_TEST(a_shutdown_inside_a_release_leaves_no_state_to_hand_out) {
+  luapool_config cfg;
+  util_config(&cfg);
+  cfg.max_states = 1;
+  cfg.reset = _i == 0 ? LUAPOOL_RESET_STACK : LUAPOOL_RESET_FULL;
+  luapool *p = util_pool(&cfg);
+  handback h = {p, util_acquire(p)};
+  lp_fault_on_point(LP_POINT_RELEASE_AFTER_KEY, shut_down, &h);
+  luapool_release(p, h.L);
+  luapool_stats st = util_stats(p);
+  ck_assert_uint_eq(st.in_use, 0);
+  ck_assert_uint_eq(st.live, 1); /* cached in this thread's magazine, after the close */
+  lua_State *L = NULL;
+  ck_assert_int_eq(luapool_acquire(p, 0, &L), LUAPOOL_ECLOSED);
+  ck_assert_ptr_null(L);
+  st = util_stats(p);
+  ck_assert_uint_eq(st.live, 0);
+  ck_assert_uint_eq(st.closed, 1);
+  ck_assert_int_eq(luapool_acquire(p, 0, &L), LUAPOOL_ECLOSED);
+  luapool_destroy(p);
+}
+END_TEST
+
 START_TEST(a_release_before_the_waiter_enters_is_found_by_the_look_after) {
   luapool *p = one_state_pool();
   handback h = {p, util_acquire(p)};
@@ -133,6 +168,7 @@ int main(void) {
   tcase_add_test(tc, a_release_before_the_notifier_registers_is_found_by_the_look_after);
   tcase_add_test(tc, a_release_after_the_notifier_registered_wakes_it);
   tcase_add_loop_test(tc, a_release_that_loses_the_claim_is_refused, 0, 2);
+  tcase_add_loop_test(tc, a_shutdown_inside_a_release_leaves_no_state_to_hand_out, 0, 2);
   suite_add_tcase(s, tc);
   return util_run_suite(s);
 }
