@@ -70,12 +70,16 @@ static inline bool lp_budget_interrupted(lp_budget *b) {
 /*
 ** The request on the state is over: the budget and the interrupt go, and the main thread gets
 ** back its hook as creation left it.  Returns why the request stopped (0: it did not).  Every
-** release asks, so the common case is inline.
+** release asks, so the common case is inline: lp_budget_quiet, true when there is nothing to
+** clear (no budget, no stop, no interrupt, the main thread running and hooked as creation left it).
 */
+static inline bool lp_budget_quiet(lp_budget *b) {
+  return b->any == 0 && b->current == b->main && !lp_budget_interrupted(b) &&
+         lua_gethook(b->main) == b->hook; /* the host's own lua_sethook */
+}
+
 static inline int lp_budget_end(lp_budget *b) {
-  if (__builtin_expect(b->any == 0 && b->current == b->main && !lp_budget_interrupted(b) &&
-                           lua_gethook(b->main) == b->hook, /* the host's own lua_sethook */
-                       1))
+  if (__builtin_expect(lp_budget_quiet(b), 1))
     return 0; /* any == 0: why is 0 */
   return lp_budget_end_slow(b);
 }

@@ -788,13 +788,13 @@ static inline __attribute__((always_inline)) lp_slot *check_in(luapool *p, lua_S
 ** The end of a request, however it ends (released, expired at release, discarded): the host's
 ** context goes (the next request never sees it), the held record ends, what each part counted
 ** (memory errors, the budget, the chunk cache) is handed back and counted, and the budget and
-** the hooks go.  Returns why the request stopped (budget.h), 0 if it did not.
+** the hooks go.  Returns why the request stopped (budget.h), 0 if it did not.  The fast release
+** does the quiet case of it inline (luapool_release).
 */
-static inline __attribute__((always_inline)) int request_end(luapool *p, lp_local *l, lp_slot *s,
-                                                             bool may_hold) {
+static int request_end(luapool *p, lp_local *l, lp_slot *s) {
   lp_sx *x = s->x;
   lp_slot_context_set(s, NULL);
-  if (may_hold && p->cfg.held_warn_ms != 0)
+  if (p->cfg.held_warn_ms != 0)
     lp_slot_held_end(s);
   if (lp_alloc_take_hit(&x->alloc))
     lp_mag_count(p, l, LP_C_MEM_ERRORS);
@@ -877,8 +877,8 @@ static __attribute__((noinline)) void release_rest(luapool *p, lp_local *l, lp_s
 */
 static __attribute__((noinline)) void release_checked(luapool *p, lp_slot *s, lua_State *L) {
   lp_local *l = local_of(p);
-  int why = request_end(p, l, s, true);
-  int reason = lp_upkeep_on_release(&s->upkeep, &p->cfg, lp_upkeep_now(&p->clock));
+  int why = request_end(p, l, s);
+  int reason = lp_upkeep_on_release(&s->upkeep, lp_upkeep_now(&p->clock));
   if (reason == 0 && lp_sx_stale(s->x, lp_pool_generation(p)))
     reason = LUAPOOL_CLOSE_RELOADED; /* no reset: it is closed */
   if (reason == 0)
@@ -888,26 +888,36 @@ static __attribute__((noinline)) void release_checked(luapool *p, lp_slot *s, lu
 }
 
 /*
-** The common case inline: the thread has its lp_local and the state's generation is the pool's
-** key (lp_pool_hit_key: open, fresh, no held record), so none of those is asked; kept, into the
-** magazine (the order of keep_idle and release_rest).  A shutdown during the reset is not
-** looked for again: it is one that came just after this release, whose cached state drain's poll
-** counts back and lp_watchdog_close_all closes (luapool_shutdown).
+** The common case inline: the thread has its lp_local, the state's generation is the pool's key
+** (lp_pool_hit_key: open, fresh, no held record) and the request left nothing to count or clear
+** but the chunk cache's counts (no memory error, lp_budget_quiet), so none of those is asked
+** again; kept, into the magazine (the order of keep_idle and release_rest).  Anything else is
+** release_checked's, before this release changed anything.  A shutdown during the reset is not
+** looked for again: it is one that came just after this release, whose cached state drain's
+** poll counts back and lp_watchdog_close_all closes (luapool_shutdown).
 */
 void luapool_release(luapool *p, lua_State *L) {
   lp_local *l = NULL;
   lp_slot *s = check_in(p, L, LP_SLOT_IDLE, "luapool_release", &l);
   if (s == NULL)
     return;
-  if (__builtin_expect(l == NULL || s->x->generation != lp_pool_hit_key(p), 0)) {
+  lp_sx *x = s->x;
+  if (__builtin_expect(l == NULL || x->generation != lp_pool_hit_key(p) ||
+                           x->alloc.hit_or_refusing != 0 || !lp_budget_quiet(&x->budget),
+                       0)) {
     release_checked(p, s, L);
     return;
   }
   LP_POINT(LP_POINT_RELEASE_AFTER_KEY); /* a shutdown here: test_points */
-  int why = request_end(p, l, s, false);
-  int reason = lp_upkeep_on_release(&s->upkeep, &p->cfg, lp_upkeep_now(&p->clock));
+  lp_slot_context_set(s, NULL);
+  uint64_t hits, misses;
+  if (lp_chunk_take_counts(&x->chunks, &hits, &misses)) {
+    lp_mag_add(p, l, LP_C_CACHE_HITS, hits);
+    lp_mag_add(p, l, LP_C_CACHE_MISSES, misses);
+  }
+  int reason = lp_upkeep_on_release(&s->upkeep, lp_upkeep_now(&p->clock));
   if (reason == 0)
-    reason = reset(p, l, s->x, L, why != 0);
+    reason = reset(p, l, x, L, false);
   note_heap(p, s); /* before the state goes where others take it */
   if (__builtin_expect(reason == 0 && lp_mag_push(l, s), 1)) {
     lp_mag_count(p, l, LP_C_RELEASES);
@@ -925,7 +935,7 @@ void luapool_discard(luapool *p, lua_State *L) {
     return;
   if (l == NULL)
     l = local_slow(p);
-  (void)request_end(p, l, s, true);
+  (void)request_end(p, l, s);
   lp_watchdog_close_later(p, s, LUAPOOL_CLOSE_DISCARDED);
   lp_mag_count(p, l, LP_C_DISCARDS);
   if (lp_pool_closed(p))

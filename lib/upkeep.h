@@ -9,6 +9,7 @@
 #ifndef LUAPOOL_UPKEEP_H
 #define LUAPOOL_UPKEEP_H
 
+#include <limits.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -16,8 +17,10 @@
 #include "luapool.h"
 
 typedef struct lp_upkeep {
-  unsigned uses;         /* acquires served */
-  unsigned gc_uses;      /* uses at the last background collection */
+  /* acquires left before max_uses closes the state: counts down from max_uses, or from
+     UINT_MAX without one (lp_upkeep_on_release) */
+  unsigned uses_left;
+  unsigned gc_mark;      /* uses_left at the last background collection */
   uint64_t last_used_ms; /* the coarse clock at the last release (or at creation) */
   uint64_t expires_ms;   /* max_lifetime_ms, jittered; UINT64_MAX when none */
 } lp_upkeep;
@@ -57,8 +60,8 @@ static inline uint64_t lp_upkeep_mix64(uint64_t x) {
 */
 static inline void lp_upkeep_init(lp_upkeep *u, const luapool_config *cfg, uint64_t now,
                                   uint64_t serial, uint64_t nth) {
-  u->uses = 0;
-  u->gc_uses = 0;
+  u->uses_left = cfg->max_uses != 0 ? cfg->max_uses : UINT_MAX;
+  u->gc_mark = u->uses_left;
   u->last_used_ms = now;
   u->expires_ms = UINT64_MAX;
   uint64_t life = cfg->max_lifetime_ms;
@@ -67,17 +70,19 @@ static inline void lp_upkeep_init(lp_upkeep *u, const luapool_config *cfg, uint6
 }
 
 static inline void lp_upkeep_acquired(lp_upkeep *u) {
-  u->uses++;
+  u->uses_left--; /* never below 0: a state with none left is closed at its release */
 }
 
-/* max_uses and max_lifetime_ms, as a state comes back: the reason to close it, or 0. */
-static inline int lp_upkeep_on_release(lp_upkeep *u, const luapool_config *cfg, uint64_t now) {
+/*
+** max_uses and max_lifetime_ms, as a state comes back: the reason to close it, or 0.  Without
+** max_uses, a state that served UINT_MAX acquires is closed too (as LUAPOOL_CLOSE_MAX_USES), and
+** its slot gets a new one: the count is 32 bits.
+*/
+static inline int lp_upkeep_on_release(lp_upkeep *u, uint64_t now) {
   u->last_used_ms = now;
-  if (cfg->max_uses != 0 && u->uses >= cfg->max_uses)
-    return LUAPOOL_CLOSE_MAX_USES;
-  if (u->expires_ms <= now)
-    return LUAPOOL_CLOSE_LIFETIME;
-  return 0;
+  if (__builtin_expect(u->uses_left != 0 && u->expires_ms > now, 1))
+    return 0;
+  return u->uses_left == 0 ? LUAPOOL_CLOSE_MAX_USES : LUAPOOL_CLOSE_LIFETIME;
 }
 
 /* Lifetime and idle timeout, for an idle state (above_min: idle states exceed min_idle). */
@@ -92,11 +97,11 @@ static inline int lp_upkeep_on_idle(const lp_upkeep *u, const luapool_config *cf
 
 /* Used since its last background collection? */
 static inline bool lp_upkeep_needs_gc(const lp_upkeep *u) {
-  return u->uses != u->gc_uses;
+  return u->uses_left != u->gc_mark;
 }
 
 static inline void lp_upkeep_collected(lp_upkeep *u) {
-  u->gc_uses = u->uses;
+  u->gc_mark = u->uses_left;
 }
 
 #endif /* LUAPOOL_UPKEEP_H */
