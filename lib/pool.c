@@ -340,7 +340,8 @@ static __attribute__((noinline)) void retire(luapool *p, lp_slot *s) {
 /*
 ** s (from its list, or new) goes to the caller, counted by where it came from.  Inline in the
 ** magazine hit (luapool_acquire, with constant from and source), out of line elsewhere
-** (acquired_slow): a call and its argument shuffling were a tenth of a hit.
+** (acquired_slow): a call and its argument shuffling were a tenth of a hit.  hit: luapool_acquire's
+** magazine hit, whose key said that nothing arms; it leaves check_in's hint (lp_local.held_L).
 */
 /* What an acquire does when held_warn_ms or a budget is on: out of line, a tail call. */
 static __attribute__((noinline)) int acquired_armed(luapool *p, lp_slot *s, lua_State *L) {
@@ -352,16 +353,19 @@ static __attribute__((noinline)) int acquired_armed(luapool *p, lp_slot *s, lua_
 }
 
 static inline __attribute__((always_inline)) int
-acquired(luapool *p, lp_local *l, lp_slot *s, int from, int source, bool may_arm, lua_State **out) {
+acquired(luapool *p, lp_local *l, lp_slot *s, int from, int source, bool hit, lua_State **out) {
   lp_slot_move(s, from, LP_SLOT_OUT);
   lp_upkeep_acquired(&s->upkeep);
   lp_mag_count(p, l, source); /* which also counts the acquire (counters.h) */
   lua_State *L = atomic_load_explicit(&s->L, memory_order_relaxed);
   lp_budget_begin(&s->x->budget); /* an earlier holder's interrupt goes before anything arms */
   *out = L;
-  /* the magazine hit knows from its key that nothing arms (may_arm false): no test at all */
-  if (may_arm &&
-      (p->cfg.held_warn_ms != 0 || p->cfg.budget_instructions != 0 || p->cfg.budget_ms != 0))
+  if (hit) { /* the key said nothing arms: no test at all; and check_in's hint */
+    l->held_s = s;
+    l->held_L = L;
+    return LUAPOOL_OK;
+  }
+  if ((p->cfg.held_warn_ms != 0 || p->cfg.budget_instructions != 0 || p->cfg.budget_ms != 0))
     return acquired_armed(p, s, L);
   return LUAPOOL_OK;
 }
@@ -369,7 +373,7 @@ acquired(luapool *p, lp_local *l, lp_slot *s, int from, int source, bool may_arm
 /* acquired, for the paths past the magazine: one copy of it, not one per caller. */
 static __attribute__((noinline)) int acquired_slow(luapool *p, lp_local *l, lp_slot *s, int from,
                                                    int source, lua_State **out) {
-  return acquired(p, l, s, from, source, true, out);
+  return acquired(p, l, s, from, source, false, out);
 }
 
 /*
@@ -587,11 +591,8 @@ int luapool_acquire(luapool *p, long timeout_ms, lua_State **out) {
     return LUAPOOL_EINVAL;
   lp_local *l = lp_mag_local_hit(p);
   lp_slot *s = l != NULL ? lp_mag_pop_top(l) : NULL;
-  if (__builtin_expect(s != NULL && s->x->generation == lp_pool_hit_key(p), 1)) {
-    l->held_s = s; /* check_in's hint */
-    l->held_L = atomic_load_explicit(&s->L, memory_order_relaxed);
-    return acquired(p, l, s, LP_SLOT_IDLE, LP_C_MAGAZINE_HITS, false, out);
-  }
+  if (__builtin_expect(s != NULL && s->x->generation == lp_pool_hit_key(p), 1))
+    return acquired(p, l, s, LP_SLOT_IDLE, LP_C_MAGAZINE_HITS, true, out);
   return acquire_miss(p, l, s, timeout_ms, out);
 }
 
@@ -712,7 +713,7 @@ int luapool_acquire_async(luapool_notifier *n, lua_State **out) {
   if (s == NULL)
     return acquire_async_slow(p, l, n, gen, out);
   lp_wait_async_cancel(&p->wait, n);
-  return acquired(p, l, s, LP_SLOT_IDLE, LP_C_MAGAZINE_HITS, true, out);
+  return acquired(p, l, s, LP_SLOT_IDLE, LP_C_MAGAZINE_HITS, false, out);
 }
 
 void luapool_notifier_cancel(luapool_notifier *n) {
