@@ -78,7 +78,8 @@ static inline uint64_t lp_pool_generation(luapool *p) {
 ** or cached (release) with none of them looked at, since the key is its generation only while
 ** the pool is open, the state is not stale, and acquires arm nothing (state.h).  Anything else
 ** (0, or another number) sends the call to its slow path, which asks each of them.  Acquire, as
-** lp_pool_generation: a reload stores the key after the number, with release.
+** lp_pool_generation: a reload stores the key (release) before the number, which is what keeps a
+** hit from handing out a state older than a number its thread saw (lp_state_gen_publish).
 */
 static inline uint64_t lp_pool_hit_key(luapool *p) {
   return atomic_load_explicit(&p->states.hit_key, memory_order_acquire);

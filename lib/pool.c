@@ -365,7 +365,7 @@ acquired(luapool *p, lp_local *l, lp_slot *s, int from, int source, bool hit, lu
     l->held_L = L;
     return LUAPOOL_OK;
   }
-  if ((p->cfg.held_warn_ms != 0 || p->cfg.budget_instructions != 0 || p->cfg.budget_ms != 0))
+  if (p->cfg.held_warn_ms != 0 || p->cfg.budget_instructions != 0 || p->cfg.budget_ms != 0)
     return acquired_armed(p, s, L);
   return LUAPOOL_OK;
 }
@@ -873,8 +873,10 @@ static __attribute__((noinline)) void release_rest(luapool *p, lp_local *l, lp_s
 }
 
 /*
-** The release past the key's test (the pool shut down, the state stale, or acquires arm; or no
-** lp_local yet): each asked in turn.
+** The release when luapool_release's inline test fails: no lp_local yet, a key that does not
+** match (the pool shut down, the state stale, or acquires arm), or a request that left
+** something to count or clear (a memory error, the budget's flags, an interrupt, a hook).  Each
+** is asked in turn, as every release did before the inline path existed.
 */
 static __attribute__((noinline)) void release_checked(luapool *p, lp_slot *s, lua_State *L) {
   lp_local *l = local_of(p);

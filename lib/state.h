@@ -47,7 +47,8 @@ typedef struct lp_states {
   ** The magazine hit's one test (lp_pool_hit_key, internal.h): generation while the pool is open
   ** and its acquires arm nothing (held_warn_ms, budget_instructions and budget_ms all 0); 0,
   ** which numbers no generation, from luapool_shutdown on (lp_state_key_close) and for a pool
-  ** whose acquires arm.  A reload stores it after generation, with release.
+  ** whose acquires arm.  A reload stores it before generation, with release (lp_state_gen_publish
+  ** says why before).
   */
   _Atomic uint64_t hit_key;
   _Atomic(lp_gen *) current;
