@@ -785,6 +785,15 @@ static inline __attribute__((always_inline)) lp_slot *check_in(luapool *p, lua_S
   return s;
 }
 
+/* The chunk cache's hits and misses of the request, into the thread's counters (every release). */
+static inline void count_chunks(luapool *p, lp_local *l, lp_sx *x) {
+  uint64_t hits, misses;
+  if (lp_chunk_take_counts(&x->chunks, &hits, &misses)) {
+    lp_mag_add(p, l, LP_C_CACHE_HITS, hits);
+    lp_mag_add(p, l, LP_C_CACHE_MISSES, misses);
+  }
+}
+
 /*
 ** The end of a request, however it ends (released, expired at release, discarded): the host's
 ** context goes (the next request never sees it), the held record ends, what each part counted
@@ -804,11 +813,7 @@ static int request_end(luapool *p, lp_local *l, lp_slot *s) {
     lp_mag_count(p, l, LP_C_INTERRUPTED);
   else if (why != 0)
     lp_mag_count(p, l, LP_C_BUDGET_EXCEEDED);
-  uint64_t hits, misses;
-  if (lp_chunk_take_counts(&x->chunks, &hits, &misses)) {
-    lp_mag_add(p, l, LP_C_CACHE_HITS, hits);
-    lp_mag_add(p, l, LP_C_CACHE_MISSES, misses);
-  }
+  count_chunks(p, l, x);
   return why;
 }
 
@@ -913,11 +918,7 @@ void luapool_release(luapool *p, lua_State *L) {
   }
   LP_POINT(LP_POINT_RELEASE_AFTER_KEY); /* a shutdown here: test_points */
   lp_slot_context_set(s, NULL);
-  uint64_t hits, misses;
-  if (lp_chunk_take_counts(&x->chunks, &hits, &misses)) {
-    lp_mag_add(p, l, LP_C_CACHE_HITS, hits);
-    lp_mag_add(p, l, LP_C_CACHE_MISSES, misses);
-  }
+  count_chunks(p, l, x);
   int reason = lp_upkeep_on_release(&s->upkeep, lp_upkeep_now(&p->clock));
   if (reason == 0)
     reason = reset(p, l, x, L, false);

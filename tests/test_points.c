@@ -30,6 +30,15 @@ static luapool *one_state_pool(void) {
   return util_pool(&cfg);
 }
 
+/* One state, cached in the magazine, under RESET_STACK (i 0) or RESET_FULL (i 1). */
+static luapool *one_state_pool_reset(int i) {
+  luapool_config cfg;
+  util_config(&cfg);
+  cfg.max_states = 1;
+  cfg.reset = i == 0 ? LUAPOOL_RESET_STACK : LUAPOOL_RESET_FULL;
+  return util_pool(&cfg);
+}
+
 /*
 ** Two releases of one state, the second landing after the first found the slot and before it
 ** claimed it (the interleaving of a double release that races): the one that claims second is
@@ -38,11 +47,7 @@ static luapool *one_state_pool(void) {
 ** a_double_release_that_races_lets_one_through meets the same window by chance.
 */
 START_TEST(a_release_that_loses_the_claim_is_refused) {
-  luapool_config cfg;
-  util_config(&cfg);
-  cfg.max_states = 1;
-  cfg.reset = _i == 0 ? LUAPOOL_RESET_STACK : LUAPOOL_RESET_FULL;
-  luapool *p = util_pool(&cfg);
+  luapool *p = one_state_pool_reset(_i);
   handback h = {p, util_acquire(p)};
   int logs = util_log_count();
   lp_fault_on_point(LP_POINT_BEFORE_CLAIM, release_it, &h);
@@ -83,11 +88,7 @@ static void shut_down(void *ud) {
 ** key left as it was, that acquire would be a magazine hit on a shut-down pool.
 */
 START_TEST(a_shutdown_inside_a_release_leaves_no_state_to_hand_out) {
-  luapool_config cfg;
-  util_config(&cfg);
-  cfg.max_states = 1;
-  cfg.reset = _i == 0 ? LUAPOOL_RESET_STACK : LUAPOOL_RESET_FULL;
-  luapool *p = util_pool(&cfg);
+  luapool *p = one_state_pool_reset(_i);
   handback h = {p, util_acquire(p)};
   lp_fault_on_point(LP_POINT_RELEASE_AFTER_KEY, shut_down, &h);
   luapool_release(p, h.L);
