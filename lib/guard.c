@@ -10,10 +10,12 @@
 **     request closes no coroutine: one that died of the budget's error may have its hooks off
 **     for good (Lua's allowhook), and its __close handlers would run unbounded.
 **   - library functions whose one call walks a long string or table without allocating
-**     (table.move, table.insert, table.sort, utf8.len, string.find...) or that collect garbage:
-**     each charges its work before it starts (budget.h: LP_BUDGET_BYTES per instruction);
-**     allocations are charged by the allocator.  string.rep of an empty string and separator
-**     returns at once (Lua's loops n times copying nothing).
+**     (table.move, table.insert, table.sort, utf8.len, string.format...) or that collect
+**     garbage: each charges its work before it starts (budget.h: LP_BUDGET_BYTES per
+**     instruction); allocations are charged by the allocator.  string.rep of an empty string
+**     and separator returns at once (Lua's loops n times copying nothing).
+**   - the pattern functions (find, match, gmatch, gsub), whose one call can backtrack for as
+**     long as the pattern likes: luapool's own matcher (pattern.c), which charges as it goes.
 **   - debug.sethook (LUAPOOL_LIB_DEBUG) is refused while a budget is set (a script's own hook
 **     would replace the budget's), and debug.gethook does not show the budget's hook.
 ** Each wrapper calls the library's own C function on its own stack frame, so arguments, results
@@ -32,6 +34,7 @@
 
 #include "budget.h"
 #include "guard.h"
+#include "pattern.h"
 
 /* The wrapped functions, by index into `originals` and `wrappers`. */
 enum {
@@ -109,15 +112,13 @@ static uint64_t span(lua_Integer i, lua_Integer j) {
 ** instruction of a numeric for loop), per byte or element each function walks, rounded up from
 ** what Lua 5.4.4 took there per byte or element (doc/security.md has the table).
 */
-#define LP_COST_PATTERN 2 /* per subject or format byte: find, match, gmatch, gsub, format,
-                             pack, packsize, unpack */
+#define LP_COST_PATTERN 2 /* per format byte: format, pack, packsize, unpack */
 #define LP_COST_BYTE 1    /* per byte: utf8.len, utf8.offset, tonumber, load (Lua's lexer reads
                              blanks without allocating) */
 #define LP_COST_SORT 5    /* per element and level of table.sort's n log n */
 #define LP_COST_MOVE 3    /* per element table.move, insert and remove move */
 #define LP_COST_CONCAT 16 /* per element of table.concat (a number is converted) */
 #define LP_COST_UNPACK 2  /* per value table.unpack, string.byte, utf8.codepoint push */
-#define LP_COST_MATCH 16  /* per substitution string.gsub made (charged after the call) */
 
 /* A walk over argument 1's bytes, at n instructions per byte. */
 static int scan(lua_State *L, int w, uint64_t n) {
@@ -131,25 +132,12 @@ static int scan(lua_State *L, int w, uint64_t n) {
   }
 SCAN(g_tonumber, W_TONUMBER, LP_COST_BYTE)
 SCAN(g_load, W_LOAD, LP_COST_BYTE)
-SCAN(g_find, W_FIND, LP_COST_PATTERN)
-SCAN(g_match, W_MATCH, LP_COST_PATTERN)
-SCAN(g_gmatch, W_GMATCH, LP_COST_PATTERN)
 SCAN(g_format, W_FORMAT, LP_COST_PATTERN)
 SCAN(g_pack, W_PACK, LP_COST_PATTERN)
 SCAN(g_packsize, W_PACKSIZE, LP_COST_PATTERN)
 SCAN(g_unpack_str, W_UNPACK_STR, LP_COST_PATTERN)
 SCAN(g_len, W_LEN, LP_COST_BYTE)
 SCAN(g_offset, W_OFFSET, LP_COST_BYTE)
-
-/* string.gsub: the subject's walk before, each substitution after (its second result). */
-static int g_gsub(lua_State *L) {
-  lp_budget_charge(L, times(string_bytes(L, 1), LP_COST_PATTERN) + 1);
-  int n = call_original(L, W_GSUB);
-  lua_Integer subs = lua_tointeger(L, -1);
-  if (subs > 0)
-    lp_budget_charge(L, times((uint64_t)subs, LP_COST_MATCH));
-  return n;
-}
 
 /* string.byte(s, i, j), utf8.codepoint(s, i, j): one result per byte, at most. */
 static int results(lua_State *L, int w) {
@@ -367,10 +355,10 @@ static const wrapper wrappers[W_COUNT] = {
     [W_RESUME] = {LUA_COLIBNAME, "resume", g_resume},
     [W_CLOSE] = {LUA_COLIBNAME, "close", g_close},
     [W_REP] = {LUA_STRLIBNAME, "rep", g_rep},
-    [W_FIND] = {LUA_STRLIBNAME, "find", g_find},
-    [W_MATCH] = {LUA_STRLIBNAME, "match", g_match},
-    [W_GMATCH] = {LUA_STRLIBNAME, "gmatch", g_gmatch},
-    [W_GSUB] = {LUA_STRLIBNAME, "gsub", g_gsub},
+    [W_FIND] = {LUA_STRLIBNAME, "find", lp_pattern_find},
+    [W_MATCH] = {LUA_STRLIBNAME, "match", lp_pattern_match},
+    [W_GMATCH] = {LUA_STRLIBNAME, "gmatch", lp_pattern_gmatch},
+    [W_GSUB] = {LUA_STRLIBNAME, "gsub", lp_pattern_gsub},
     [W_BYTE] = {LUA_STRLIBNAME, "byte", g_byte},
     [W_FORMAT] = {LUA_STRLIBNAME, "format", g_format},
     [W_PACK] = {LUA_STRLIBNAME, "pack", g_pack},

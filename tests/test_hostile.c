@@ -86,18 +86,19 @@ static const hostile cases[] = {
     {"catching the stop in a coroutine", BOTH, 1000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 0,
      "while true do local ok = coroutine.resume(coroutine.create(function() " LOOP " end)) end"},
     {"closing a stopped coroutine", BOTH, 1000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 0,
-     "local co = coroutine.create(function() local x <close> = " CLOSING(LOOP) " " LOOP " end)"
-     " coroutine.resume(co) pcall(coroutine.close, co) " LOOP},
+     "local co = coroutine.create(function() local x <close> = " CLOSING(
+         LOOP) " " LOOP " end)"
+               " coroutine.resume(co) pcall(coroutine.close, co) " LOOP},
     {"wrap of a coroutine with a looping __close", BOTH, 1000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS,
-     0,
-     "pcall(coroutine.wrap(function() local x <close> = " CLOSING(LOOP) " " LOOP " end)) " LOOP},
+     0, "pcall(coroutine.wrap(function() local x <close> = " CLOSING(LOOP) " " LOOP " end)) " LOOP},
     {"xpcall in a coroutine", BOTH, 1000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 0,
      "pcall(coroutine.wrap(function() xpcall(function() " LOOP " end, function() " LOOP " end)"
      " end)) " LOOP},
     {"coroutine.close of an errored coroutine with a looping __close", BOTH, 0, 50, 0,
      LUAPOOL_STATUS_TIME, 0,
-     "local co = coroutine.create(function() local x <close> = " CLOSING(LOOP) " error('e') end)"
-     " coroutine.resume(co) coroutine.close(co)"},
+     "local co = coroutine.create(function() local x <close> = " CLOSING(
+         LOOP) " error('e') end)"
+               " coroutine.resume(co) coroutine.close(co)"},
 
     /* 3. Heavy C calls in a loop: charged by what they walk and allocate. */
     {"string.rep of 1 MiB under pcall", BOTH, 50000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 60,
@@ -110,7 +111,8 @@ static const hostile cases[] = {
     /* a span whose charge, multiplied without saturation, wraps around to 2 */
     {"table.move over a span that wraps the charge", BOTH, 50000000, 0, 0,
      LUAPOOL_STATUS_INSTRUCTIONS, 2,
-     "while true do tick() pcall(table.move, {}, -3074457345618258602, 3074457345618258603, 1) end"},
+     "while true do tick() pcall(table.move, {}, -3074457345618258602, 3074457345618258603, 1) "
+     "end"},
     {"string.char of a million arguments", BOTH, 50000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 0,
      "local t = {} for i = 1, 200000 do t[i] = 65 end"
      " local function f(...) while true do string.char(...) select(100000, ...) end end"
@@ -148,6 +150,17 @@ static const hostile cases[] = {
      "local s = (' '):rep(1 << 24) while true do tick() load(s) end"},
     {"string.packsize of a long format", BOTH, 50000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 3,
      "local f = ('b'):rep(1 << 24) while true do tick() pcall(string.packsize, f) end"},
+
+    /* 4. One C call that backtracks: luapool's matcher charges its steps as it goes. */
+    {"a match that backtracks", BOTH, 50000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 0,
+     "local s = ('a'):rep(30) while true do s:match(('a*'):rep(30) .. 'b') end"},
+    {"a gsub that backtracks, time", BOTH, 0, 50, 0, LUAPOOL_STATUS_TIME, 0,
+     "(('a'):rep(28)):gsub(('a?'):rep(28) .. ('a'):rep(28) .. 'b', '')"},
+    {"%b over a long run, under pcall", BOTH, 50000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 0,
+     "local s = ('('):rep(1 << 20) while true do pcall(string.find, s, '%b()') end"},
+    {"gmatch's iterator in a coroutine", BOTH, 50000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 0,
+     "local it = (('a'):rep(30)):gmatch(('a?'):rep(30) .. ('a'):rep(30) .. 'b')"
+     " coroutine.wrap(function() for _ in it do end end)()"},
 
     /* 5. Memory: the status says so, the error stays catchable. */
     {"memory bomb", BOTH, 0, 0, (size_t)8 << 20, LUAPOOL_STATUS_MEMORY, 0,
@@ -355,6 +368,7 @@ static const char *const interrupted_shapes[] = {
     "started() coroutine.wrap(function() " LOOP " end)()",
     "started() while true do pcall(string.rep, 'x', 1 << 20) end",
     "started() local x <close> = " CLOSING(LOOP) " " LOOP,
+    "started() return (('a'):rep(30)):match(('a*'):rep(30) .. 'b')",
 };
 
 START_TEST(interrupt_from_another_thread) {
