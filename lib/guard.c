@@ -113,8 +113,8 @@ static uint64_t span(lua_Integer i, lua_Integer j) {
 ** what Lua 5.4.4 took there per byte or element (doc/security.md has the table).
 */
 #define LP_COST_PATTERN 2 /* per format byte: format, pack, packsize, unpack */
-#define LP_COST_BYTE 1    /* per byte: utf8.len, utf8.offset, tonumber, load (Lua's lexer reads
-                             blanks without allocating) */
+#define LP_COST_BYTE 1    /* per byte: utf8.len, utf8.offset, tonumber */
+#define LP_COST_COMPILE 4 /* per byte load compiles: dense code, 10; blanks, 0.5 */
 #define LP_COST_SORT 5    /* per element and level of table.sort's n log n */
 #define LP_COST_MOVE 3    /* per element table.move, insert and remove move */
 #define LP_COST_CONCAT 16 /* per element of table.concat (a number is converted) */
@@ -131,13 +131,132 @@ static int scan(lua_State *L, int w, uint64_t n) {
     return scan(L, w, cost);                                                                       \
   }
 SCAN(g_tonumber, W_TONUMBER, LP_COST_BYTE)
-SCAN(g_load, W_LOAD, LP_COST_BYTE)
 SCAN(g_format, W_FORMAT, LP_COST_PATTERN)
 SCAN(g_pack, W_PACK, LP_COST_PATTERN)
 SCAN(g_packsize, W_PACKSIZE, LP_COST_PATTERN)
 SCAN(g_unpack_str, W_UNPACK_STR, LP_COST_PATTERN)
 SCAN(g_len, W_LEN, LP_COST_BYTE)
 SCAN(g_offset, W_OFFSET, LP_COST_BYTE)
+
+/* ---- load: the chunk in charged pieces ---------------------------------------------------- */
+
+/*
+** Lua's compiler runs inside one C call, and some chains cost it the square of their length: each
+** `or` or `and` of one expression, each `elseif` of one statement, each pending `goto` walks a
+** list as long as the chain so far (40,000 `or`s: 2.6 s for 200 KB of source).  So load reads
+** its chunk in pieces of LP_LOAD_PIECE bytes, and before the compiler gets a piece the piece is
+** charged: LP_COST_COMPILE per byte, and for the words that make chains (or, and, elseif, goto,
+** counted wherever they stand as whole words: a comment or a string only overcounts) the growth
+** of a quarter of their count's square, an upper bound of every chain's walks (a walk's step is
+** about a quarter of an instruction's time; the words need not be in one chain, so code with
+** many short chains pays for chains it does not have: 6,000 words, 9 M).  Deterministic: the
+** charge depends on the bytes only.  A charge that stops the
+** request raises inside the reader: the compiler's protected call catches it, load returns the
+** error, and the stopped request fails at its next instruction.  Between two charges the compiler
+** reads one piece; the deadline and the interrupt are looked at with each.
+*/
+#define LP_LOAD_PIECE 1024
+
+typedef struct load_src {
+  const char *s; /* what is left of the string chunk, or of the reader function's piece */
+  size_t left;
+  bool reader; /* a function chunk: load's argument 1, its pieces kept in slot 5 */
+  bool done;
+  uint64_t words; /* the chain words so far */
+  size_t run;     /* the identifier being read across pieces: its length so far */
+  char head[7];   /* its first bytes (a chain word is at most 6) */
+} load_src;
+
+static bool ident_byte(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+static bool chain_word(const char *w, size_t n) {
+  return (n == 2 && memcmp(w, "or", 2) == 0) || (n == 3 && memcmp(w, "and", 3) == 0) ||
+         (n == 4 && memcmp(w, "goto", 4) == 0) || (n == 6 && memcmp(w, "elseif", 6) == 0);
+}
+
+/* Counts the chain words that end in p..p+n (a word still open at the end stays in src). */
+static void count_words(load_src *src, const char *p, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    if (ident_byte((unsigned char)p[i])) {
+      if (src->run < sizeof src->head)
+        src->head[src->run] = p[i];
+      src->run++;
+    } else {
+      src->words += src->run > 0 && chain_word(src->head, src->run);
+      src->run = 0;
+    }
+  }
+}
+
+/* What the next piece of p..p+n costs: its bytes, and a quarter of the words' square growing. */
+static uint64_t piece_cost(load_src *src, const char *p, size_t n) {
+  uint64_t before = src->words;
+  count_words(src, p, n);
+  uint64_t after = src->words;
+  return times(n, LP_COST_COMPILE) + (after - before) * (after + before) / 4 + 1;
+}
+
+static const char *load_reader(lua_State *L, void *ud, size_t *size) {
+  load_src *src = ud;
+  if (src->left == 0 && src->reader && !src->done) {
+    luaL_checkstack(L, 2, "too many nested functions");
+    lua_pushvalue(L, 1);
+    lua_call(L, 0, 1);
+    if (lua_isnil(L, -1)) {
+      lua_pop(L, 1);
+    } else if (!lua_isstring(L, -1)) {
+      luaL_error(L, "reader function must return a string");
+    } else {
+      lua_replace(L, 5);
+      src->s = lua_tolstring(L, 5, &src->left);
+    }
+    src->done = src->left == 0; /* nil or "" ends the chunk, as in stock Lua */
+  }
+  size_t n = src->left < LP_LOAD_PIECE ? src->left : LP_LOAD_PIECE;
+  if (n == 0) {
+    *size = 0;
+    return NULL;
+  }
+  lp_budget_charge(L, piece_cost(src, src->s, n));
+  const char *piece = src->s;
+  src->s += n;
+  src->left -= n;
+  *size = n;
+  return piece;
+}
+
+int lp_guard_load_chunk(lua_State *L, const char *s, size_t len, const char *name,
+                        const char *mode) {
+  load_src src = {s, s != NULL ? len : 0, s == NULL, false, 0, 0, {0}};
+  if (s == NULL) {
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_settop(L, 5);
+  }
+  return lua_load(L, load_reader, &src, name, mode);
+}
+
+/* load(chunk [, chunkname [, mode [, env]]]), as the base library's, on lp_guard_load_chunk. */
+static int g_load(lua_State *L) {
+  size_t len;
+  const char *s = lua_tolstring(L, 1, &len);
+  const char *mode = luaL_optstring(L, 3, "bt");
+  bool env = !lua_isnone(L, 4);
+  const char *name = luaL_optstring(L, 2, s != NULL ? s : "=(load)");
+  int status = lp_guard_load_chunk(L, s, len, name, mode);
+  if (status != LUA_OK) {
+    luaL_pushfail(L);
+    lua_insert(L, -2);
+    return 2;
+  }
+  if (env) {
+    lua_pushvalue(L, 4);
+    if (lua_setupvalue(L, -2, 1) == NULL)
+      lua_pop(L, 1);
+  }
+  return 1;
+}
 
 /* string.byte(s, i, j), utf8.codepoint(s, i, j): one result per byte, at most. */
 static int results(lua_State *L, int w) {

@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "guard.h"
 #include "lptable.h"
 #include "sandbox.h"
 #include "sx.h"
@@ -92,23 +93,6 @@ static int all_debug_setmetatable(lua_State *L) {
 
 /* ---- the sandbox's base functions --------------------------------------------------------- */
 
-/* load's reader for a function chunk: the pieces are kept alive in stack slot 5. */
-static const char *sb_reader(lua_State *L, void *ud, size_t *size) {
-  (void)ud;
-  luaL_checkstack(L, 2, "too many nested functions");
-  lua_pushvalue(L, 1);
-  lua_call(L, 0, 1);
-  if (lua_isnil(L, -1)) {
-    lua_pop(L, 1);
-    *size = 0;
-    return NULL;
-  }
-  if (lua_type(L, -1) != LUA_TSTRING)
-    luaL_error(L, "reader function must return a string");
-  lua_replace(L, 5);
-  return lua_tolstring(L, 5, size);
-}
-
 /* load(chunk [, chunkname [, mode [, env]]]), text chunks only. */
 static int sb_load(lua_State *L) {
   size_t len;
@@ -116,20 +100,12 @@ static int sb_load(lua_State *L) {
   const char *name = luaL_optstring(L, 2, s != NULL ? s : "=(load)");
   const char *mode = luaL_optstring(L, 3, "bt");
   bool env = !lua_isnone(L, 4);
-  lp_budget_charge(L, (uint64_t)len + 1); /* the lexer's walk (guard.c charges stock load so) */
   if (strchr(mode, 't') == NULL) {
     luaL_pushfail(L);
     lua_pushfstring(L, "attempt to load a chunk with mode '%s': the sandbox loads text only", mode);
     return 2;
   }
-  int status;
-  if (s != NULL) {
-    status = luaL_loadbufferx(L, s, len, name, "t");
-  } else {
-    luaL_checktype(L, 1, LUA_TFUNCTION);
-    lua_settop(L, 5);
-    status = lua_load(L, sb_reader, NULL, name, "t");
-  }
+  int status = lp_guard_load_chunk(L, s, len, name, "t"); /* charged as it is read */
   if (status != LUA_OK) {
     luaL_pushfail(L);
     lua_insert(L, -2);

@@ -151,7 +151,7 @@ static const hostile cases[] = {
     {"string.packsize of a long format", BOTH, 50000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 3,
      "local f = ('b'):rep(1 << 24) while true do tick() pcall(string.packsize, f) end"},
 
-    /* 4. One C call that backtracks: luapool's matcher charges its steps as it goes. */
+    /* 17. One C call that backtracks: luapool's matcher charges its steps as it goes. */
     {"a match that backtracks", BOTH, 50000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 0,
      "local s = ('a'):rep(30) while true do s:match(('a*'):rep(30) .. 'b') end"},
     {"a gsub that backtracks, time", BOTH, 0, 50, 0, LUAPOOL_STATUS_TIME, 0,
@@ -161,6 +161,18 @@ static const hostile cases[] = {
     {"gmatch's iterator in a coroutine", BOTH, 50000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 0,
      "local it = (('a'):rep(30)):gmatch(('a?'):rep(30) .. ('a'):rep(30) .. 'b')"
      " coroutine.wrap(function() for _ in it do end end)()"},
+
+    /* 18. The compiler, in one call, on chains that cost it their length squared. */
+    {"load of a long or chain", BOTH, 50000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 0,
+     "local s = 'return ' .. ('x or '):rep(1 << 17) .. 'x' while true do load(s) end"},
+    {"load of a long and chain, time", BOTH, 0, 50, 0, LUAPOOL_STATUS_TIME, 0,
+     "load('return ' .. ('x and '):rep(1 << 17) .. 'x')"},
+    {"load of an elseif chain from a reader", BOTH, 50000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 0,
+     "local s = 'if x then ' .. ('elseif x then '):rep(1 << 17) .. 'end'"
+     " while true do local done load(function() if done then return nil end done = true"
+     " return s end) end"},
+    {"load of pending gotos under pcall", BOTH, 50000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 0,
+     "local s = ('goto a '):rep(1 << 17) .. '::a::' while true do pcall(load, s) end"},
 
     /* 5. Memory: the status says so, the error stays catchable. */
     {"memory bomb", BOTH, 0, 0, (size_t)8 << 20, LUAPOOL_STATUS_MEMORY, 0,
@@ -369,6 +381,7 @@ static const char *const interrupted_shapes[] = {
     "started() while true do pcall(string.rep, 'x', 1 << 20) end",
     "started() local x <close> = " CLOSING(LOOP) " " LOOP,
     "started() return (('a'):rep(30)):match(('a*'):rep(30) .. 'b')",
+    "started() return load('return ' .. ('x or '):rep(1 << 18) .. 'x')",
 };
 
 START_TEST(interrupt_from_another_thread) {
