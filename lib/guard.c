@@ -41,6 +41,8 @@ enum {
   W_COLLECTGARBAGE,
   W_TONUMBER,
   W_LOAD,
+  W_PCALL,
+  W_XPCALL,
   W_CREATE,
   W_RESUME,
   W_CLOSE,
@@ -234,7 +236,10 @@ int lp_guard_load_chunk(lua_State *L, const char *s, size_t len, const char *nam
     luaL_checktype(L, 1, LUA_TFUNCTION);
     lua_settop(L, 5);
   }
-  return lua_load(L, load_reader, &src, name, mode);
+  int status = lua_load(L, load_reader, &src, name, mode);
+  if (status != LUA_OK && lp_budget_request_stopped(L))
+    lp_budget_raise(L); /* the compiler caught the stop: not load's error to return */
+  return status;
 }
 
 /* load(chunk [, chunkname [, mode [, env]]]), as the base library's, on lp_guard_load_chunk. */
@@ -296,18 +301,79 @@ static int g_move(lua_State *L) {
   return call_original(L, W_MOVE);
 }
 
-/* table.insert, table.remove: they shift the elements after the position. */
-static int shift(lua_State *L, int w) {
-  lp_budget_charge(L, times(table_length(L, 1), LP_COST_MOVE) + 1);
-  return call_original(L, w);
+/*
+** table.insert, table.remove: the table library's (Lua 5.4.4's semantics and messages, written
+** here), with the shift charged as it goes.  The length is the one the library uses (__len
+** included), so a table whose __len claims 2^40 elements is charged for every element it
+** shifts, and stopped, where a charge on the raw length charged nothing.
+*/
+enum { TAB_READ = 1, TAB_WRITE = 2, TAB_LEN = 4 };
+
+static bool has_field(lua_State *L, const char *key, int n) {
+  lua_pushstring(L, key);
+  return lua_rawget(L, -n) != LUA_TNIL;
+}
+
+/* Argument 1 is a table, or has the metamethods that let it act as one for `what`. */
+static void check_table_like(lua_State *L, int what) {
+  if (lua_type(L, 1) == LUA_TTABLE)
+    return;
+  int n = 1;
+  if (lua_getmetatable(L, 1) && (!(what & TAB_READ) || has_field(L, "__index", ++n)) &&
+      (!(what & TAB_WRITE) || has_field(L, "__newindex", ++n)) &&
+      (!(what & TAB_LEN) || has_field(L, "__len", ++n)))
+    lua_pop(L, n);
+  else
+    luaL_checktype(L, 1, LUA_TTABLE); /* the library's error */
+}
+
+/* Charges the next piece of a shift that has n moves left (every LP_SHIFT_SLICE moves). */
+#define LP_SHIFT_SLICE 256
+static void charge_shift(lua_State *L, lua_Unsigned done, lua_Unsigned left) {
+  if (done % LP_SHIFT_SLICE == 0)
+    lp_budget_charge(L, (left < LP_SHIFT_SLICE ? left : LP_SHIFT_SLICE) * LP_COST_MOVE);
 }
 
 static int g_insert(lua_State *L) {
-  return shift(L, W_INSERT);
+  check_table_like(L, TAB_READ | TAB_WRITE | TAB_LEN);
+  lua_Integer e = (lua_Integer)((lua_Unsigned)luaL_len(L, 1) + 1U); /* wraps, as the library's */
+  lua_Integer pos;
+  switch (lua_gettop(L)) {
+  case 2:
+    pos = e;
+    break;
+  case 3:
+    pos = luaL_checkinteger(L, 2);
+    luaL_argcheck(L, (lua_Unsigned)pos - 1U < (lua_Unsigned)e, 2, "position out of bounds");
+    for (lua_Integer i = e; i > pos; i--) {
+      charge_shift(L, (lua_Unsigned)e - (lua_Unsigned)i, (lua_Unsigned)i - (lua_Unsigned)pos);
+      lua_geti(L, 1, i - 1);
+      lua_seti(L, 1, i);
+    }
+    break;
+  default:
+    return luaL_error(L, "wrong number of arguments to 'insert'");
+  }
+  lua_seti(L, 1, pos);
+  return 0;
 }
 
 static int g_remove(lua_State *L) {
-  return shift(L, W_REMOVE);
+  check_table_like(L, TAB_READ | TAB_WRITE | TAB_LEN);
+  lua_Integer size = luaL_len(L, 1);
+  lua_Integer pos = luaL_optinteger(L, 2, size);
+  if (pos != size) /* argument 1 in the message, as Lua 5.4.4's */
+    luaL_argcheck(L, (lua_Unsigned)pos - 1U <= (lua_Unsigned)size, 1, "position out of bounds");
+  lua_geti(L, 1, pos);
+  for (lua_Integer first = pos; pos < size; pos++) {
+    charge_shift(L, (lua_Unsigned)pos - (lua_Unsigned)first,
+                 (lua_Unsigned)size - (lua_Unsigned)pos);
+    lua_geti(L, 1, pos + 1);
+    lua_seti(L, 1, pos);
+  }
+  lua_pushnil(L);
+  lua_seti(L, 1, pos);
+  return 1;
 }
 
 /* table.concat(t [, sep [, i [, j]]]), table.unpack(t [, i [, j]]). */
@@ -330,9 +396,66 @@ static int g_unpack(lua_State *L) {
 }
 
 /* table.sort: n log n comparisons. */
+/*
+** table.sort: n log n comparisons, charged before the sort where the charge can know them: a
+** table with no metatable (its raw length is the sort's), compared by a Lua function (whose own
+** instructions the hook counts) or by `<` on numbers and strings only (a string comparison reads
+** up to the shorter string: the longest one is charged per comparison).  Otherwise (a metatable,
+** whose __len can claim any length and whose elements can come from __index; a C function as the
+** comparison; elements whose __lt could put long strings in the table meanwhile) each comparison
+** is charged as it happens, by a comparison function of luapool's around the one given.
+*/
+static int sort_compare(lua_State *L) {
+  uint64_t a = string_bytes(L, 1), b = string_bytes(L, 2);
+  lp_budget_charge(L, LP_COST_SORT + (a < b ? a : b) / 8);
+  if (lua_isnil(L, lua_upvalueindex(1))) {
+    lua_pushboolean(L, lua_compare(L, 1, 2, LUA_OPLT));
+    return 1;
+  }
+  lua_settop(L, 2);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, 2, 1);
+  return 1;
+}
+
+/* The longest string among t's elements 1..n, or -1 if one is neither a number nor a string. */
+static int64_t longest_element(lua_State *L, uint64_t n) {
+  uint64_t longest = 0;
+  for (uint64_t i = 1; i <= n; i++) {
+    int type = lua_rawgeti(L, 1, (lua_Integer)i);
+    if (type == LUA_TSTRING && lua_rawlen(L, -1) > longest)
+      longest = lua_rawlen(L, -1);
+    lua_pop(L, 1);
+    if (type != LUA_TSTRING && type != LUA_TNUMBER)
+      return -1;
+  }
+  return (int64_t)longest;
+}
+
 static int g_sort(lua_State *L) {
-  uint64_t n = table_length(L, 1);
-  lp_budget_charge(L, times(times(n, (uint64_t)(1 + log2((double)n + 1))), LP_COST_SORT));
+  bool no_cmp = lua_isnoneornil(L, 2);
+  bool lua_cmp = lua_type(L, 2) == LUA_TFUNCTION && !lua_iscfunction(L, 2);
+  bool plain = lua_type(L, 1) == LUA_TTABLE;
+  if (plain && lua_getmetatable(L, 1)) {
+    lua_pop(L, 1);
+    plain = false;
+  }
+  if (plain && (no_cmp || lua_cmp)) {
+    uint64_t n = table_length(L, 1);
+    int64_t longest = lua_cmp ? 0 : longest_element(L, n);
+    if (longest >= 0) {
+      uint64_t per = LP_COST_SORT + (uint64_t)longest / 8;
+      lp_budget_charge(L, n + times(times(n, (uint64_t)(1 + log2((double)n + 1))), per));
+      return call_original(L, W_SORT);
+    }
+  }
+  if (!no_cmp && lua_type(L, 2) != LUA_TFUNCTION)
+    return call_original(L, W_SORT); /* the library's error */
+  lua_settop(L, 2);
+  lua_pushvalue(L, 2); /* nil without a comparison */
+  lua_pushcclosure(L, sort_compare, 1);
+  lua_replace(L, 2);
   return call_original(L, W_SORT);
 }
 
@@ -347,6 +470,25 @@ static int g_collectgarbage(lua_State *L) {
   if (walks)
     lp_budget_charge(L, (uint64_t)lua_gc(L, LUA_GCCOUNT, 0) * 1024 / LP_BUDGET_GC_BYTES + 1);
   return call_original(L, W_COLLECTGARBAGE);
+}
+
+/*
+** pcall, xpcall: a stop inside them is raised again when they return.  The hook raises again at
+** the caller's next instruction, but a caller that returns the call (`return pcall(f)`, a tail
+** call from the chunk) has none: without this the host's lua_pcall got LUA_OK from a stopped
+** request.  xpcall's frame is this wrapper's, where the original reads its handler (slot 2):
+** lp_budget_open, after lp_guard_open, records the wrapper as the frames a stop disarms.
+*/
+static int reraise_if_stopped(lua_State *L, int n) {
+  return lp_budget_request_stopped(L) ? lp_budget_raise(L) : n;
+}
+
+static int g_pcall(lua_State *L) {
+  return reraise_if_stopped(L, call_original(L, W_PCALL));
+}
+
+static int g_xpcall(lua_State *L) {
+  return reraise_if_stopped(L, call_original(L, W_XPCALL));
 }
 
 /* coroutine.create: a new thread's count starts afresh, so its first period is charged now. */
@@ -468,6 +610,8 @@ typedef struct wrapper {
 
 static const wrapper wrappers[W_COUNT] = {
     [W_COLLECTGARBAGE] = {NULL, "collectgarbage", g_collectgarbage},
+    [W_PCALL] = {NULL, "pcall", g_pcall},
+    [W_XPCALL] = {NULL, "xpcall", g_xpcall},
     [W_TONUMBER] = {NULL, "tonumber", g_tonumber},
     [W_LOAD] = {NULL, "load", g_load},
     [W_CREATE] = {LUA_COLIBNAME, "create", g_create},

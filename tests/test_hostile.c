@@ -174,6 +174,31 @@ static const hostile cases[] = {
     {"load of pending gotos under pcall", BOTH, 50000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 0,
      "local s = ('goto a '):rep(1 << 17) .. '::a::' while true do pcall(load, s) end"},
 
+    /* 1. A stop caught by a call the chunk returns: no next instruction raises it again. */
+    {"a tail-called pcall", BOTH, 1000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 0,
+     "return pcall(function() " LOOP " end)"},
+    {"a tail-called xpcall, time", BOTH, 0, 50, 0, LUAPOOL_STATUS_TIME, 0,
+     "return xpcall(function() " LOOP " end, function(e) return e end)"},
+    {"a tail-called load whose reader loops", BOTH, 1000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 0,
+     "return load(function() " LOOP " end)"},
+
+    /* 3. Shifts and sorts the raw length does not show. */
+    {"table.insert under a __len that claims 2^40", BOTH, 50000000, 0, 0,
+     LUAPOOL_STATUS_INSTRUCTIONS, 2,
+     "local t = setmetatable({}, {__len = function() return 1 << 40 end})"
+     " while true do tick() pcall(table.insert, t, 1, 'x') end"},
+    {"table.remove under a __len that claims 2^40", BOTH, 50000000, 0, 0,
+     LUAPOOL_STATUS_INSTRUCTIONS, 2,
+     "local t = setmetatable({}, {__len = function() return 1 << 40 end})"
+     " while true do tick() pcall(table.remove, t, 1) end"},
+    {"table.sort of long strings", BOTH, 50000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 3,
+     "local base = ('x'):rep(1 << 14) local t = {} for i = 1, 2048 do t[i] = base .. i end"
+     " while true do tick() table.sort(t) end"},
+    {"table.sort through __index and __len", BOTH, 50000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 3,
+     "local base = ('x'):rep(1 << 14) local src = {} for i = 1, 2048 do src[i] = base .. i end"
+     " local t = setmetatable({}, {__index = src, __newindex = src, __len = function() return"
+     " #src end}) while true do tick() table.sort(t) end"},
+
     /* 5. Memory: the status says so, the error stays catchable. */
     {"memory bomb", BOTH, 0, 0, (size_t)8 << 20, LUAPOOL_STATUS_MEMORY, 0,
      "local t = {} while true do t[#t + 1] = ('x'):rep(1 << 16) .. #t end"},
@@ -381,7 +406,7 @@ static const char *const interrupted_shapes[] = {
     "started() while true do pcall(string.rep, 'x', 1 << 20) end",
     "started() local x <close> = " CLOSING(LOOP) " " LOOP,
     "started() return (('a'):rep(30)):match(('a*'):rep(30) .. 'b')",
-    "started() return load('return ' .. ('x or '):rep(1 << 18) .. 'x')",
+    "local s = 'return ' .. ('x or '):rep(1 << 18) .. 'x' started() return load(s)",
 };
 
 START_TEST(interrupt_from_another_thread) {
@@ -398,7 +423,7 @@ START_TEST(interrupt_from_another_thread) {
     ck_assert_int_eq(pthread_create(&t, NULL, interrupt_main, &in), 0);
     const char *msg = util_error_of(L, "=hostile", interrupted_shapes[_i]);
     pthread_join(t, NULL);
-    ck_assert_ptr_nonnull(strstr(msg, "interrupted"));
+    ck_assert_msg(strstr(msg, "interrupted") != NULL, "%s: %s", interrupted_shapes[_i], msg);
     ck_assert_int_eq(luapool_status(L), LUAPOOL_STATUS_INTERRUPTED);
     ck_assert_str_ne(util_error_of(L, "=again", "return 1"), "");
     luapool_release(p, L);

@@ -155,6 +155,40 @@ put("proxy concat", table.concat(proxy, ","), table.unpack(proxy))
 table.sort(proxy, function(a, b) return a > b end)
 put("proxy sort", list(backing))
 put("proxy remove", table.remove(proxy), list(backing))
+table.insert(proxy, 1, 5)
+put("proxy insert front", list(backing), table.remove(proxy, 1), list(backing))
+table.sort(proxy)
+put("proxy sort default", list(backing), #log)
+put("proxy sort errors", perr(function()
+  backing[2] = {}
+  table.sort(proxy)
+end))
+backing[2] = 25
+put("sort C comparator", (function() local t = {5, -3, 9, 1} table.sort(t, math.ult) return list(t) end)())
+put("sort with metatable", (function()
+  local t = setmetatable({3, 1, 2}, {__index = function() return 0 end})
+  table.sort(t)
+  return list(t)
+end)())
+put("sort tables with __lt", (function()
+  local mt = {__lt = function(a, b) return a.v < b.v end}
+  local t = {}
+  for i = 1, 20 do t[i] = setmetatable({v = (i * 7) % 20}, mt) end
+  table.sort(t)
+  local r = {}
+  for i = 1, #t do r[i] = t[i].v end
+  return table.concat(r, ",")
+end)())
+put("sort long strings", (function()
+  local base = ("y"):rep(300)
+  local t = {}
+  for i = 1, 50 do t[i] = base .. ((i * 13) % 50) end
+  table.sort(t)
+  return t[1]:sub(-3), t[50]:sub(-3)
+end)())
+put("insert remove shapes", perr(function() table.insert({}, 1, 2, 3) end))
+put("remove errors 2", perr(function() table.remove(setmetatable({}, {__len = function() return 3 end}), 7) end))
+put("insert not table", perr(function() table.insert(5, 1) end), perr(function() table.remove("x") end))
 
 -- length, next, pairs, ipairs
 local seq = {1, 2, 3, nil}
