@@ -27,6 +27,7 @@
 ** functions reads its upvalues.
 */
 #include <lauxlib.h>
+#include <limits.h>
 #include <lualib.h>
 #include <math.h>
 #include <stdatomic.h>
@@ -327,11 +328,15 @@ static void check_table_like(lua_State *L, int what) {
     luaL_checktype(L, 1, LUA_TTABLE); /* the library's error */
 }
 
-/* Charges the next piece of a shift that has n moves left (every LP_SHIFT_SLICE moves). */
+/* Charges, every LP_SHIFT_SLICE elements done, the next slice of the `left` still to do. */
 #define LP_SHIFT_SLICE 256
-static void charge_shift(lua_State *L, lua_Unsigned done, lua_Unsigned left) {
+static void charge_elements(lua_State *L, lua_Unsigned done, lua_Unsigned left, uint64_t cost) {
   if (done % LP_SHIFT_SLICE == 0)
-    lp_budget_charge(L, (left < LP_SHIFT_SLICE ? left : LP_SHIFT_SLICE) * LP_COST_MOVE);
+    lp_budget_charge(L, (left < LP_SHIFT_SLICE ? left : LP_SHIFT_SLICE) * cost);
+}
+
+static void charge_shift(lua_State *L, lua_Unsigned done, lua_Unsigned left) {
+  charge_elements(L, done, left, LP_COST_MOVE);
 }
 
 static int g_insert(lua_State *L) {
@@ -376,7 +381,8 @@ static int g_remove(lua_State *L) {
   return 1;
 }
 
-/* table.concat(t [, sep [, i [, j]]]), table.unpack(t [, i [, j]]). */
+/* table.concat(t [, sep [, i [, j]]]), table.unpack(t [, i [, j]]) on a table with no
+   metatable: the span, charged before. */
 static int g_range(lua_State *L, int w, int first, uint64_t cost) {
   lua_Integer i, j;
   if (integer_arg(L, first, 1, &i) &&
@@ -387,12 +393,70 @@ static int g_range(lua_State *L, int w, int first, uint64_t cost) {
   return call_original(L, w);
 }
 
+/* Argument 1 is a table with no metatable: the library reads its raw length and elements. */
+static bool raw_table(lua_State *L) {
+  if (lua_type(L, 1) != LUA_TTABLE)
+    return false;
+  if (!lua_getmetatable(L, 1))
+    return true;
+  lua_pop(L, 1);
+  return false;
+}
+
+/*
+** Otherwise __len gives the length and __index the elements (a table whose __len claims 2^20
+** elements read from a table of empty strings cost a concat 20 ms, charged nothing): the
+** library's functions (Lua 5.4.4's semantics and messages), charged every LP_SHIFT_SLICE
+** elements.
+*/
+static void concat_field(lua_State *L, luaL_Buffer *b, lua_Integer i) {
+  lua_geti(L, 1, i);
+  if (!lua_isstring(L, -1))
+    luaL_error(L, "invalid value (%s) at index %I in table for 'concat'", luaL_typename(L, -1),
+               (LUAI_UACINT)i);
+  luaL_addvalue(b);
+}
+
 static int g_concat(lua_State *L) {
-  return g_range(L, W_CONCAT, 3, LP_COST_CONCAT);
+  if (raw_table(L))
+    return g_range(L, W_CONCAT, 3, LP_COST_CONCAT);
+  check_table_like(L, TAB_READ | TAB_LEN);
+  lua_Integer last = luaL_len(L, 1);
+  size_t lsep;
+  const char *sep = luaL_optlstring(L, 2, "", &lsep);
+  lua_Integer i = luaL_optinteger(L, 3, 1);
+  last = luaL_optinteger(L, 4, last);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (lua_Integer first = i; i < last; i++) { /* the last one apart: no overflow at maxinteger */
+    charge_elements(L, (lua_Unsigned)i - (lua_Unsigned)first, (lua_Unsigned)last - (lua_Unsigned)i,
+                    LP_COST_CONCAT);
+    concat_field(L, &b, i);
+    luaL_addlstring(&b, sep, lsep);
+  }
+  if (i == last)
+    concat_field(L, &b, i);
+  luaL_pushresult(&b);
+  return 1;
 }
 
 static int g_unpack(lua_State *L) {
-  return g_range(L, W_UNPACK, 2, LP_COST_UNPACK);
+  if (raw_table(L))
+    return g_range(L, W_UNPACK, 2, LP_COST_UNPACK);
+  lua_Integer i = luaL_optinteger(L, 2, 1);
+  lua_Integer e = lua_isnoneornil(L, 3) ? luaL_len(L, 1) : luaL_checkinteger(L, 3);
+  if (i > e)
+    return 0;
+  lua_Unsigned n = (lua_Unsigned)e - (lua_Unsigned)i; /* one less than the count */
+  if (n >= (unsigned int)INT_MAX || !lua_checkstack(L, (int)(++n)))
+    return luaL_error(L, "too many results to unpack");
+  for (lua_Integer first = i; i < e; i++) {
+    charge_elements(L, (lua_Unsigned)i - (lua_Unsigned)first, (lua_Unsigned)e - (lua_Unsigned)i,
+                    LP_COST_UNPACK);
+    lua_geti(L, 1, i);
+  }
+  lua_geti(L, 1, e);
+  return (int)n;
 }
 
 /* table.sort: n log n comparisons. */

@@ -191,6 +191,15 @@ static const hostile cases[] = {
      LUAPOOL_STATUS_INSTRUCTIONS, 2,
      "local t = setmetatable({}, {__len = function() return 1 << 40 end})"
      " while true do tick() pcall(table.remove, t, 1) end"},
+    {"table.concat through __index and __len", BOTH, 50000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 4,
+     "local src = {} for i = 1, 1 << 20 do src[i] = '' end"
+     " local t = setmetatable({}, {__index = src, __len = function() return #src end})"
+     " while true do tick() table.concat(t) end"},
+    {"table.unpack through __index and __len", BOTH, 50000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS,
+     60,
+     "local src = {} for i = 1, 1 << 19 do src[i] = i end"
+     " local t = setmetatable({}, {__index = src, __len = function() return #src end})"
+     " while true do tick() pcall(table.unpack, t) end"},
     {"table.sort of long strings", BOTH, 50000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 3,
      "local base = ('x'):rep(1 << 14) local t = {} for i = 1, 2048 do t[i] = base .. i end"
      " while true do tick() table.sort(t) end"},
