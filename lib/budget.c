@@ -147,13 +147,22 @@ static void set_current(lua_State *L, lp_budget *b, lua_State *co) {
   lua_pop(L, 1);
 }
 
+/*
+** The hook of a stopped thread: every instruction, and every return.  The return catches what a
+** call returns that caught the stop: `return pcall(f)` from the chunk is a tail call, with no
+** next instruction to raise again, and the host's lua_pcall got LUA_OK for a stopped request
+** (the same for xpcall, or load whose reader was stopped).  The return hook fires when the call
+** returns, C function or not, and raises there.
+*/
+#define LP_STOPPED_MASK (LUA_MASKCOUNT | LUA_MASKRET)
+
 int lp_budget_raise(lua_State *L) {
   lp_budget *b = &lp_sx_of(L)->budget;
   lp_assert(b->why != 0);
   disarm_handlers(L, b);
-  lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
+  lua_sethook(L, budget_hook, LP_STOPPED_MASK, 1);
   if (b->main != L)
-    lua_sethook(b->main, budget_hook, LUA_MASKCOUNT, 1); /* the host's next call fails too */
+    lua_sethook(b->main, budget_hook, LP_STOPPED_MASK, 1); /* the host's next call fails too */
   return luaL_error(L, "%s", message(b->why));
 }
 
@@ -176,7 +185,8 @@ static void budget_hook(lua_State *L, lua_Debug *ar) {
 }
 
 bool lp_budget_hook_is_ours(lua_State *L) {
-  return lua_gethook(L) == budget_hook && lua_gethookmask(L) == LUA_MASKCOUNT;
+  int mask = lua_gethookmask(L);
+  return lua_gethook(L) == budget_hook && (mask == LUA_MASKCOUNT || mask == LP_STOPPED_MASK);
 }
 
 /* Makes the running thread's hook (and the main thread's) look at its next instruction. */

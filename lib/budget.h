@@ -52,9 +52,8 @@ typedef struct lp_budget {
 } lp_budget;
 
 void lp_budget_init(lp_budget *b);
-/* At creation, after the libraries and lp_guard_open (the xpcall whose frames a stop disarms is
-   the global one then): installs the hook on the main thread and the allocator's gate.  Raises
-   nothing. */
+/* At creation, after the libraries: installs the hook on the main thread and the allocator's
+   gate.  Raises nothing. */
 void lp_budget_open(lua_State *L, struct lp_sx *x);
 /* Arms (or, with both 0, removes) the budget of the state L belongs to, from now. */
 void lp_budget_arm(lua_State *L, lp_budget *b, uint64_t instructions, unsigned ms);

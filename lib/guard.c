@@ -42,8 +42,6 @@ enum {
   W_COLLECTGARBAGE,
   W_TONUMBER,
   W_LOAD,
-  W_PCALL,
-  W_XPCALL,
   W_CREATE,
   W_RESUME,
   W_CLOSE,
@@ -536,25 +534,6 @@ static int g_collectgarbage(lua_State *L) {
   return call_original(L, W_COLLECTGARBAGE);
 }
 
-/*
-** pcall, xpcall: a stop inside them is raised again when they return.  The hook raises again at
-** the caller's next instruction, but a caller that returns the call (`return pcall(f)`, a tail
-** call from the chunk) has none: without this the host's lua_pcall got LUA_OK from a stopped
-** request.  xpcall's frame is this wrapper's, where the original reads its handler (slot 2):
-** lp_budget_open, after lp_guard_open, records the wrapper as the frames a stop disarms.
-*/
-static int reraise_if_stopped(lua_State *L, int n) {
-  return lp_budget_request_stopped(L) ? lp_budget_raise(L) : n;
-}
-
-static int g_pcall(lua_State *L) {
-  return reraise_if_stopped(L, call_original(L, W_PCALL));
-}
-
-static int g_xpcall(lua_State *L) {
-  return reraise_if_stopped(L, call_original(L, W_XPCALL));
-}
-
 /* coroutine.create: a new thread's count starts afresh, so its first period is charged now. */
 static int g_create(lua_State *L) {
   lp_budget_charge(L, LP_BUDGET_PERIOD);
@@ -674,8 +653,6 @@ typedef struct wrapper {
 
 static const wrapper wrappers[W_COUNT] = {
     [W_COLLECTGARBAGE] = {NULL, "collectgarbage", g_collectgarbage},
-    [W_PCALL] = {NULL, "pcall", g_pcall},
-    [W_XPCALL] = {NULL, "xpcall", g_xpcall},
     [W_TONUMBER] = {NULL, "tonumber", g_tonumber},
     [W_LOAD] = {NULL, "load", g_load},
     [W_CREATE] = {LUA_COLIBNAME, "create", g_create},

@@ -1,15 +1,14 @@
 /*
 ** guard.h: the library wrappers that keep the budget whole (budget.h): the coroutine functions,
-** pcall and xpcall, load, the library functions whose work a count hook cannot see, and the
-** debug library's hooks.
+** load, the library functions whose work a count hook cannot see, and the debug library's
+** hooks.
 */
 #ifndef LUAPOOL_GUARD_H
 #define LUAPOOL_GUARD_H
 
 #include <lua.h>
 
-/* Protected, at creation, after the libraries, before lp_budget_open (which records the guard's
-   xpcall) and on_create. */
+/* Protected, at creation, after the libraries and lp_budget_open, before on_create. */
 void lp_guard_open(lua_State *L);
 /*
 ** load's lua_load of its chunk: the string s (len bytes), or, with s NULL, the reader function

@@ -157,8 +157,8 @@ static int state_init(lua_State *L) {
   lua_settop(L, 0);
   lp_lptable_create(L);
   open_libraries(L, a->cfg->libs);
+  lp_budget_open(L, x);
   lp_guard_open(L); /* on the stock functions: the sandbox's load charges for itself */
-  lp_budget_open(L, x); /* after the guard: the xpcall it records is the guard's */
   lp_sandbox_open(L, a->cfg->libs);
   lp_warn_open(L, &x->warn, a->cfg);
   lp_chunk_open(L, &x->chunks);
