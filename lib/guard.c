@@ -229,7 +229,7 @@ static const char *load_reader(lua_State *L, void *ud, size_t *size) {
 }
 
 int lp_guard_load_chunk(lua_State *L, const char *s, size_t len, const char *name,
-                        const char *mode) {
+                        const char *mode, bool env) {
   load_src src = {s, s != NULL ? len : 0, s == NULL, false, 0, 0, {0}};
   if (s == NULL) {
     luaL_checktype(L, 1, LUA_TFUNCTION);
@@ -238,17 +238,6 @@ int lp_guard_load_chunk(lua_State *L, const char *s, size_t len, const char *nam
   int status = lua_load(L, load_reader, &src, name, mode);
   if (status != LUA_OK && lp_budget_request_stopped(L))
     lp_budget_raise(L); /* the compiler caught the stop: not load's error to return */
-  return status;
-}
-
-/* load(chunk [, chunkname [, mode [, env]]]), as the base library's, on lp_guard_load_chunk. */
-static int g_load(lua_State *L) {
-  size_t len;
-  const char *s = lua_tolstring(L, 1, &len);
-  const char *mode = luaL_optstring(L, 3, "bt");
-  bool env = !lua_isnone(L, 4);
-  const char *name = luaL_optstring(L, 2, s != NULL ? s : "=(load)");
-  int status = lp_guard_load_chunk(L, s, len, name, mode);
   if (status != LUA_OK) {
     luaL_pushfail(L);
     lua_insert(L, -2);
@@ -260,6 +249,16 @@ static int g_load(lua_State *L) {
       lua_pop(L, 1);
   }
   return 1;
+}
+
+/* load(chunk [, chunkname [, mode [, env]]]), as the base library's, on lp_guard_load_chunk. */
+static int g_load(lua_State *L) {
+  size_t len;
+  const char *s = lua_tolstring(L, 1, &len);
+  const char *mode = luaL_optstring(L, 3, "bt");
+  bool env = !lua_isnone(L, 4);
+  const char *name = luaL_optstring(L, 2, s != NULL ? s : "=(load)");
+  return lp_guard_load_chunk(L, s, len, name, mode, env);
 }
 
 /* string.byte(s, i, j), utf8.codepoint(s, i, j): one result per byte, at most. */

@@ -6,16 +6,19 @@
 #ifndef LUAPOOL_GUARD_H
 #define LUAPOOL_GUARD_H
 
+#include <stdbool.h>
+
 #include <lua.h>
 
 /* Protected, at creation, after the libraries and lp_budget_open, before on_create. */
 void lp_guard_open(lua_State *L);
 /*
-** load's lua_load of its chunk: the string s (len bytes), or, with s NULL, the reader function
-** at index 1 (raises if it is none; slot 5 keeps its pieces).  The chunk goes to the compiler in
-** pieces, each charged to the budget first (guard.c).  Returns lua_load's status.
+** The rest of load once its arguments are read: compiles its chunk, the string s (len bytes),
+** or, with s NULL, the reader function at index 1 (raises if it is none; slot 5 keeps its
+** pieces), in pieces each charged to the budget first (guard.c); then load's results: the
+** function (its first upvalue set to argument 4 if env), or fail and the message.
 */
 int lp_guard_load_chunk(lua_State *L, const char *s, size_t len, const char *name,
-                        const char *mode);
+                        const char *mode, bool env);
 
 #endif /* LUAPOOL_GUARD_H */

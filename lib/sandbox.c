@@ -105,18 +105,7 @@ static int sb_load(lua_State *L) {
     lua_pushfstring(L, "attempt to load a chunk with mode '%s': the sandbox loads text only", mode);
     return 2;
   }
-  int status = lp_guard_load_chunk(L, s, len, name, "t"); /* charged as it is read */
-  if (status != LUA_OK) {
-    luaL_pushfail(L);
-    lua_insert(L, -2);
-    return 2;
-  }
-  if (env) {
-    lua_pushvalue(L, 4);
-    if (lua_setupvalue(L, -2, 1) == NULL)
-      lua_pop(L, 1);
-  }
-  return 1;
+  return lp_guard_load_chunk(L, s, len, name, "t", env); /* charged as it is read */
 }
 
 /* rawset refusing the read-only proxies (upvalue 1: the set of proxies). */
