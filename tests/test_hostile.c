@@ -8,7 +8,6 @@
 ** budget's charges determine exactly.
 */
 #include <lauxlib.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -386,27 +385,6 @@ END_TEST
 
 /* ---- the interrupt ------------------------------------------------------------------------- */
 
-typedef struct interrupter {
-  lua_State *L;
-  atomic_int started;
-} interrupter;
-
-static interrupter *the_interrupter;
-
-static int started(lua_State *L) {
-  (void)L;
-  atomic_store(&the_interrupter->started, 1);
-  return 0;
-}
-
-static void *interrupt_main(void *arg) {
-  interrupter *in = arg;
-  while (atomic_load(&in->started) == 0)
-    util_sleep_ms(1);
-  ck_assert_int_eq(luapool_interrupt(in->L), LUAPOOL_OK);
-  return NULL;
-}
-
 static const char *const interrupted_shapes[] = {
     "started() " LOOP,
     "started() while true do pcall(function() " LOOP " end) end",
@@ -424,14 +402,7 @@ START_TEST(interrupt_from_another_thread) {
     util_config_libs(&cfg, util_profiles[profile]);
     luapool *p = util_pool(&cfg);
     lua_State *L = util_acquire(p);
-    interrupter in = {L, 0};
-    the_interrupter = &in;
-    lua_pushcfunction(L, started);
-    lua_setglobal(L, "started");
-    pthread_t t;
-    ck_assert_int_eq(pthread_create(&t, NULL, interrupt_main, &in), 0);
-    const char *msg = util_error_of(L, "=hostile", interrupted_shapes[_i]);
-    pthread_join(t, NULL);
+    const char *msg = util_error_interrupted(L, interrupted_shapes[_i], 0);
     ck_assert_msg(strstr(msg, "interrupted") != NULL, "%s: %s", interrupted_shapes[_i], msg);
     ck_assert_int_eq(luapool_status(L), LUAPOOL_STATUS_INTERRUPTED);
     ck_assert_str_ne(util_error_of(L, "=again", "return 1"), "");

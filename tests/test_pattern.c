@@ -8,8 +8,6 @@
 */
 #include <lauxlib.h>
 #include <lualib.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -55,7 +53,8 @@ static const char driver[] =
 
 typedef struct side {
   lua_State *L;
-  int fn; /* the driver's stack index */
+  int fn;        /* the driver's stack index */
+  luapool *pool; /* the pooled side's (NULL: the stock side) */
 } side;
 
 static void side_open(side *d, lua_State *L) {
@@ -103,14 +102,21 @@ static void side_run(side *d, const char *kind, arg s, arg p, arg a3, arg a4, ch
 static lua_State *stock;
 static side stock_side;
 
-static void stock_open(void) {
+/* The two sides: a stock state, and into d a pooled state of profile (util_profiles). */
+static void both_open(side *d, int profile) {
+  luapool_config cfg;
+  util_config_libs(&cfg, util_profiles[profile]);
+  d->pool = util_pool(&cfg);
+  side_open(d, util_acquire(d->pool));
   stock = luaL_newstate();
   luaL_openlibs(stock);
   side_open(&stock_side, stock);
 }
 
-static void stock_close(void) {
+static void both_close(side *d) {
   lua_close(stock);
+  luapool_release(d->pool, d->L);
+  luapool_destroy(d->pool);
 }
 
 static long compared;
@@ -233,13 +239,8 @@ static const fixed_case fixed[] = {
 };
 
 START_TEST(fixed_cases_agree_with_stock_lua) {
-  luapool_config cfg;
-  util_config_libs(&cfg, util_profiles[_i]);
-  luapool *p = util_pool(&cfg);
-  lua_State *L = util_acquire(p);
   side d;
-  side_open(&d, L);
-  stock_open();
+  both_open(&d, _i);
   for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
     all_kinds(&d, STR(fixed[i].s), STR(fixed[i].p));
   /* embedded zeros, in the subject and in the pattern (a string literal stops at the first) */
@@ -300,9 +301,7 @@ START_TEST(fixed_cases_agree_with_stock_lua) {
     strcat(caps, "()");
     same(&d, "find", STR("abc"), STR(caps), NIL, NIL);
   }
-  stock_close();
-  luapool_release(p, L);
-  luapool_destroy(p);
+  both_close(&d);
 }
 END_TEST
 
@@ -323,13 +322,8 @@ static const char *const atoms[] = {
 
 /* Random subjects and patterns, short enough that no case backtracks for long. */
 START_TEST(random_cases_agree_with_stock_lua) {
-  luapool_config cfg;
-  util_config_libs(&cfg, util_profiles[_i]);
-  luapool *p = util_pool(&cfg);
-  lua_State *L = util_acquire(p);
   side d;
-  side_open(&d, L);
-  stock_open();
+  both_open(&d, _i);
   rng_state = 20261202;
   static const char subject_chars[] = "aabbc()%% x1_-]\0";
   static const char *const repls[] = {"<%0>", "%1", "%2|%1", "%%", "T", "F", "%", ""};
@@ -365,9 +359,7 @@ START_TEST(random_cases_agree_with_stock_lua) {
     }
   }
   ck_assert_int_ge(compared, 12000);
-  stock_close();
-  luapool_release(p, L);
-  luapool_destroy(p);
+  both_close(&d);
 }
 END_TEST
 
@@ -445,44 +437,16 @@ START_TEST(plain_find_is_linear) {
 }
 END_TEST
 
-typedef struct interrupter {
-  lua_State *L;
-  atomic_int started;
-} interrupter;
-
-static interrupter *the_interrupter;
-
-static int started(lua_State *L) {
-  (void)L;
-  atomic_store(&the_interrupter->started, 1);
-  return 0;
-}
-
-static void *interrupt_main(void *arg) {
-  interrupter *in = arg;
-  while (atomic_load(&in->started) == 0)
-    util_sleep_ms(1);
-  util_sleep_ms(5); /* most likely inside the match by now; if not, the next look stops it */
-  ck_assert_int_eq(luapool_interrupt(in->L), LUAPOOL_OK);
-  return NULL;
-}
-
 /* No budget at all: only the interrupt can stop the call, and it does. */
 START_TEST(backtracking_is_stopped_by_an_interrupt) {
   luapool_config cfg;
   util_config(&cfg);
   luapool *p = util_pool(&cfg);
   lua_State *L = util_acquire(p);
-  interrupter in = {L, 0};
-  the_interrupter = &in;
-  lua_pushcfunction(L, started);
-  lua_setglobal(L, "started");
-  pthread_t t;
-  ck_assert_int_eq(pthread_create(&t, NULL, interrupt_main, &in), 0);
   char chunk[512];
   snprintf(chunk, sizeof chunk, "started() %s", backtracking[_i]);
-  const char *msg = util_error_of(L, "=backtrack", chunk);
-  pthread_join(t, NULL);
+  /* 5 ms: most likely inside the match by then; if not, the next look stops it */
+  const char *msg = util_error_interrupted(L, chunk, 5);
   ck_assert_msg(strstr(msg, "interrupted") != NULL, "%s: %s", backtracking[_i], msg);
   ck_assert_int_eq(luapool_status(L), LUAPOOL_STATUS_INTERRUPTED);
   luapool_release(p, L);

@@ -2,6 +2,8 @@
 
 #include <fcntl.h>
 #include <lauxlib.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -163,4 +165,41 @@ void *util_wait_for_state(void *arg) {
   if (w->rc == LUAPOOL_OK)
     luapool_release(w->p, w->L);
   return NULL;
+}
+
+typedef struct interrupter {
+  lua_State *L;
+  long delay_ms;
+  atomic_int started;
+} interrupter;
+
+static interrupter *the_interrupter;
+
+static int interrupter_started(lua_State *L) {
+  (void)L;
+  atomic_store(&the_interrupter->started, 1);
+  return 0;
+}
+
+static void *interrupter_main(void *arg) {
+  interrupter *in = arg;
+  while (atomic_load(&in->started) == 0)
+    util_sleep_ms(1);
+  if (in->delay_ms > 0)
+    util_sleep_ms(in->delay_ms);
+  ck_assert_int_eq(luapool_interrupt(in->L), LUAPOOL_OK);
+  return NULL;
+}
+
+const char *util_error_interrupted(lua_State *L, const char *chunk, long delay_ms) {
+  interrupter in = {L, delay_ms, 0};
+  the_interrupter = &in;
+  lua_pushcfunction(L, interrupter_started);
+  lua_setglobal(L, "started");
+  pthread_t t;
+  ck_assert_int_eq(pthread_create(&t, NULL, interrupter_main, &in), 0);
+  const char *msg = util_error_of(L, "=interrupted", chunk);
+  pthread_join(t, NULL);
+  the_interrupter = NULL;
+  return msg;
 }

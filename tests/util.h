@@ -37,6 +37,9 @@ long long util_eval_int(lua_State *L, const char *chunk);
 /* Runs a text chunk named chunkname (failing the test if it does not compile); returns its error
    message in a static buffer, "" when it succeeded.  Leaves the stack empty. */
 const char *util_error_of(lua_State *L, const char *chunkname, const char *chunk);
+/* Runs chunk as util_error_of does, with a global started() that the chunk calls; another thread
+   then waits delay_ms and calls luapool_interrupt(L).  The error, or "" if the chunk finished. */
+const char *util_error_interrupted(lua_State *L, const char *chunk, long delay_ms);
 
 luapool_stats util_stats(luapool *p);
 
