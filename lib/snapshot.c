@@ -956,6 +956,54 @@ static void restore_function(lua_State *L, const lp_rec *r, int fsnap, int i) {
   lua_pop(L, 2);
 }
 
+/*
+** Puts back the entries of table t from its copy: one traversal of t removes the keys the copy
+** lacks and sets the values that differ (by fingerprint: rawequal calls -0.0 and 0.0 equal), which
+** next() allows for existing fields, and fingerprints the result as it goes; neither moves an
+** entry, so the traversal order is the final table's.  Only when a recorded key was missing (some
+** key of the copy was never met) are the copy's entries all set again, which may move entries,
+** and the result fingerprinted afresh.  Returns the keys removed.
+*/
+static int restore_entries(lua_State *L, lp_rec *r, int t, int copy) {
+  int removed = 0, kept = 0;
+  lua_pushnil(L);
+  while (lua_next(L, t) != 0) { /* key, value */
+    lua_pushvalue(L, -2);
+    if (lua_rawget(L, copy) == LUA_TNIL) { /* key, value, nil */
+      lua_pop(L, 2);
+      lua_pushvalue(L, -1);
+      lua_pushnil(L);
+      lua_rawset(L, t);
+      removed++;
+      continue;
+    }
+    lp_fp now, was; /* key, value, recorded value */
+    fp_make(L, -2, &now);
+    fp_make(L, -1, &was);
+    if (now.type != was.type || now.bits != was.bits) {
+      lua_pushvalue(L, -3);
+      lua_pushvalue(L, -2);
+      lua_rawset(L, t);
+    }
+    /* kept <= r->n: each kept key is a distinct key of the copy, which has r->n */
+    lp_fp *kv = &r->fp[(size_t)2 * (size_t)kept];
+    fp_make(L, -3, &kv[0]);
+    kv[1] = was;
+    kept++;
+    lua_pop(L, 2);
+  }
+  if (kept == r->n)
+    return removed;
+  lua_pushnil(L);
+  while (lua_next(L, copy) != 0) {
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, t);
+  }
+  fingerprint_table(L, t, r);
+  return removed;
+}
+
 /* Puts back table i's entries and metatable (a userdata's metatable); returns keys removed. */
 static int restore_table(lua_State *L, lp_rec *r, int snap, int i, bool image) {
   int removed = 0, base = lua_gettop(L);
@@ -964,33 +1012,12 @@ static int restore_table(lua_State *L, lp_rec *r, int snap, int i, bool image) {
   int t = lua_gettop(L);
   if (r->n >= 0) {
     lua_rawgeti(L, snap, at + 2);
-    int copy = t + 1;
-    lua_pushnil(L);
-    while (lua_next(L, t) != 0) { /* clearing existing fields during next() is allowed */
-      lua_pop(L, 1);
-      lua_pushvalue(L, -1);
-      if (lua_rawget(L, copy) == LUA_TNIL) {
-        lua_pushvalue(L, -2);
-        lua_pushnil(L);
-        lua_rawset(L, t);
-        removed++;
-      }
-      lua_pop(L, 1);
-    }
-    lua_pushnil(L);
-    while (lua_next(L, copy) != 0) {
-      lua_pushvalue(L, -2);
-      lua_insert(L, -2);
-      lua_rawset(L, t);
-    }
+    removed = restore_entries(L, r, t, t + 1);
   }
   lua_rawgeti(L, snap, at + 3);
   set_recorded_metatable(L, t);
-  if (r->n >= 0) {
-    fingerprint_table(L, t, r);
-    if (image)
-      lp_image_take(&r->img, lua_topointer(L, t));
-  }
+  if (r->n >= 0 && image)
+    lp_image_take(&r->img, lua_topointer(L, t));
   lua_settop(L, base);
   return removed;
 }
