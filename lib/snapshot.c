@@ -964,10 +964,28 @@ static void restore_function(lua_State *L, const lp_rec *r, int fsnap, int i) {
 ** key of the copy was never met) are the copy's entries all set again, which may move entries,
 ** and the result fingerprinted afresh.  Returns the keys removed.
 */
+static bool fp_eq(const lp_fp *a, const lp_fp *b) {
+  return a->type == b->type && a->bits == b->bits;
+}
+
 static int restore_entries(lua_State *L, lp_rec *r, int t, int copy) {
   int removed = 0, kept = 0;
   lua_pushnil(L);
   while (lua_next(L, t) != 0) { /* key, value */
+    /* kept <= r->n: each kept key is a distinct key of the copy, which has r->n; the record's
+       entry kept is read here before it is written */
+    lp_fp *kv = &r->fp[(size_t)2 * (size_t)kept];
+    lp_fp key, now;
+    bool made = kept < r->n; /* else every recorded key was met: this one goes */
+    if (made) {
+      fp_make(L, -2, &key);
+      fp_make(L, -1, &now);
+      if (fp_eq(&kv[0], &key) && fp_eq(&kv[1], &now)) {
+        kept++; /* where it was recorded, as recorded (the record's entries are the copy's) */
+        lua_pop(L, 1);
+        continue;
+      }
+    }
     lua_pushvalue(L, -2);
     if (lua_rawget(L, copy) == LUA_TNIL) { /* key, value, nil */
       lua_pop(L, 2);
@@ -977,17 +995,18 @@ static int restore_entries(lua_State *L, lp_rec *r, int t, int copy) {
       removed++;
       continue;
     }
-    lp_fp now, was; /* key, value, recorded value */
-    fp_make(L, -2, &now);
+    if (!made) {
+      fp_make(L, -3, &key);
+      fp_make(L, -2, &now);
+    }
+    lp_fp was; /* key, value, recorded value */
     fp_make(L, -1, &was);
-    if (now.type != was.type || now.bits != was.bits) {
+    if (!fp_eq(&now, &was)) {
       lua_pushvalue(L, -3);
       lua_pushvalue(L, -2);
       lua_rawset(L, t);
     }
-    /* kept <= r->n: each kept key is a distinct key of the copy, which has r->n */
-    lp_fp *kv = &r->fp[(size_t)2 * (size_t)kept];
-    fp_make(L, -3, &kv[0]);
+    kv[0] = key;
     kv[1] = was;
     kept++;
     lua_pop(L, 2);
