@@ -646,6 +646,77 @@ START_TEST(restored_values_that_rawequal_cannot_tell_apart) {
 END_TEST
 
 /*
+** The restore against random requests: on_create leaves a table of 40 mixed entries (integers,
+** floats, -0.0, strings short and long, booleans, tables, an array part); each round a request
+** makes 1 to 12 random changes to it (set a key that is there, add one, remove one, with values
+** that rawequal confuses among them), and the next request finds it exactly as on_create left it:
+** every key, every value by %q (which tells -0.0 from 0.0 and 0 from 0.0) and by identity for
+** tables, and traversal by next() visiting each entry once.  LUAPOOL_LIBS_ALL, where requests
+** write on_create's tables; make check runs it with the table image in verify mode.
+*/
+static int on_create_mixed(lua_State *L, void *ud) {
+  (void)ud;
+  return luaL_dostring(
+             L, "local t1, t2 = {}, {} mixed_t1, mixed_t2 = t1, t2\n"
+                "mixed = {1, 2.5, -0.0, 'a', true}\n"
+                "for i = 1, 35 do\n"
+                "  local k = ({'k' .. i, i + 100, i + 0.5, ('long'):rep(12) .. i})[i % 4 + 1]\n"
+                "  mixed[k] = ({i, i + 0.0, -0.0, 's' .. i, false, t1, t2, ('v'):rep(50)})[i % 8 + "
+                "1]\n"
+                "end") != LUA_OK;
+}
+
+static const char mixed_dump[] =
+    "local function q(v) if v == mixed_t1 then return 't1' elseif v == mixed_t2 then return 't2'"
+    " elseif type(v) == 'table' then return 'table?' end"
+    " local ok, s = pcall(string.format, '%q', v) return ok and s or tostring(v) end"
+    " local keys, seen = {}, {}"
+    " for k in next, mixed do local s = q(k) if seen[s] then return 'twice: ' .. s end"
+    " seen[s] = true keys[#keys + 1] = s .. '=' .. q(mixed[k]) end"
+    " table.sort(keys) return #keys .. ':' .. table.concat(keys, ',')";
+
+START_TEST(the_restore_against_random_requests) {
+  luapool_config cfg;
+  util_config_libs(&cfg, LUAPOOL_LIBS_ALL);
+  cfg.on_create = on_create_mixed;
+  luapool *p = util_pool(&cfg);
+  char want[8192], got[8192], plant[1024];
+  lua_State *L = util_acquire(p);
+  eval(L, mixed_dump, want, sizeof want);
+  ck_assert_msg(strncmp(want, "40:", 3) == 0, "on_create's table: %s", want);
+  luapool_release(p, L);
+  unsigned seed = 12345;
+  for (int round = 0; round < 200; round++) {
+    seed = seed * 1103515245u + 12345u;
+    snprintf(plant, sizeof plant,
+             "local x = %u local function r(n) x = (x * 1103515245 + 12345) %% 2147483648"
+             " return x %% n + 1 end"
+             " local keys = {} for k in pairs(mixed) do keys[#keys + 1] = k end"
+             " local vals = {0, 0.0, -0.0, 1, 1.0, 'k1', ('long'):rep(12) .. '1', true, false,"
+             " mixed_t1, mixed_t2, {}, 0/0, 1/0}"
+             " for _ = 1, r(12) do local op = r(3)"
+             "  if op == 1 then mixed[keys[r(#keys)]] = vals[r(#vals)]"
+             "  elseif op == 2 then mixed['new' .. r(50)] = vals[r(#vals)]"
+             "  else mixed[keys[r(#keys)]] = nil end end",
+             seed >> 1);
+    L = util_acquire(p);
+    ck_assert_msg(run(L, plant), "round %d: the plant failed", round);
+    luapool_release(p, L);
+    L = util_acquire(p);
+    eval(L, mixed_dump, got, sizeof got);
+    ck_assert_msg(strcmp(got, want) == 0, "round %d: after the reset\n%s\nnot\n%s", round, got,
+                  want);
+    luapool_release(p, L);
+  }
+  luapool_stats st = util_stats(p);
+  ck_assert_uint_eq(st.created, 1);
+  ck_assert_uint_eq(st.tainted, 0);
+  ck_assert_uint_ge(st.restored, 190);
+  luapool_destroy(p);
+}
+END_TEST
+
+/*
 ** An on_create that leaves more objects pending at once than the walk's to-do list keeps on the
 ** check thread's stack (LP_TODO_ON_STACK pairs, lib/snapshot.c): the rest go to its spill
 ** table, and every one of them is still walked.  Under LIBS_ALL the inner tables are recorded,
@@ -813,6 +884,7 @@ static Suite *reset_suite(void) {
   tc = tcase_create("pristine");
   tcase_add_loop_test(tc, on_create_state_survives_and_is_restored, 0, 2);
   tcase_add_test(tc, restored_values_that_rawequal_cannot_tell_apart);
+  tcase_add_test(tc, the_restore_against_random_requests);
   tcase_add_loop_test(tc, a_wide_on_create_is_walked_whole, 0, 2);
   suite_add_tcase(s, tc);
   tc = tcase_create("chunk_cache");
