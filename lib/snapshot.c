@@ -417,6 +417,7 @@ static lp_rec *new_table_rec(lua_State *L, walk *w, lua_Integer *at) {
   r->n = 0;
   r->uid = NULL;
   memset(&r->img, 0, sizeof r->img);
+  r->bytes0 = 0;
   *at = 3 * (lua_Integer)s->ntab++;
   return r;
 }
@@ -777,8 +778,27 @@ static void take_images(lp_snapshot *s) {
   if (s->image == LP_IMAGE_OFF)
     return;
   for (int i = 0; i < s->ntab; i++)
-    if (s->tab[i].n >= 0)
+    if (s->tab[i].n >= 0) {
       lp_image_take(&s->tab[i].img, lua_topointer(s->check, LP_K_TABLE(i)));
+      s->tab[i].bytes0 = s->tab[i].img.abytes + s->tab[i].img.nbytes;
+    }
+}
+
+/*
+** A recorded table whose parts (array and nodes, as its new image shows them) grew past twice
+** their size at the record and past 128 bytes per entry it holds (plus 32): a request that added
+** many keys and removed them itself, which the restore (LP_RESET_MAX_REMOVED) never counts.  Lua
+** never shrinks a table that no insertion rehashes, so every later reset would compare (or walk)
+** all those empty slots: 3 MB, ~350 us a release, for a table that once held 100,000 keys.  The
+** state is closed instead (s->oversized).  Only with the image on: without it, the sizes are not
+** known.
+*/
+static void note_size(lp_snapshot *s, const lp_rec *r) {
+  if (r->img.t == NULL)
+    return;
+  size_t bytes = r->img.abytes + r->img.nbytes;
+  if (bytes > 2 * r->bytes0 && bytes > 128 * ((size_t)r->n + 32))
+    s->oversized = true;
 }
 
 int lp_snapshot_record(lua_State *L, lp_snapshot *s, lp_walk_cache *cache) {
@@ -882,6 +902,7 @@ static bool tab_clean_imaged(lua_State *K, int base, int i, lp_snapshot *s) {
   if (!tab_clean(K, base, LP_K_TABLE(i), r))
     return false;
   lp_image_take(&r->img, lua_topointer(K, LP_K_TABLE(i)));
+  note_size(s, r);
   return true;
 }
 
@@ -916,6 +937,7 @@ int lp_snapshot_find_dirty(lp_snapshot *s) {
   int base = LP_K_BASE(s);
   lp_assert(lua_gettop(K) == base);
   s->ndirty = 0;
+  s->oversized = false;
   for (int i = 0; i < s->ntab; i++)
     if (!tab_clean_imaged(K, base, i, s))
       s->dirty[s->ndirty++] = i;
@@ -925,7 +947,7 @@ int lp_snapshot_find_dirty(lp_snapshot *s) {
   s->thread_changed = false;
   for (int i = 0; i < s->nthr && !s->thread_changed; i++)
     s->thread_changed = !thr_clean(K, LP_K_THREAD(s, i), &s->thr[i]);
-  return s->ndirty + (s->thread_changed ? 1 : 0);
+  return s->ndirty + (s->thread_changed || s->oversized ? 1 : 0);
 }
 
 /* ---- restoring ----------------------------------------------------------------------------- */
@@ -1024,7 +1046,9 @@ static int restore_entries(lua_State *L, lp_rec *r, int t, int copy) {
 }
 
 /* Puts back table i's entries and metatable (a userdata's metatable); returns keys removed. */
-static int restore_table(lua_State *L, lp_rec *r, int snap, int i, bool image) {
+static int restore_table(lua_State *L, lp_snapshot *s, int snap, int i) {
+  lp_rec *r = &s->tab[i];
+  bool image = s->image != LP_IMAGE_OFF;
   int removed = 0, base = lua_gettop(L);
   lua_Integer at = 3 * (lua_Integer)i;
   lua_rawgeti(L, snap, at + 1);
@@ -1035,8 +1059,10 @@ static int restore_table(lua_State *L, lp_rec *r, int snap, int i, bool image) {
   }
   lua_rawgeti(L, snap, at + 3);
   set_recorded_metatable(L, t);
-  if (r->n >= 0 && image)
+  if (r->n >= 0 && image) {
     lp_image_take(&r->img, lua_topointer(L, t));
+    note_size(s, r);
+  }
   lua_settop(L, base);
   return removed;
 }
@@ -1054,14 +1080,14 @@ static int restore(lua_State *L) {
     if (i < 0)
       restore_function(L, &s->fn[-1 - i], fsnap, -1 - i);
     else
-      a->removed += restore_table(L, &s->tab[i], snap, i, s->image != LP_IMAGE_OFF);
+      a->removed += restore_table(L, s, snap, i);
   }
   return 0;
 }
 
 int lp_snapshot_restore(lua_State *L, lp_snapshot *s, int *removed) {
   *removed = 0;
-  if (s->thread_changed)
+  if (s->thread_changed || s->oversized)
     return LP_SNAPSHOT_UNRESTORABLE; /* the state is closed: nothing to put back */
   restore_args a = {s, 0};
   lua_pushcfunction(L, restore);
@@ -1069,6 +1095,8 @@ int lp_snapshot_restore(lua_State *L, lp_snapshot *s, int *removed) {
   int status = lua_pcall(L, 1, 0, 0);
   lua_settop(L, 0);
   *removed = a.removed;
+  if (status == LUA_OK && s->oversized)
+    return LP_SNAPSHOT_UNRESTORABLE; /* restored, but a table it put back is mostly empty slots */
   return status;
 }
 

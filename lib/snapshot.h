@@ -37,6 +37,7 @@ typedef struct lp_rec {
   lp_fp mt;     /* a table's or userdata's metatable (nil for none) */
   void **uid;   /* a Lua function's: the identity of each upvalue (lua_upvalueid); else NULL */
   lp_image img; /* a table's byte image (image.h); unused for functions and userdata */
+  size_t bytes0; /* the image's parts (array and nodes) when the walk recorded the table */
 } lp_rec;
 
 /* A coroutine the reset checks: whatever a resume, a close or a hook changes. */
@@ -54,6 +55,7 @@ typedef struct lp_snapshot {
   int ndirty;
   int *dirty;          /* ntab + nfn: what find_dirty found (>= 0 a table, < 0 function -1-i) */
   bool thread_changed; /* find_dirty found a coroutine changed: restore taints */
+  bool oversized;      /* a recorded table's parts grew far past its entries: restore taints */
   lua_State *check;    /* a thread whose stack holds, for good, the type samples (1..7), then the
                           recorded tables, functions and coroutines: what the reset checks (while
                           lp_snapshot_record walks, its to-do list: object, status pairs) */
