@@ -786,18 +786,22 @@ static void take_images(lp_snapshot *s) {
 
 /*
 ** A recorded table whose parts (array and nodes, as its new image shows them) grew past twice
-** their size at the record and past 128 bytes per entry it holds (plus 32): a request that added
-** many keys and removed them itself, which the restore (LP_RESET_MAX_REMOVED) never counts.  Lua
-** never shrinks a table that no insertion rehashes, so every later reset would compare (or walk)
-** all those empty slots: 3 MB, ~350 us a release, for a table that once held 100,000 keys.  The
-** state is closed instead (s->oversized).  Only with the image on: without it, the sizes are not
-** known.
+** their size at the record, past 128 bytes per entry it holds (plus 32) and past
+** LP_SNAPSHOT_SLACK: a request that added many keys and removed them itself, which the restore
+** (LP_RESET_MAX_REMOVED) never counts.  Lua never shrinks a table that no insertion rehashes, so
+** every later reset would compare (or walk) all those empty slots: 3 MB, ~350 us a release, for a
+** table that once held 100,000 keys.  The state is closed instead (s->oversized).  The floor
+** weighs the two costs: keeping 32 KiB of empty slots costs each later reset ~5 us, closing costs
+** one creation (~100 us), so a request that churns some 500 keys of its own keeps its state.
+** Only with the image on: without it, the sizes are not known.
 */
+#define LP_SNAPSHOT_SLACK ((size_t)32 << 10)
+
 static void note_size(lp_snapshot *s, const lp_rec *r) {
   if (r->img.t == NULL)
     return;
   size_t bytes = r->img.abytes + r->img.nbytes;
-  if (bytes > 2 * r->bytes0 && bytes > 128 * ((size_t)r->n + 32))
+  if (bytes > LP_SNAPSHOT_SLACK && bytes > 2 * r->bytes0 && bytes > 128 * ((size_t)r->n + 32))
     s->oversized = true;
 }
 
