@@ -39,15 +39,6 @@ static const char *run(lua_State *L, const char *chunk) {
   return err;
 }
 
-/* on_create's Lua code: the chunk in ud. */
-static int on_create_lua(lua_State *L, void *ud) {
-  if (luaL_dostring(L, ud) != LUA_OK) {
-    fprintf(stderr, "on_create: %s\n", lua_tostring(L, -1));
-    return 1;
-  }
-  return 0;
-}
-
 typedef int (*create_fn)(lua_State *L, void *ud);
 typedef void (*c_plant)(lua_State *L);
 
@@ -61,7 +52,7 @@ enum {
 
 typedef struct channel_case {
   int profile;
-  create_fn create; /* NULL: on_create_lua over src */
+  create_fn create; /* NULL: util_on_create_lua over src */
   const char *src;
   const char *plant;
   c_plant cplant;
@@ -72,7 +63,7 @@ typedef struct channel_case {
 static void check_channel(const channel_case *k) {
   luapool_config cfg;
   util_config_libs(&cfg, util_profiles[k->profile]);
-  cfg.on_create = k->create != NULL ? k->create : on_create_lua;
+  cfg.on_create = k->create != NULL ? k->create : util_on_create_lua;
   cfg.on_create_ud = (void *)k->src;
   luapool *p = util_pool(&cfg);
   const char *pn = util_profile_names[k->profile];
@@ -363,7 +354,7 @@ START_TEST(proxies_read_like_the_real_tables) {
                             "M = {sub = {x = 1}, self = nil} M.self = M\n";
   luapool_config cfg;
   util_config_libs(&cfg, LUAPOOL_LIBS_SAFE);
-  cfg.on_create = on_create_lua;
+  cfg.on_create = util_on_create_lua;
   cfg.on_create_ud = (void *)src;
   luapool *p = util_pool(&cfg);
   lua_State *L = util_acquire(p);
@@ -401,7 +392,7 @@ START_TEST(a_suspended_coroutine_fails_the_creation) {
   for (size_t i = 0; i < sizeof srcs / sizeof srcs[0]; i++) {
     luapool_config cfg;
     util_config_libs(&cfg, util_profiles[_i]);
-    cfg.on_create = on_create_lua;
+    cfg.on_create = util_on_create_lua;
     cfg.on_create_ud = (void *)srcs[i];
     luapool *p = NULL;
     int rc = luapool_create(&cfg, &p);
@@ -431,7 +422,7 @@ static void tainted_case(int profile, const char *src, const char *plant, const 
                          const char *fresh) {
   luapool_config cfg;
   util_config_libs(&cfg, util_profiles[profile]);
-  cfg.on_create = on_create_lua;
+  cfg.on_create = util_on_create_lua;
   cfg.on_create_ud = (void *)src;
   luapool *p = util_pool(&cfg);
   const char *pn = util_profile_names[profile];
@@ -465,7 +456,7 @@ START_TEST(a_coroutine_left_alone_keeps_the_state) {
   /* a finished coroutine resumed again changes nothing: the state is kept */
   luapool_config cfg;
   util_config_libs(&cfg, util_profiles[_i]);
-  cfg.on_create = on_create_lua;
+  cfg.on_create = util_on_create_lua;
   cfg.on_create_ud = (void *)coroutines;
   luapool *p = util_pool(&cfg);
   lua_State *A = util_acquire(p);
@@ -557,7 +548,7 @@ START_TEST(upvaluejoin_of_a_cached_chunks_env) {
                               " if evil then debug.upvaluejoin(me, 1, counter, 1) end return 1";
   luapool_config cfg;
   util_config_libs(&cfg, LUAPOOL_LIBS_ALL);
-  cfg.on_create = on_create_lua;
+  cfg.on_create = util_on_create_lua;
   cfg.on_create_ud = (void *)oc;
   luapool *p = util_pool(&cfg);
   for (int round = 0; round < 3; round++) {
@@ -626,7 +617,7 @@ START_TEST(an_on_create_coroutine_runs_under_the_budget) {
                                        "pcall(spinwrap) while true do end"};
   luapool_config cfg;
   util_config_libs(&cfg, util_profiles[_i / 2]);
-  cfg.on_create = on_create_lua;
+  cfg.on_create = util_on_create_lua;
   cfg.on_create_ud = (void *)oc;
   cfg.budget_instructions = 1000000;
   luapool *p = util_pool(&cfg);

@@ -43,12 +43,18 @@ static luapool *pool_of(int profile) {
   return util_pool(&cfg);
 }
 
-/* A pool of libraries libs whose states on_create sets up. */
-static luapool *pool_with(unsigned libs, int (*on_create)(lua_State *L, void *ud)) {
+/* A pool of libraries libs whose states on_create (given ud) sets up. */
+static luapool *pool_with(unsigned libs, int (*on_create)(lua_State *L, void *ud), void *ud) {
   luapool_config cfg;
   util_config_libs(&cfg, libs);
   cfg.on_create = on_create;
+  cfg.on_create_ud = ud;
   return util_pool(&cfg);
+}
+
+/* The same, with on_create running the Lua chunk. */
+static luapool *pool_running(unsigned libs, const char *chunk) {
+  return pool_with(libs, util_on_create_lua, (void *)chunk);
 }
 
 /* Every reset of p's one state vouched for it (none closed); then p goes. */
@@ -179,10 +185,7 @@ END_TEST
 ** the state.  Each shape: the globals (both profiles), and under LIBS_ALL a library table and the
 ** array part of on_create's table; a request that churns 500 keys keeps its state.
 */
-static int on_create_list(lua_State *L, void *ud) {
-  (void)ud;
-  return luaL_dostring(L, "list = {1, 2, 3}") != LUA_OK;
-}
+static const char on_create_list[] = "list = {1, 2, 3}";
 
 START_TEST(a_table_grown_and_emptied_by_the_request_closes_the_state) {
   static const char *const shapes[] = {
@@ -193,7 +196,7 @@ START_TEST(a_table_grown_and_emptied_by_the_request_closes_the_state) {
   int profile = _i / 3, shape = _i % 3;
   if (profile == 0 && shape != 0)
     return; /* the sandbox's libraries and on_create's tables are read-only to scripts */
-  luapool *p = pool_with(util_profiles[profile], on_create_list);
+  luapool *p = pool_running(util_profiles[profile], on_create_list);
   lua_State *A = util_acquire(p);
   ck_assert_msg(run(A, shapes[shape]), "shape %d", shape);
   luapool_release(p, A);
@@ -496,7 +499,7 @@ START_TEST(finalizers_never_run_in_the_next_turn) {
       "setmetatable({}, mt)",
   };
   for (size_t k = 0; k < 2; k++) {
-    luapool *p = pool_with(util_profiles[_i], on_create_ghost);
+    luapool *p = pool_with(util_profiles[_i], on_create_ghost, NULL);
     ghosts = 0;
     lua_State *A = util_acquire(p);
     bool ok = run(A, plants[k]);
@@ -520,7 +523,7 @@ START_TEST(finalizers_never_run_in_the_next_turn) {
 END_TEST
 
 START_TEST(gc_added_after_setmetatable_never_runs) {
-  luapool *p = pool_with(util_profiles[_i], on_create_ghost);
+  luapool *p = pool_with(util_profiles[_i], on_create_ghost, NULL);
   ghosts = 0;
   lua_State *A = util_acquire(p);
   util_run(A, "local mt = {} setmetatable({}, mt) mt.__gc = function() ghost() end");
@@ -535,7 +538,7 @@ START_TEST(gc_added_after_setmetatable_never_runs) {
 END_TEST
 
 START_TEST(close_handlers_of_suspended_coroutines) {
-  luapool *p = pool_with(util_profiles[_i], on_create_ghost);
+  luapool *p = pool_with(util_profiles[_i], on_create_ghost, NULL);
   ghosts = 0;
   lua_State *A = util_acquire(p);
   util_run(A, "co = coroutine.create(function() "
@@ -638,7 +641,7 @@ static int on_create_host(lua_State *L, void *ud) {
 }
 
 START_TEST(on_create_state_survives_and_is_restored) {
-  luapool *p = pool_with(util_profiles[_i], on_create_host);
+  luapool *p = pool_with(util_profiles[_i], on_create_host, NULL);
   for (int round = 0; round < 3; round++) {
     lua_State *L = util_acquire(p);
     ck_assert_int_eq(util_eval_int(L, "return host_fn() == 'ghost' and counter() == 1 and "
@@ -659,10 +662,8 @@ END_TEST
 ** too (its copy put back whole), keys added and removed, and nothing (the state as recorded).
 ** LUAPOOL_LIBS_ALL, where a request writes on_create's tables.
 */
-static int on_create_zeros(lua_State *L, void *ud) {
-  (void)ud;
-  return luaL_dostring(L, "zeros = {pos = 0.0, int = 0, name = 'n', [1] = 0.0, [2] = 7}") != LUA_OK;
-}
+static const char on_create_zeros[] =
+    "zeros = {pos = 0.0, int = 0, name = 'n', [1] = 0.0, [2] = 7}";
 
 START_TEST(restored_values_that_rawequal_cannot_tell_apart) {
   static const char *const plants[] = {
@@ -675,7 +676,7 @@ START_TEST(restored_values_that_rawequal_cannot_tell_apart) {
                              "'integer' and zeros.name == 'n' and 1 / zeros[1] == math.huge and "
                              "zeros[2] == 7 and zeros.extra == nil and zeros[3] == nil and "
                              "zeros.k40 == nil and #zeros == 2";
-  luapool *p = pool_with(LUAPOOL_LIBS_ALL, on_create_zeros);
+  luapool *p = pool_running(LUAPOOL_LIBS_ALL, on_create_zeros);
   for (int round = 0; round < 2; round++)
     for (size_t i = 0; i < sizeof plants / sizeof plants[0]; i++) {
       lua_State *L = util_acquire(p);
@@ -699,17 +700,14 @@ END_TEST
 ** tables, and traversal by next() visiting each entry once.  LUAPOOL_LIBS_ALL, where requests
 ** write on_create's tables; make check runs it with the table image in verify mode.
 */
-static int on_create_mixed(lua_State *L, void *ud) {
-  (void)ud;
-  return luaL_dostring(
-             L, "local t1, t2 = {}, {} mixed_t1, mixed_t2 = t1, t2\n"
-                "mixed = {1, 2.5, -0.0, 'a', true}\n"
-                "for i = 1, 35 do\n"
-                "  local k = ({'k' .. i, i + 100, i + 0.5, ('long'):rep(12) .. i})[i % 4 + 1]\n"
-                "  mixed[k] = ({i, i + 0.0, -0.0, 's' .. i, false, t1, t2, ('v'):rep(50)})[i % 8 + "
-                "1]\n"
-                "end") != LUA_OK;
-}
+static const char on_create_mixed[] =
+    "local t1, t2 = {}, {} mixed_t1, mixed_t2 = t1, t2\n"
+    "mixed = {1, 2.5, -0.0, 'a', true}\n"
+    "for i = 1, 35 do\n"
+    "  local k = ({'k' .. i, i + 100, i + 0.5, ('long'):rep(12) .. i})[i % 4 + 1]\n"
+    "  mixed[k] = ({i, i + 0.0, -0.0, 's' .. i, false, t1, t2, ('v'):rep(50)})[i % 8 + "
+    "1]\n"
+    "end";
 
 static const char mixed_dump[] =
     "local function q(v) if v == mixed_t1 then return 't1' elseif v == mixed_t2 then return 't2'"
@@ -721,7 +719,7 @@ static const char mixed_dump[] =
     " table.sort(keys) return #keys .. ':' .. table.concat(keys, ',')";
 
 START_TEST(the_restore_against_random_requests) {
-  luapool *p = pool_with(LUAPOOL_LIBS_ALL, on_create_mixed);
+  luapool *p = pool_running(LUAPOOL_LIBS_ALL, on_create_mixed);
   char want[8192], got[8192], plant[1024];
   lua_State *L = util_acquire(p);
   eval(L, mixed_dump, want, sizeof want);
@@ -762,13 +760,10 @@ END_TEST
 ** so a request's writes to the last ones (pushed last, spilled) are put back; under the sandbox
 ** they are frozen, so the writes are refused.
 */
-static int on_create_wide(lua_State *L, void *ud) {
-  (void)ud;
-  return luaL_dostring(L, "wide = {} for i = 1, 6000 do wide[i] = {i} end") != LUA_OK;
-}
+static const char on_create_wide[] = "wide = {} for i = 1, 6000 do wide[i] = {i} end";
 
 START_TEST(a_wide_on_create_is_walked_whole) {
-  luapool *p = pool_with(util_profiles[_i], on_create_wide);
+  luapool *p = pool_running(util_profiles[_i], on_create_wide);
   static const char *const write =
       "local n = 0 for _, i in ipairs({1, 3000, 4500, 5999, 6000}) do"
       " if pcall(function() wide[i][1] = 'x' wide[i].extra = true end) then n = n + 1 end end"

@@ -73,6 +73,14 @@ void util_run(lua_State *L, const char *chunk) {
   lua_settop(L, top);
 }
 
+int util_on_create_lua(lua_State *L, void *ud) {
+  if (luaL_dostring(L, ud) != LUA_OK) {
+    fprintf(stderr, "on_create: %s\n", lua_tostring(L, -1));
+    return 1;
+  }
+  return 0;
+}
+
 long long util_eval_int(lua_State *L, const char *chunk) {
   int top = lua_gettop(L);
   if (luaL_loadstring(L, chunk) != LUA_OK || lua_pcall(L, 0, 1, 0) != LUA_OK)

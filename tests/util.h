@@ -34,6 +34,8 @@ bool util_log_has(const char *needle); /* some captured message contains needle 
 void util_run(lua_State *L, const char *chunk);
 /* Runs a chunk that returns one value and returns it as an integer (booleans: 0 or 1). */
 long long util_eval_int(lua_State *L, const char *chunk);
+/* An on_create that runs the Lua chunk in ud (a string); a failure is printed and fails it. */
+int util_on_create_lua(lua_State *L, void *ud);
 /* Runs a text chunk named chunkname (failing the test if it does not compile); returns its error
    message in a static buffer, "" when it succeeded.  Leaves the stack empty. */
 const char *util_error_of(lua_State *L, const char *chunkname, const char *chunk);
