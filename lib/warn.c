@@ -7,11 +7,21 @@
 #include "base.h"
 #include "warn.h"
 
-static void flush(lp_warn *w) {
+static void emit(const lp_warn *w, const char *text) {
   if (w->cfg != NULL && w->cfg->log != NULL)
-    lp_log(w->cfg, LUAPOOL_LOG_WARN, "Lua warning: %s", w->buf);
+    lp_log(w->cfg, LUAPOOL_LOG_WARN, "Lua warning: %s", text);
   else
-    (void)fprintf(stderr, "Lua warning: %s\n", w->buf);
+    (void)fprintf(stderr, "Lua warning: %s\n", text);
+}
+
+/* The warning in buf, if the request has not used up its LP_WARN_LINES. */
+static void flush(lp_warn *w) {
+  if (w->lines < LP_WARN_LINES)
+    emit(w, w->buf);
+  else if (w->lines == LP_WARN_LINES)
+    emit(w, "(more warnings in this request dropped)");
+  if (w->lines <= LP_WARN_LINES)
+    w->lines++;
   w->len = 0;
   w->buf[0] = '\0';
 }
@@ -28,9 +38,11 @@ static void warn_f(void *ud, const char *msg, int tocont) {
   w->cont = tocont != 0;
   if (!w->on)
     return;
-  size_t room = sizeof w->buf - 1 - w->len, n = strlen(msg);
-  if (n > room)
-    n = room; /* a longer warning is cut */
+  /* Reads no further than the room (a longer piece is cut): a piece can be a string of mem_limit
+     bytes, and strlen would be work in proportion to it inside one budgeted call. */
+  size_t room = sizeof w->buf - 1 - w->len;
+  const char *end = memchr(msg, '\0', room);
+  size_t n = end != NULL ? (size_t)(end - msg) : room;
   memcpy(w->buf + w->len, msg, n);
   w->len += n;
   w->buf[w->len] = '\0';
@@ -47,6 +59,7 @@ void lp_warn_open(lua_State *L, lp_warn *w, const luapool_config *cfg) {
 void lp_warn_reset(lp_warn *w) {
   w->on = false;
   w->cont = false;
+  w->lines = 0;
   w->len = 0;
   w->buf[0] = '\0';
 }

@@ -149,6 +149,18 @@ static const hostile cases[] = {
      "local s = (' '):rep(1 << 24) while true do tick() load(s) end"},
     {"string.packsize of a long format", BOTH, 50000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 3,
      "local f = ('b'):rep(1 << 24) while true do tick() pcall(string.packsize, f) end"},
+    /* the chunk's name: Lua compares it with its string cache before the first piece */
+    {"load with a long chunk name", BOTH, 50000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 400,
+     "local s = ('x'):rep(1 << 20) while true do tick() load('return 1', s) end"},
+    {"load of a long chunk that fails at once", BOTH, 50000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS,
+     400, "local s = ')' .. ('x'):rep(1 << 20) while true do tick() load(s) end"},
+    {"load from a reader, with a long chunk name", BOTH, 50000000, 0, 0,
+     LUAPOOL_STATUS_INSTRUCTIONS, 400,
+     "local s = ('x'):rep(1 << 20) local function none() return nil end"
+     " while true do tick() load(none, s) end"},
+    /* warn's pieces are read only as far as the warning's room (strlen was 8 MiB a piece) */
+    {"warn of long pieces", BOTH, 10000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 0,
+     "warn('@on') local s = ('x'):rep(1 << 23) while true do warn(s, s, s, s) end"},
 
     /* 17. One C call that backtracks: luapool's matcher charges its steps as it goes. */
     {"a match that backtracks", BOTH, 50000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 0,

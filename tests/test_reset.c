@@ -598,6 +598,28 @@ START_TEST(warn_switch) {
 }
 END_TEST
 
+/* A request logs at most 16 warnings and a line that says the rest were dropped; the next
+   request starts again from none. */
+START_TEST(warnings_are_capped_per_request) {
+  luapool *p = pool_of(_i);
+  lua_State *L = util_acquire(p);
+  int before = util_log_count();
+  util_run(L, "warn('@on') for i = 1, 100 do warn('capped ', tostring(i), '.') end");
+  ck_assert_int_eq(util_log_count() - before, 17);
+  ck_assert(util_log_has("capped 16."));
+  ck_assert(!util_log_has("capped 17."));
+  ck_assert(util_log_has("more warnings in this request dropped"));
+  luapool_release(p, L);
+  L = util_acquire(p);
+  before = util_log_count();
+  util_run(L, "warn('@on') warn('after the cap')");
+  ck_assert_int_eq(util_log_count() - before, 1);
+  ck_assert(util_log_has("after the cap"));
+  luapool_release(p, L);
+  luapool_destroy(p);
+}
+END_TEST
+
 START_TEST(values_left_on_the_stack) {
   luapool *p = pool_of(_i);
   lua_State *L = util_acquire(p);
@@ -910,6 +932,7 @@ static Suite *reset_suite(void) {
   tcase_add_test(tc, hooks_from_lua);
   tcase_add_loop_test(tc, hooks_from_c, 0, 2);
   tcase_add_loop_test(tc, warn_switch, 0, 2);
+  tcase_add_loop_test(tc, warnings_are_capped_per_request, 0, 2);
   tcase_add_loop_test(tc, values_left_on_the_stack, 0, 2);
   tcase_add_loop_test(tc, a_big_heap_is_not_handed_out, 0, 2);
   suite_add_tcase(s, tc);
