@@ -34,6 +34,7 @@
 #include <string.h>
 
 #include "budget.h"
+#include "frames.h"
 #include "guard.h"
 #include "pattern.h"
 
@@ -42,6 +43,7 @@ enum {
   W_COLLECTGARBAGE,
   W_TONUMBER,
   W_LOAD,
+  W_ERROR,
   W_CREATE,
   W_RESUME,
   W_CLOSE,
@@ -66,6 +68,10 @@ enum {
   W_CODEPOINT,
   W_SETHOOK,
   W_GETHOOK,
+  W_GETINFO,
+  W_GETLOCAL,
+  W_SETLOCAL,
+  W_TRACEBACK,
   W_COUNT
 };
 
@@ -654,6 +660,64 @@ static int g_gethook(lua_State *L) {
   return call_original(L, W_GETHOOK);
 }
 
+/* ---- levels: lua_getstack walks from the running frame down to the level it is given ----------
+ */
+
+/*
+** A frame n levels down costs lua_getstack n steps of a linked list (never more than the frames
+** there are: LUAI_MAXSTACK bounds both): error's position, debug.getinfo, getlocal and setlocal
+** of a level, each inside one call.  Charged a quarter of an instruction a level; `error('x',
+** 1e9)` at the bottom of 150,000 frames in a loop ran a 10^7 budget past 100 s.
+*/
+#define LP_LEVELS_MAX 1000000 /* LUAI_MAXSTACK: no thread has more frames */
+
+static void charge_level(lua_State *L, int i) {
+  lua_Integer level;
+  if (lua_type(L, i) == LUA_TNUMBER && integer_arg(L, i, 0, &level) && level > 1)
+    lp_budget_charge(L, (uint64_t)(level < LP_LEVELS_MAX ? level : LP_LEVELS_MAX) / 4 + 1);
+}
+
+/* error(message [, level]): a string message gets the position `level` frames down. */
+static int g_error(lua_State *L) {
+  if (lua_type(L, 1) == LUA_TSTRING)
+    charge_level(L, 2);
+  return call_original(L, W_ERROR);
+}
+
+/* debug.getinfo, getlocal, setlocal([thread,] level, ...): argument 1, or 2 after a thread. */
+static int leveled(lua_State *L, int w) {
+  charge_level(L, lua_type(L, 1) == LUA_TTHREAD ? 2 : 1);
+  return call_original(L, w);
+}
+
+static int g_getinfo(lua_State *L) {
+  return leveled(L, W_GETINFO);
+}
+
+static int g_getlocal(lua_State *L) {
+  return leveled(L, W_GETLOCAL);
+}
+
+static int g_setlocal(lua_State *L) {
+  return leveled(L, W_SETLOCAL);
+}
+
+/*
+** debug.traceback([thread,] [message [, level]]): luaL_traceback finds the last level by a binary
+** search of lua_getstack calls, then reads 22 levels near both ends, so it walks the frames about
+** 40 times, whatever the level: charged 16 instructions a frame, the frames counted one step each
+** (frames.h).
+*/
+static int g_traceback(lua_State *L) {
+  lua_State *co = lua_type(L, 1) == LUA_TTHREAD ? lua_tothread(L, 1) : L;
+  uint64_t frames = 0;
+  lp_frame f;
+  for (bool more = lp_frame_first(co, &f); more; more = lp_frame_next(&f))
+    frames++;
+  lp_budget_charge(L, times(frames, 16) + 1);
+  return call_original(L, W_TRACEBACK);
+}
+
 /* ---- installing ------------------------------------------------------------------------------- */
 
 typedef struct wrapper {
@@ -666,6 +730,7 @@ static const wrapper wrappers[W_COUNT] = {
     [W_COLLECTGARBAGE] = {NULL, "collectgarbage", g_collectgarbage},
     [W_TONUMBER] = {NULL, "tonumber", g_tonumber},
     [W_LOAD] = {NULL, "load", g_load},
+    [W_ERROR] = {NULL, "error", g_error},
     [W_CREATE] = {LUA_COLIBNAME, "create", g_create},
     [W_RESUME] = {LUA_COLIBNAME, "resume", g_resume},
     [W_CLOSE] = {LUA_COLIBNAME, "close", g_close},
@@ -690,6 +755,10 @@ static const wrapper wrappers[W_COUNT] = {
     [W_CODEPOINT] = {LUA_UTF8LIBNAME, "codepoint", g_codepoint},
     [W_SETHOOK] = {LUA_DBLIBNAME, "sethook", g_sethook},
     [W_GETHOOK] = {LUA_DBLIBNAME, "gethook", g_gethook},
+    [W_GETINFO] = {LUA_DBLIBNAME, "getinfo", g_getinfo},
+    [W_GETLOCAL] = {LUA_DBLIBNAME, "getlocal", g_getlocal},
+    [W_SETLOCAL] = {LUA_DBLIBNAME, "setlocal", g_setlocal},
+    [W_TRACEBACK] = {LUA_DBLIBNAME, "traceback", g_traceback},
 };
 
 /*

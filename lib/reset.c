@@ -10,6 +10,7 @@
 */
 #include "reset.h"
 #include "config.h"
+#include "frames.h"
 
 /* Lua 5.4's collector defaults (lgc.h: LUAI_GCPAUSE, LUAI_GCMUL, LUAI_GCSTEPSIZE). */
 #define LP_GC_PAUSE 200
@@ -159,9 +160,9 @@ static void defuse_stack(lua_State *L) {
   int top = lua_gettop(L);
   for (int i = 1; i <= top; i++)
     strip_close(L, i);
-  lua_Debug ar;
-  for (int level = 0; lua_getstack(L, level, &ar); level++) {
-    for (int n = 1; lua_getlocal(L, &ar, n) != NULL; n++) {
+  lp_frame f;
+  for (bool more = lp_frame_first(L, &f); more; more = lp_frame_next(&f)) {
+    for (int n = 1; lua_getlocal(L, &f.ar, n) != NULL; n++) {
       strip_close(L, -1);
       lua_pop(L, 1);
     }

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 
 #include "fault.h"
+#include "frames.h"
 #include "guard.h"
 #include "internal.h"
 #include "lptable.h"
@@ -157,6 +158,7 @@ static int state_init(lua_State *L) {
   lua_settop(L, 0);
   lp_lptable_create(L);
   open_libraries(L, a->cfg->libs);
+  lp_frames_probe(L); /* once per process: before a stop's first walk of the frames */
   lp_budget_open(L, x);
   lp_guard_open(L); /* on the stock functions: the sandbox's load charges for itself */
   lp_sandbox_open(L, a->cfg->libs);

@@ -219,6 +219,25 @@ static const hostile cases[] = {
      " local t = setmetatable({}, {__index = src, __newindex = src, __len = function() return"
      " #src end}) while true do tick() table.sort(t) end"},
 
+/* 20. A deep stack: the stop walks the frames once (it took the square of the depth), and
+   the calls that walk to a level are charged for it. */
+#define DEEP(body) "local function f(n) if n == 0 then " body " end return f(n - 1) + 1 end "
+    {"a loop at the bottom of 150,000 frames", BOTH, 10000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 0,
+     DEEP(LOOP) "f(150000)"},
+    {"a loop at the bottom of 150,000 frames, time", BOTH, 0, 50, 0, LUAPOOL_STATUS_TIME, 0,
+     DEEP(LOOP) "f(150000)"},
+    {"150,000 frames above an xpcall whose handler loops", BOTH, 10000000, 0, 0,
+     LUAPOOL_STATUS_INSTRUCTIONS, 0, DEEP(LOOP) "xpcall(f, function() " LOOP " end, 150000)"},
+    {"error of a far level at the bottom of 150,000 frames", BOTH, 10000000, 0, 0,
+     LUAPOOL_STATUS_INSTRUCTIONS, 50,
+     DEEP("while true do tick() pcall(error, 'x', 1 << 40) end") "f(150000)"},
+    {"debug.getinfo of a far level at the bottom of 150,000 frames", ALL, 10000000, 0, 0,
+     LUAPOOL_STATUS_INSTRUCTIONS, 50,
+     DEEP("while true do tick() debug.getinfo(1 << 40) end") "f(150000)"},
+    {"debug.traceback at the bottom of 150,000 frames", ALL, 10000000, 0, 0,
+     LUAPOOL_STATUS_INSTRUCTIONS, 5,
+     DEEP("while true do tick() debug.traceback('x') end") "f(150000)"},
+
     /* 5. Memory: the status says so, the error stays catchable. */
     {"memory bomb", BOTH, 0, 0, (size_t)8 << 20, LUAPOOL_STATUS_MEMORY, 0,
      "local t = {} while true do t[#t + 1] = ('x'):rep(1 << 16) .. #t end"},

@@ -3,9 +3,11 @@
 ** slot check, and the moves a slot may make (checked by assertions in --enable-debug builds).
 */
 #include <lauxlib.h>
+#include <lualib.h>
 #include <signal.h>
 #include <stdint.h>
 
+#include "frames.h"
 #include "freelist.h"
 #include "internal.h"
 #include "util.h"
@@ -149,6 +151,71 @@ START_TEST(a_forbidden_slot_move_aborts_in_a_debug_build) {
 END_TEST
 #endif
 
+/* lp_frame_next's frames are lua_getstack's, level for level (frames.h). */
+static int frames_agree(lua_State *L) {
+  lp_frame f;
+  lua_Debug ar;
+  bool more = lp_frame_first(L, &f);
+#if LUA_VERSION_RELEASE_NUM >= 50400 && LUA_VERSION_RELEASE_NUM <= 50408
+  ck_assert_msg(f.fast, "the probe failed on a Lua whose CallInfo it knows");
+#endif
+  int level = 0;
+  for (;; level++) {
+    bool api = lua_getstack(L, level, &ar) != 0;
+    ck_assert_int_eq(more, api);
+    if (!api)
+      break;
+    ck_assert_ptr_eq(f.ar.i_ci, ar.i_ci);
+    ck_assert_int_eq(f.level, level);
+    more = lp_frame_next(&f);
+  }
+  lua_pushinteger(L, level);
+  return 1;
+}
+
+static int probe_frames(lua_State *L) {
+  lp_frames_probe(L);
+  return 0;
+}
+
+static void hook_agrees(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  lua_sethook(L, NULL, 0, 0);
+  frames_agree(L);
+  lua_pop(L, 1);
+}
+
+START_TEST(the_frame_walk_steps_through_the_frames_lua_getstack_finds) {
+  lua_State *L = luaL_newstate();
+  luaL_openlibs(L);
+  lua_pushcfunction(L, probe_frames);
+  ck_assert_int_eq(lua_pcall(L, 0, 0, 0), LUA_OK);
+  lua_register(L, "agree", frames_agree);
+  util_run(L, "local function rec(n)"
+              "  if n == 0 then return agree() end"
+              "  local k = n % 4"
+              "  if k == 0 then local ok, v = pcall(rec, n - 1) assert(ok) return v + 0"
+              "  elseif k == 1 then return (rec(n - 1)) + 0"
+              "  elseif k == 2 then return table.unpack({rec(n - 1)}) + 0"
+              "  else return select(2, xpcall(rec, print, n - 1)) + 0 end"
+              " end"
+              " assert(agree() == 2)"
+              " assert(rec(80) > 80)"
+              " assert(coroutine.wrap(function() return rec(40) end)() > 40)"
+              " local co = coroutine.create(function() coroutine.yield(rec(9)) return rec(21) end)"
+              " local ok, a = coroutine.resume(co) assert(ok and a > 9)"
+              " local ok2, b = coroutine.resume(co) assert(ok2 and b > 21)"
+              " local deep = 0 local function d(n) if n == 0 then deep = agree() return 0 end"
+              "   return d(n - 1) + 1 end d(5000) assert(deep > 5000)");
+  /* from a hook, inside a Lua function */
+  lua_sethook(L, hook_agrees, LUA_MASKCOUNT, 5);
+  util_run(L, "local function r(n) if n == 0 then for i = 1, 20 do end return 0 end"
+              " return r(n - 1) + 1 end r(30)");
+  lua_sethook(L, NULL, 0, 0);
+  lua_close(L);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("internal");
   TCase *tc = tcase_create("freelist");
@@ -157,6 +224,7 @@ int main(void) {
   tcase_add_test(tc, slot_check_never_trusts_the_extra_space);
   tcase_add_test(tc, slot_check_finds_a_slot_in_any_chunk);
   tcase_add_test(tc, a_slot_makes_only_the_documented_moves);
+  tcase_add_test(tc, the_frame_walk_steps_through_the_frames_lua_getstack_finds);
 #ifdef LP_DEBUG
   tcase_add_test_raise_signal(tc, a_wrong_slot_move_aborts_in_a_debug_build, SIGABRT);
   tcase_add_test_raise_signal(tc, a_forbidden_slot_move_aborts_in_a_debug_build, SIGABRT);
