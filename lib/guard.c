@@ -660,8 +660,7 @@ static int g_gethook(lua_State *L) {
   return call_original(L, W_GETHOOK);
 }
 
-/* ---- levels: lua_getstack walks from the running frame down to the level it is given ----------
- */
+/* ---- levels: lua_getstack walks down to the level it is given ------------------------------ */
 
 /*
 ** A frame n levels down costs lua_getstack n steps of a linked list (never more than the frames
@@ -690,17 +689,13 @@ static int leveled(lua_State *L, int w) {
   return call_original(L, w);
 }
 
-static int g_getinfo(lua_State *L) {
-  return leveled(L, W_GETINFO);
-}
-
-static int g_getlocal(lua_State *L) {
-  return leveled(L, W_GETLOCAL);
-}
-
-static int g_setlocal(lua_State *L) {
-  return leveled(L, W_SETLOCAL);
-}
+#define LEVELED(fn, w)                                                                             \
+  static int fn(lua_State *L) {                                                                    \
+    return leveled(L, w);                                                                          \
+  }
+LEVELED(g_getinfo, W_GETINFO)
+LEVELED(g_getlocal, W_GETLOCAL)
+LEVELED(g_setlocal, W_SETLOCAL)
 
 /*
 ** debug.traceback([thread,] [message [, level]]): luaL_traceback finds the last level by a binary
@@ -709,11 +704,13 @@ static int g_setlocal(lua_State *L) {
 ** (frames.h).
 */
 static int g_traceback(lua_State *L) {
-  lua_State *co = lua_type(L, 1) == LUA_TTHREAD ? lua_tothread(L, 1) : L;
   uint64_t frames = 0;
-  lp_frame f;
-  for (bool more = lp_frame_first(co, &f); more; more = lp_frame_next(&f))
-    frames++;
+  if (lp_budget_engaged(L)) { /* without a budget the count would charge nothing */
+    lua_State *co = lua_type(L, 1) == LUA_TTHREAD ? lua_tothread(L, 1) : L;
+    lp_frame f;
+    for (bool more = lp_frame_first(co, &f); more; more = lp_frame_next(&f))
+      frames++;
+  }
   lp_budget_charge(L, times(frames, 16) + 1);
   return call_original(L, W_TRACEBACK);
 }
