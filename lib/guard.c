@@ -12,14 +12,19 @@
 **   - library functions whose one call walks a long string or table without allocating
 **     (table.move, table.insert, table.sort, utf8.len, string.format...) or that collect
 **     garbage: each charges its work before it starts (budget.h: LP_BUDGET_BYTES per
-**     instruction); allocations are charged by the allocator.  string.rep of an empty string
-**     and separator returns at once (Lua's loops n times copying nothing).
+**     instruction); allocations are charged by the allocator.  A charge is a look at the
+**     deadline and the interrupt, which a call charged before gets only at its start, so the
+**     longest ones (table.move, string.rep, a long table.sort) are the guard's and also look as
+**     they go (doc/security.md, class 21).
 **   - the pattern functions (find, match, gmatch, gsub), whose one call can backtrack for as
 **     long as the pattern likes: luapool's own matcher (pattern.c), which charges as it goes.
 **   - debug.sethook (LUAPOOL_LIB_DEBUG) is refused while a budget is set (a script's own hook
 **     would replace the budget's), and debug.gethook does not show the budget's hook.
-** Each wrapper calls the library's own C function on its own stack frame, so arguments, results
-** and error messages are the library's.  The wrappers have no upvalues (the reset has nothing
+** Most wrappers call the library's own C function on its own stack frame, so arguments, results
+** and error messages are the library's; those that replace one (insert, remove, move, rep, and
+** concat, unpack, sort in some cases) keep Lua 5.4.4's semantics and messages, and
+** tests/fidelity compares them with stock Lua.  The wrappers have no upvalues (the reset has
+*nothing
 ** more to check, and no debug.setupvalue can point one elsewhere): the originals are Lua's own
 ** library functions, the same for every state of the process, kept in `originals`.  Every
 ** creation stores each slot (relaxed: every store writes the same value) before any code of its
@@ -33,6 +38,7 @@
 #include <stdatomic.h>
 #include <string.h>
 
+#include "base.h"
 #include "budget.h"
 #include "frames.h"
 #include "guard.h"
@@ -294,27 +300,50 @@ static int g_codepoint(lua_State *L) {
   return results(L, W_CODEPOINT);
 }
 
-/* string.rep(s, n [, sep]): n copies. */
-static int g_rep(lua_State *L) {
-  lua_Integer n;
-  if (integer_arg(L, 2, 0, &n) && n > 0) {
-    uint64_t piece = string_bytes(L, 1) + string_bytes(L, 3);
-    if (piece == 0 && lua_type(L, 1) == LUA_TSTRING &&
-        (lua_isnoneornil(L, 3) || lua_type(L, 3) == LUA_TSTRING)) {
-      lua_pushliteral(L, ""); /* what Lua returns, after n copies of nothing */
-      return 1;
-    }
-    lp_budget_charge(L, (uint64_t)n);
-  }
-  return call_original(L, W_REP);
-}
+/*
+** string.rep(s, n [, sep]): Lua 5.4.4's semantics and messages, written here.  The library's
+** loop makes n copies with a memcpy each: 6e7 copies of one byte took it 140 ms in one call, with
+** nothing to look at a deadline or an interrupt meanwhile (the allocation is charged by the
+** allocator, the n copies before).  Here the first copy (and separator) is doubled in place, at
+** most LP_REP_PIECE bytes at a time, with a look between pieces.  n copies of nothing return at
+** once (Lua's loop copies nothing n times).
+*/
+#define LP_REP_PIECE ((size_t)1 << 20)
+#define LP_REP_MAX ((size_t)INT_MAX) /* the library's limit on the result (lstrlib.c's MAXSIZE) */
 
-/* table.move(a1, f, e, t [, a2]). */
-static int g_move(lua_State *L) {
-  lua_Integer f, e;
-  if (integer_arg(L, 2, 0, &f) && integer_arg(L, 3, 0, &e))
-    lp_budget_charge(L, times(span(f, e), LP_COST_MOVE));
-  return call_original(L, W_MOVE);
+static int g_rep(lua_State *L) {
+  size_t l, lsep;
+  const char *str = luaL_checklstring(L, 1, &l);
+  lua_Integer n = luaL_checkinteger(L, 2);
+  const char *sep = luaL_optlstring(L, 3, "", &lsep);
+  if (n <= 0 || l + lsep == 0) {
+    lua_pushliteral(L, "");
+    return 1;
+  }
+  if (l + lsep < l || l + lsep > LP_REP_MAX / (lua_Unsigned)n)
+    return luaL_error(L, "resulting string too large");
+  lp_budget_charge(L, (uint64_t)n);
+  size_t unit = l + lsep, total = (size_t)n * unit - lsep;
+  luaL_Buffer b;
+  char *out = luaL_buffinitsize(L, &b, total);
+  memcpy(out, str, l);
+  size_t done = l;
+  if (n > 1) {
+    memcpy(out + l, sep, lsep);
+    done = unit;
+  }
+  /* done is a whole number of units until the last piece, so out[0, k) is what follows it */
+  size_t most = LP_REP_PIECE < unit ? unit : LP_REP_PIECE - LP_REP_PIECE % unit;
+  while (done < total) {
+    size_t k = done < most ? done : most;
+    if (k > total - done)
+      k = total - done;
+    memcpy(out + done, out, k);
+    done += k;
+    lp_budget_charge(L, 0); /* a look: the deadline, the interrupt */
+  }
+  luaL_pushresultsize(&b, total);
+  return 1;
 }
 
 /*
@@ -330,17 +359,21 @@ static bool has_field(lua_State *L, const char *key, int n) {
   return lua_rawget(L, -n) != LUA_TNIL;
 }
 
-/* Argument 1 is a table, or has the metamethods that let it act as one for `what`. */
-static void check_table_like(lua_State *L, int what) {
-  if (lua_type(L, 1) == LUA_TTABLE)
+/* Argument arg is a table, or has the metamethods that let it act as one for `what`. */
+static void check_table_arg(lua_State *L, int arg, int what) {
+  if (lua_type(L, arg) == LUA_TTABLE)
     return;
   int n = 1;
-  if (lua_getmetatable(L, 1) && (!(what & TAB_READ) || has_field(L, "__index", ++n)) &&
+  if (lua_getmetatable(L, arg) && (!(what & TAB_READ) || has_field(L, "__index", ++n)) &&
       (!(what & TAB_WRITE) || has_field(L, "__newindex", ++n)) &&
       (!(what & TAB_LEN) || has_field(L, "__len", ++n)))
     lua_pop(L, n);
   else
-    luaL_checktype(L, 1, LUA_TTABLE); /* the library's error */
+    luaL_checktype(L, arg, LUA_TTABLE); /* the library's error */
+}
+
+static void check_table_like(lua_State *L, int what) {
+  check_table_arg(L, 1, what);
 }
 
 /* Charges, every LP_SHIFT_SLICE elements done, the next slice of the `left` still to do. */
@@ -352,6 +385,43 @@ static void charge_elements(lua_State *L, lua_Unsigned done, lua_Unsigned left, 
 
 static void charge_shift(lua_State *L, lua_Unsigned done, lua_Unsigned left) {
   charge_elements(L, done, left, LP_COST_MOVE);
+}
+
+/*
+** table.move(a1, f, e, t [, a2]): Lua 5.4.4's semantics and messages, written here.  The whole
+** span is charged before (an instruction budget that cannot pay stops it at once); with a
+** deadline or an interrupt only, the library's one loop of up to 2^63 moves (of nils, which no
+** heap limit bounds) never looked at either, so this one looks every LP_SHIFT_SLICE elements.
+*/
+static void move_one(lua_State *L, int tt, lua_Integer from, lua_Integer to, lua_Integer done) {
+  if (done % LP_SHIFT_SLICE == 0)
+    lp_budget_charge(L, 0);
+  lua_geti(L, 1, from);
+  lua_seti(L, tt, to);
+}
+
+static int g_move(lua_State *L) {
+  lua_Integer f = luaL_checkinteger(L, 2);
+  lua_Integer e = luaL_checkinteger(L, 3);
+  lua_Integer t = luaL_checkinteger(L, 4);
+  int tt = !lua_isnoneornil(L, 5) ? 5 : 1; /* the destination */
+  check_table_arg(L, 1, TAB_READ);
+  check_table_arg(L, tt, TAB_WRITE);
+  if (e >= f) {
+    luaL_argcheck(L, f > 0 || e < LUA_MAXINTEGER + f, 3, "too many elements to move");
+    lua_Integer n = e - f + 1;
+    luaL_argcheck(L, t <= LUA_MAXINTEGER - n + 1, 4, "destination wrap around");
+    lp_budget_charge(L, times((uint64_t)n, LP_COST_MOVE));
+    if (t > e || t <= f || (tt != 1 && !lua_compare(L, 1, tt, LUA_OPEQ))) {
+      for (lua_Integer i = 0; i < n; i++)
+        move_one(L, tt, f + i, t + i, i);
+    } else { /* overlapping, upwards: from the end */
+      for (lua_Integer i = n - 1; i >= 0; i--)
+        move_one(L, tt, f + i, t + i, n - 1 - i);
+    }
+  }
+  lua_pushvalue(L, tt);
+  return 1;
 }
 
 static int g_insert(lua_State *L) {
@@ -474,7 +544,6 @@ static int g_unpack(lua_State *L) {
   return (int)n;
 }
 
-/* table.sort: n log n comparisons. */
 /*
 ** table.sort: n log n comparisons, charged before the sort where the charge can know them: a
 ** table with no metatable (its raw length is the sort's), compared by a Lua function (whose own
@@ -498,11 +567,232 @@ static int sort_compare(lua_State *L) {
   return 1;
 }
 
-/* The longest string among t's elements 1..n, or -1 if one is neither a number nor a string. */
-static int64_t longest_element(lua_State *L, uint64_t n) {
+/*
+** A plain table of numbers and strings, sorted with `<`, is sorted here when it is big enough
+** for the sort's one call to matter (LP_SORT_OWN units of work): the library's sort runs its
+** n log n comparisons without a look at a deadline or an interrupt (2e6 numbers: 0.78 s in one
+** call, under a 50 ms budget).  An introsort over the table, through the same API calls the
+** library makes (lua_geti, lua_compare, lua_seti), with a look every LP_SORT_LOOK units: a
+** comparison is 1 + longest / 64 units (in a table of both numbers and strings, where a __lt
+** may run and put longer strings there, 1 + the shorter string's bytes / 64, measured).  The
+** table stays a permutation of its elements at every look and every error (values move only by
+** swaps, and nothing raises between a swap's two writes: they overwrite present keys of a table
+** with no metatable), as the library's does.  The order of
+** elements that compare equal but differ (1 and 1.0) is unspecified, as it is in the library's
+** (its pivots are random past 100 elements); what the comparisons allow is the same.
+*/
+#define LP_SORT_OWN 32768
+#define LP_SORT_LOOK 256
+#define LP_SORT_SMALL 8 /* ranges up to this many elements: insertion sort */
+
+typedef struct sorter {
+  lua_State *L;
+  unsigned work;    /* units since the last look */
+  unsigned per;     /* units per comparison, for the longest string */
+  uint64_t longest; /* the longest string at the start, charged for per comparison */
+  bool mixed;       /* numbers and strings: a comparison of the two may run a __lt (a string
+                       metatable's), which may put longer strings there; otherwise no
+                       comparison runs code, and none is of strings longer than longest */
+} sorter;
+
+/* t[a] < t[b] for the values at stack indices a and b, with the accounting. */
+static bool sort_less(sorter *s, int a, int b) {
+  lua_State *L = s->L;
+  if (!s->mixed) {
+    s->work += s->per;
+  } else if (lua_type(L, a) == LUA_TSTRING && lua_type(L, b) == LUA_TSTRING) {
+    size_t la = lua_rawlen(L, a), lb = lua_rawlen(L, b), m = la < lb ? la : lb;
+    s->work += (unsigned)(m >> 6 < LP_SORT_LOOK ? m >> 6 : LP_SORT_LOOK) + 1;
+    if (m > s->longest) /* put there meanwhile, by a __lt */
+      lp_budget_charge(L, (m - s->longest) / 8);
+  } else {
+    s->work++;
+  }
+  if (s->work >= LP_SORT_LOOK) {
+    s->work = 0;
+    lp_budget_charge(L, 0);
+  }
+  return lua_compare(L, a, b, LUA_OPLT) != 0;
+}
+
+/* Whether t[i] < t[j]. */
+static bool sort_less_at(sorter *s, lua_Integer i, lua_Integer j) {
+  lua_geti(s->L, 1, i);
+  lua_geti(s->L, 1, j);
+  bool lt = sort_less(s, -2, -1);
+  lua_pop(s->L, 2);
+  return lt;
+}
+
+static void sort_swap(lua_State *L, lua_Integer i, lua_Integer j) {
+  lua_geti(L, 1, i);
+  lua_geti(L, 1, j);
+  lua_seti(L, 1, i);
+  lua_seti(L, 1, j);
+}
+
+/* Insertion sort of t[lo..hi], by swaps of neighbours: t[k] stays on the stack as it sinks. */
+static void sort_insertion(sorter *s, lua_Integer lo, lua_Integer hi) {
+  lua_State *L = s->L;
+  for (lua_Integer k = lo + 1; k <= hi; k++) {
+    lua_geti(L, 1, k);
+    for (lua_Integer j = k; j > lo; j--) {
+      lua_geti(L, 1, j - 1);
+      if (!sort_less(s, -2, -1)) {
+        lua_pop(L, 1);
+        break;
+      }
+      lua_seti(L, 1, j); /* the swap's two writes: t[j] = t[j - 1], t[j - 1] = t[k] */
+      lua_pushvalue(L, -1);
+      lua_seti(L, 1, j - 1);
+    }
+    lua_pop(L, 1);
+  }
+}
+
+/* Heapsort of t[lo..hi]: the depth limit's fallback, n log n whatever the order. */
+static void sort_sift(sorter *s, lua_Integer lo, lua_Integer k, lua_Integer m) {
+  for (lua_Integer c; (c = 2 * k + 1) < m; k = c) {
+    if (c + 1 < m && sort_less_at(s, lo + c, lo + c + 1))
+      c++;
+    if (!sort_less_at(s, lo + k, lo + c))
+      return;
+    sort_swap(s->L, lo + k, lo + c);
+  }
+}
+
+static void sort_heap(sorter *s, lua_Integer lo, lua_Integer hi) {
+  lua_Integer n = hi - lo + 1;
+  for (lua_Integer k = n / 2 - 1; k >= 0; k--)
+    sort_sift(s, lo, k, n);
+  for (lua_Integer m = n - 1; m > 0; m--) {
+    sort_swap(s->L, lo, lo + m);
+    sort_sift(s, lo, 0, m);
+  }
+}
+
+/* t[i] and t[j] in order (i < j). */
+static void sort_order(sorter *s, lua_Integer i, lua_Integer j) {
+  lua_State *L = s->L;
+  lua_geti(L, 1, i);
+  lua_geti(L, 1, j);
+  if (sort_less(s, -1, -2)) {
+    lua_seti(L, 1, i);
+    lua_seti(L, 1, j);
+  } else {
+    lua_pop(L, 2);
+  }
+}
+
+/*
+** Hoare's partition of t[lo..hi] around the median of three: returns p, with every element of
+** lo..p not above the pivot and every one of p+1..hi not below it.  The scans stop at the
+** pivot's value or at what a swap put behind them; a comparison that is no order (a __lt) could
+** still run them off the range: that is the library's error.
+*/
+static lua_Integer sort_partition(sorter *s, lua_Integer lo, lua_Integer hi) {
+  lua_State *L = s->L;
+  lua_Integer mid = lo + (hi - lo) / 2;
+  sort_order(s, lo, mid);
+  sort_order(s, mid, hi);
+  sort_order(s, lo, mid);
+  lua_geti(L, 1, mid); /* the pivot, at the top */
+  int pivot = lua_gettop(L);
+  lua_Integer i = lo - 1, j = hi + 1;
+  for (;;) { /* each scan leaves the element it stopped at on the stack */
+    for (;;) {
+      if (++i > hi)
+        luaL_error(L, "invalid order function for sorting");
+      lua_geti(L, 1, i);
+      if (!sort_less(s, -1, pivot))
+        break;
+      lua_pop(L, 1);
+    }
+    for (;;) {
+      if (--j < lo)
+        luaL_error(L, "invalid order function for sorting");
+      lua_geti(L, 1, j);
+      if (!sort_less(s, pivot, -1))
+        break;
+      lua_pop(L, 1);
+    }
+    if (i >= j) {
+      lua_pop(L, 3); /* t[j], t[i], the pivot */
+      return j;
+    }
+    lua_seti(L, 1, i); /* the swap */
+    lua_seti(L, 1, j);
+  }
+}
+
+/*
+** Introsort of t[1..n]: a range is partitioned until it has fewer than LP_SORT_SMALL elements
+** (insertion sort) or depth partitions were made above it (heapsort: the bound also ends a
+** comparison that is no order, whose partitions may not shrink the range).  The larger side of
+** each partition waits on a stack while the smaller one goes on, so each waiting range is more
+** than twice the one in hand: with n < 2^31, fewer than 32 wait.
+*/
+typedef struct sort_span {
+  lua_Integer lo, hi;
+  int depth;
+} sort_span;
+
+static void sort_all(sorter *s, lua_Integer n, int depth) {
+  sort_span waiting[64];
+  int count = 0;
+  lua_Integer lo = 1, hi = n;
+  for (;;) {
+    bool heaped = false;
+    while (hi - lo >= LP_SORT_SMALL) {
+      if (depth == 0) {
+        sort_heap(s, lo, hi);
+        heaped = true;
+        break;
+      }
+      depth--;
+      lua_Integer p = sort_partition(s, lo, hi);
+      lp_assert(count < 64);
+      if (p - lo < hi - p) {
+        waiting[count++] = (sort_span){p + 1, hi, depth};
+        hi = p;
+      } else {
+        waiting[count++] = (sort_span){lo, p, depth};
+        lo = p + 1;
+      }
+    }
+    if (!heaped)
+      sort_insertion(s, lo, hi);
+    if (count == 0)
+      return;
+    sort_span next = waiting[--count];
+    lo = next.lo;
+    hi = next.hi;
+    depth = next.depth;
+  }
+}
+
+static void sort_own(lua_State *L, lua_Integer n, uint64_t longest, bool mixed) {
+  luaL_argcheck(L, n < INT_MAX, 1, "array too big");
+  lua_settop(L, 1);
+  luaL_checkstack(L, 8, NULL);
+  uint64_t per = 1 + longest / 64;
+  sorter s = {L, 0, per < LP_SORT_LOOK ? (unsigned)per : LP_SORT_LOOK, longest, mixed};
+  int depth = 0;
+  for (lua_Integer k = n; k > 1; k >>= 1)
+    depth += 2;
+  sort_all(&s, n, depth);
+}
+
+/* The longest string among t's elements 1..n, or -1 if one is neither a number nor a string;
+ *mixed, whether there are both. */
+static int64_t longest_element(lua_State *L, uint64_t n, bool *mixed) {
   uint64_t longest = 0;
+  bool strings = false, numbers = false;
   for (uint64_t i = 1; i <= n; i++) {
     int type = lua_rawgeti(L, 1, (lua_Integer)i);
+    strings |= type == LUA_TSTRING;
+    numbers |= type == LUA_TNUMBER;
+    *mixed = strings && numbers;
     if (type == LUA_TSTRING && lua_rawlen(L, -1) > longest)
       longest = lua_rawlen(L, -1);
     lua_pop(L, 1);
@@ -522,10 +812,16 @@ static int g_sort(lua_State *L) {
   }
   if (plain && (no_cmp || lua_cmp)) {
     uint64_t n = table_length(L, 1);
-    int64_t longest = lua_cmp ? 0 : longest_element(L, n);
+    bool mixed = false;
+    int64_t longest = lua_cmp ? 0 : longest_element(L, n, &mixed);
     if (longest >= 0) {
       uint64_t per = LP_COST_SORT + (uint64_t)longest / 8;
-      lp_budget_charge(L, n + times(times(n, (uint64_t)(1 + log2((double)n + 1))), per));
+      uint64_t compares = times(n, (uint64_t)(1 + log2((double)n + 1)));
+      lp_budget_charge(L, n + times(compares, per));
+      if (no_cmp && times(compares, 1 + (uint64_t)longest / 64) > LP_SORT_OWN) {
+        sort_own(L, (lua_Integer)n, (uint64_t)longest, mixed);
+        return 0;
+      }
       return call_original(L, W_SORT);
     }
   }

@@ -238,6 +238,20 @@ static const hostile cases[] = {
      LUAPOOL_STATUS_INSTRUCTIONS, 5,
      DEEP("while true do tick() debug.traceback('x') end") "f(150000)"},
 
+    /* 21. One library call that only a deadline or an interrupt can stop (an instruction budget
+       that cannot pay for it is charged before): it must look at them as it goes.  2^62 moves of
+       nils, which no heap limit bounds, ran for good. */
+    {"table.move of 2^62 nils, time", BOTH, 0, 50, 0, LUAPOOL_STATUS_TIME, 0,
+     "table.move({}, 1, 1 << 62, 1, {})"},
+    {"table.move of 2^62 nils upwards in one table, time", BOTH, 0, 50, 0, LUAPOOL_STATUS_TIME, 0,
+     "table.move({}, 1, 1 << 62, 2)"},
+    {"table.move of 2^62 nils through __index and __newindex, time", BOTH, 0, 50, 0,
+     LUAPOOL_STATUS_TIME, 0,
+     "local p = setmetatable({}, {__index = function() return nil end, __newindex = function()"
+     " end}) table.move(p, 1, 1 << 62, 1, p)"},
+    {"pcall of table.move of 2^62 nils, time", BOTH, 0, 50, 0, LUAPOOL_STATUS_TIME, 0,
+     "while true do pcall(table.move, {}, 1, 1 << 62, 1, {}) end"},
+
     /* 5. Memory: the status says so, the error stays catchable. */
     {"memory bomb", BOTH, 0, 0, (size_t)8 << 20, LUAPOOL_STATUS_MEMORY, 0,
      "local t = {} while true do t[#t + 1] = ('x'):rep(1 << 16) .. #t end"},
@@ -422,6 +436,8 @@ static const char *const interrupted_shapes[] = {
     "started() xpcall(function() " LOOP " end, function() " LOOP " end)",
     "started() coroutine.wrap(function() " LOOP " end)()",
     "started() while true do pcall(string.rep, 'x', 1 << 20) end",
+    "started() table.move({}, 1, math.maxinteger - 1, 1, {})",
+    "started() table.move({}, 1, math.maxinteger - 1, 2)",
     "started() local x <close> = " CLOSING(LOOP) " " LOOP,
     "started() return (('a'):rep(30)):match(('a*'):rep(30) .. 'b')",
     "local s = 'return ' .. ('x or '):rep(1 << 18) .. 'x' started() return load(s)",
@@ -440,6 +456,67 @@ START_TEST(interrupt_from_another_thread) {
     luapool_release(p, L);
     next_is_clean(p, L);
     ck_assert_uint_eq(util_stats(p).interrupted, 1);
+    luapool_destroy(p);
+  }
+}
+END_TEST
+
+/*
+** 21. A sort of a million numbers: one library call of ~20 million comparisons that the
+** instruction budget, charged before, lets through.  A deadline (or an interrupt) that passes
+** during it must stop it inside the call: afterwards the table is not sorted (it was not, and
+** the call did not finish), T[0] was never set, and it is still a permutation of what it held
+** (the sort only swaps).  The table is built before the budget is set; the sort takes hundreds of
+** milliseconds here, so a deadline of 20 ms passes inside it on any machine (or before it: the
+** same outcome).
+*/
+#define SORT_N 1000000
+#define SORT_BUILD "T = {} for i = 1, 1000000 do T[i] = (i * 7919) % 1000003 + (i % 3) / 4 end"
+
+/* T's elements: whether in order, and their sum. */
+static bool sorted_sum(lua_State *L, double *sum) {
+  lua_getglobal(L, "T");
+  ck_assert_int_eq(luaL_len(L, -1), SORT_N);
+  bool sorted = true;
+  double prev = -1;
+  *sum = 0;
+  for (int i = 1; i <= SORT_N; i++) {
+    lua_rawgeti(L, -1, i);
+    double v = lua_tonumber(L, -1);
+    lua_pop(L, 1);
+    sorted = sorted && v >= prev;
+    prev = v;
+    *sum += v;
+  }
+  lua_rawgeti(L, -1, 0); /* no new string: after the stop an allocation raises again */
+  ck_assert_msg(lua_isnil(L, -1), "the chunk went on after the sort");
+  lua_pop(L, 2);
+  return sorted;
+}
+
+START_TEST(a_long_sort_stops_inside_the_call) {
+  for (int how = 0; how < 2; how++) { /* a deadline, an interrupt */
+    luapool_config cfg;
+    util_config_libs(&cfg, LUAPOOL_LIBS_SAFE);
+    luapool *p = util_pool(&cfg);
+    lua_State *L = util_acquire(p);
+    ck_assert_int_eq(util_eval_int(L, SORT_BUILD " return #T"), SORT_N);
+    double before, after;
+    ck_assert(!sorted_sum(L, &before));
+    const char *msg;
+    if (how == 0) {
+      ck_assert_int_eq(luapool_set_budget(L, 0, 20), LUAPOOL_OK);
+      msg = util_error_of(L, "=sort", "table.sort(T) T[0] = true");
+    } else {
+      msg = util_error_interrupted(L, "started() table.sort(T) T[0] = true", 0);
+    }
+    ck_assert_msg(msg[0] != '\0', "the sort finished");
+    ck_assert_int_eq(luapool_status(L),
+                     how == 0 ? LUAPOOL_STATUS_TIME : LUAPOOL_STATUS_INTERRUPTED);
+    ck_assert_msg(!sorted_sum(L, &after), "the sort ran to its end before the stop");
+    ck_assert_msg(after == before, "the stopped sort lost elements: sum %g, was %g", after, before);
+    luapool_release(p, L);
+    next_is_clean(p, L);
     luapool_destroy(p);
   }
 }
@@ -621,6 +698,7 @@ int main(void) {
   tcase_add_loop_test(tc, interrupt_from_another_thread, 0,
                       (int)(sizeof interrupted_shapes / sizeof interrupted_shapes[0]));
   tcase_add_test(tc, interrupt_of_an_idle_state_is_dropped);
+  tcase_add_test(tc, a_long_sort_stops_inside_the_call);
   tcase_add_test(tc, hook_looks_more_often_on_a_large_heap);
   tcase_add_test(tc, running_thread_is_forgotten_at_release);
   tcase_add_test(tc, an_earlier_requests_growth_is_not_charged);

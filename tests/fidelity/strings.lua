@@ -152,6 +152,18 @@ put("sub", ("hello"):sub(2, 4), ("hello"):sub(-3), ("hello"):sub(0), ("hello"):s
 put("upper lower", string.upper("MiXeD 1!"), string.lower("MiXeD 1!"))
 put("rep", string.rep("ab", 3), string.rep("ab", 3, ","), string.rep("x", 0), string.rep("", 5),
     string.rep("a", 1, "sep"))
+local rbig = string.rep("abc", 400000, "-,") -- more than one of the guard's pieces
+put("rep big", #rbig, rbig:sub(1, 12), rbig:sub(-12), rbig:sub(1048570, 1048590),
+    rbig:sub(1999990, 2000010))
+local rwide = string.rep(("y"):rep(1048577), 3, "z") -- a copy longer than a piece
+put("rep wide", #rwide, rwide:sub(1048575, 1048580), rwide:sub(2097150, 2097160), rwide:sub(-3))
+local rplain = string.rep("ab", 700000)
+put("rep plain", #rplain, rplain:sub(1048575, 1048578), rplain:sub(-3))
+put("rep one", string.rep("abc", 1, ","), string.rep("", 3, ","), string.rep(12, 3),
+    string.rep("x", 2.0), string.rep("x", 3, 4))
+put("rep errors", perr(string.rep, "x", 1.5), perr(string.rep), perr(string.rep, "x", 1 << 62),
+    perr(string.rep, ("x"):rep(100), 1 << 40, ","), perr(string.rep, {}, 2),
+    perr(string.rep, "x", 2, {}))
 put("reverse", string.reverse("abc"), string.reverse(""))
 put("byte", string.byte("ABC"), string.byte("ABC", 2), string.byte("ABC", -1),
     string.byte("ABC", 1, -1))

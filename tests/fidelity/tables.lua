@@ -66,6 +66,23 @@ put("move other", list(table.move({7, 8, 9}, 1, 3, 2, dst)),
     rawequal(table.move({}, 1, 0, 1, dst), dst))
 put("move empty", list(table.move({1, 2}, 2, 1, 1)))
 put("move errors", perr(function() table.move({}, 1, math.maxinteger, 2) end))
+put("move errors 2", perr(function() table.move({}, -1, math.maxinteger, 1) end),
+    perr(function() table.move({}, 1, 2, 1, 5) end), perr(function() table.move(5, 1, 2, 1) end),
+    perr(function() table.move({}, 1.5, 2, 1) end), perr(function() table.move({}, 1, 2) end),
+    perr(function() table.move({}, 1, 2, 1, setmetatable({}, {__index = {}})) end))
+local seen = {}
+local sink = setmetatable({}, {__newindex = function(_, k, v) seen[#seen + 1] = k .. "=" .. v end})
+table.move(setmetatable({}, {__index = function(_, k) return k * 10 end}), 1, 3, 5, sink)
+put("move metamethods", table.concat(seen, " "), rawequal(table.move({}, 1, 0, 1, sink), sink))
+-- moves longer than the guard's slice, each way
+local long = {}
+for i = 1, 1000 do long[i] = i end
+table.move(long, 1, 900, 50)
+put("move long up", long[1], long[49], long[50], long[51], long[949], long[950], long[1000], #long)
+long = {}
+for i = 1, 1000 do long[i] = i end
+table.move(long, 50, 1000, 1)
+put("move long down", long[1], long[951], long[952], long[1000], #long)
 
 -- concat
 put("concat", table.concat({1, 2, 3}), table.concat({1, 2, 3}, ", "),
@@ -137,6 +154,20 @@ for i = 1, 300 do
 end
 table.sort(words)
 put("sort words", words[1], words[150], words[300], #words)
+-- sorts big enough to be luapool's own (numbers; strings), whose results the order determines
+local big2, w2 = {}, 0
+for i = 1, 5000 do big2[i] = lcg() % 100000 + (i % 2 == 0 and 0.5 or 0) end
+table.sort(big2)
+for i = 1, #big2 do w2 = (w2 + big2[i] * i) % 1000000007 end
+put("sort 5000", big2[1], big2[2], big2[2500], big2[4999], big2[5000], w2, #big2)
+local words2 = {}
+for i = 1, 4000 do words2[i] = tostring(lcg() % 100000) .. "k" end
+table.sort(words2)
+put("sort 4000 words", words2[1], words2[2], words2[2000], words2[4000], table.concat(words2, "", 1, 30))
+local same = {}
+for i = 1, 5000 do same[i] = i % 7 end
+table.sort(same)
+put("sort 5000 of 7 values", same[1], same[714], same[715], same[5000], table.concat(same, "", 700, 730))
 
 -- the table functions respect __index, __newindex and __len (5.4)
 local backing = {10, 20, 30}
