@@ -40,6 +40,7 @@
 
 #include "base.h"
 #include "budget.h"
+#include "fault.h"
 #include "frames.h"
 #include "guard.h"
 #include "pattern.h"
@@ -340,6 +341,7 @@ static int g_rep(lua_State *L) {
       k = total - done;
     memcpy(out + done, out, k);
     done += k;
+    LP_POINT(LP_POINT_GUARD_LOOK);
     lp_budget_charge(L, 0); /* a look: the deadline, the interrupt */
   }
   luaL_pushresultsize(&b, total);
@@ -394,8 +396,10 @@ static void charge_shift(lua_State *L, lua_Unsigned done, lua_Unsigned left) {
 ** heap limit bounds) never looked at either, so this one looks every LP_SHIFT_SLICE elements.
 */
 static void move_one(lua_State *L, int tt, lua_Integer from, lua_Integer to, lua_Integer done) {
-  if (done % LP_SHIFT_SLICE == 0)
+  if (done % LP_SHIFT_SLICE == 0) {
+    LP_POINT(LP_POINT_GUARD_LOOK);
     lp_budget_charge(L, 0);
+  }
   lua_geti(L, 1, from);
   lua_seti(L, tt, to);
 }
@@ -610,6 +614,7 @@ static bool sort_less(sorter *s, int a, int b) {
   }
   if (s->work >= LP_SORT_LOOK) {
     s->work = 0;
+    LP_POINT(LP_POINT_GUARD_LOOK);
     lp_budget_charge(L, 0);
   }
   return lua_compare(L, a, b, LUA_OPLT) != 0;

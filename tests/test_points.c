@@ -7,6 +7,7 @@
 */
 #include <poll.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "fault.h"
 #include "util.h"
@@ -161,6 +162,74 @@ START_TEST(a_release_after_the_notifier_registered_wakes_it) {
 }
 END_TEST
 
+/*
+** A long library call looks at the interrupt inside the call, not only when it is charged (class
+** 21 of doc/security.md): the point interrupts the request at the call's first look between two
+** steps of its work, and the request must stop there: no later look is reached, the Lua
+** statement after the call never runs (mark), and a sort leaves its table unsorted.  Before the
+*guard's own move, rep and sort,
+** no such look existed: the point never ran and each call went to its end.
+*/
+static const char *const long_calls[] = {
+    "local t = {} for i = 1, 5000 do t[i] = 5000 - i end T = t table.sort(t) mark()",
+    "local s = string.rep('ab', 3 << 20, ',') mark()",
+    "table.move({}, 1, 1 << 40, 1, {}) mark()",
+};
+
+static int marks;
+
+static int mark(lua_State *L) {
+  (void)L;
+  marks++;
+  return 0;
+}
+
+static int looks; /* the call's looks reached */
+
+/* The first look interrupts the request; the point stays armed, to count the looks after. */
+static void interrupt_it(void *ud) {
+  if (looks++ == 0)
+    ck_assert_int_eq(luapool_interrupt(ud), LUAPOOL_OK);
+  lp_fault_on_point(LP_POINT_GUARD_LOOK, interrupt_it, ud);
+}
+
+START_TEST(a_long_library_call_looks_as_it_goes) {
+  luapool_config cfg;
+  util_config_libs(&cfg, LUAPOOL_LIBS_SAFE);
+  luapool *p = util_pool(&cfg);
+  lua_State *L = util_acquire(p);
+  lua_pushcfunction(L, mark);
+  lua_setglobal(L, "mark");
+  lua_pushliteral(L, "T");
+  lua_pushvalue(L, -1);
+  lua_setfield(L, LUA_REGISTRYINDEX, "test_points T"); /* "T" stays interned for the check */
+  lua_pop(L, 1);
+  marks = looks = 0;
+  lp_fault_on_point(LP_POINT_GUARD_LOOK, interrupt_it, L);
+  const char *msg = util_error_of(L, "=long", long_calls[_i]);
+  ck_assert_msg(strstr(msg, "interrupted") != NULL, "%s: %s", long_calls[_i], msg);
+  ck_assert_int_eq(luapool_status(L), LUAPOOL_STATUS_INTERRUPTED);
+  ck_assert_int_eq(marks, 0);
+  ck_assert_msg(looks == 1, "%s: %d looks: the one after the interrupt did not stop the call",
+                long_calls[_i], looks);
+  if (_i == 0) { /* stopped inside: 5000 down to 1 is not yet ascending */
+    ck_assert_int_eq(lua_getglobal(L, "T"), LUA_TTABLE);
+    bool sorted = true;
+    for (int i = 2; i <= 5000 && sorted; i++) {
+      lua_rawgeti(L, -1, i - 1);
+      lua_rawgeti(L, -2, i);
+      sorted = lua_tointeger(L, -2) <= lua_tointeger(L, -1);
+      lua_pop(L, 2);
+    }
+    lua_pop(L, 1);
+    ck_assert_msg(!sorted, "the sort ran to its end");
+  }
+  lp_fault_on_point(LP_POINT_GUARD_LOOK, NULL, NULL);
+  luapool_release(p, L);
+  luapool_destroy(p);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("points");
   TCase *tc = tcase_create("points");
@@ -170,6 +239,7 @@ int main(void) {
   tcase_add_test(tc, a_release_after_the_notifier_registered_wakes_it);
   tcase_add_loop_test(tc, a_release_that_loses_the_claim_is_refused, 0, 2);
   tcase_add_loop_test(tc, a_shutdown_inside_a_release_leaves_no_state_to_hand_out, 0, 2);
+  tcase_add_loop_test(tc, a_long_library_call_looks_as_it_goes, 0, 3);
   suite_add_tcase(s, tc);
   return util_run_suite(s);
 }
