@@ -41,9 +41,9 @@ enum {
                                      not claimed it yet (check_in's CAS) */
   LP_POINT_RELEASE_AFTER_KEY,     /* pool.c: a release passed the key's test (lp_pool_hit_key)
                                      and has neither reset nor cached its state yet */
-  LP_POINT_GUARD_LOOK,            /* guard.c: table.move, string.rep or a long table.sort is
-                                     about to look at the deadline and the interrupt, inside
-                                     the call */
+  LP_POINT_GUARD_LOOK,            /* guard.c: table.move, string.rep, a long table.sort or a
+                                     long utf8.len is about to look at the deadline and the
+                                     interrupt, inside the call */
   LP_POINTS
 };
 

@@ -167,13 +167,14 @@ END_TEST
 ** 21 of doc/security.md): the point interrupts the request at the call's first look between two
 ** steps of its work, and the request must stop there: no later look is reached, the Lua
 ** statement after the call never runs (mark), and a sort leaves its table unsorted.  Before the
-*guard's own move, rep and sort,
-** no such look existed: the point never ran and each call went to its end.
+** guard's own move, rep, sort and utf8.len no such look existed: the point never ran and each
+** call went to its end.
 */
 static const char *const long_calls[] = {
     "local t = {} for i = 1, 5000 do t[i] = 5000 - i end T = t table.sort(t) mark()",
     "local s = string.rep('ab', 3 << 20, ',') mark()",
     "table.move({}, 1, 1 << 40, 1, {}) mark()",
+    "local s = ('\\u{e9}'):rep(3 << 20) local n = utf8.len(s) mark()",
 };
 
 static int marks;
@@ -239,7 +240,7 @@ int main(void) {
   tcase_add_test(tc, a_release_after_the_notifier_registered_wakes_it);
   tcase_add_loop_test(tc, a_release_that_loses_the_claim_is_refused, 0, 2);
   tcase_add_loop_test(tc, a_shutdown_inside_a_release_leaves_no_state_to_hand_out, 0, 2);
-  tcase_add_loop_test(tc, a_long_library_call_looks_as_it_goes, 0, 3);
+  tcase_add_loop_test(tc, a_long_library_call_looks_as_it_goes, 0, 4);
   suite_add_tcase(s, tc);
   return util_run_suite(s);
 }

@@ -117,6 +117,41 @@ local rev = {}
 for _, c in utf8.codes(s) do table.insert(rev, 1, utf8.char(c)) end
 put("reverse", table.concat(rev), s:upper())
 
+-- lengths of more than the guard's slice (1 MiB): characters across a slice's end, a bad byte
+-- there, a run of continuation bytes there, lax codes, positions
+local M = 1 << 20
+local function lens(t, ...)
+  local r = {}
+  for _, a in ipairs({...}) do
+    local n, at = utf8.len(t, a[1], a[2], a[3])
+    r[#r + 1] = show(n) .. "/" .. show(at)
+  end
+  return table.concat(r, " ")
+end
+local function msg(f)
+  local ok, e = pcall(f)
+  return tostring(ok) .. ":" .. tostring(e)
+end
+local wide = ("a\u{e9}\u{20ac}\u{1f600}"):rep(M // 5) -- 10 bytes a round: ends fall everywhere
+put("len wide", lens(wide, {}, {2}, {3, -1}, {M - 3}, {M + 1, -M}, {-M - 7}, {1, M + 2},
+    {M + 1}, {2 * M - 1, -2}))
+for shift = 0, 9 do
+  local t = ("x"):rep(M - 5 + shift) .. "\u{1f600}" .. ("y"):rep(M)
+  local bad = ("x"):rep(M - 2 + shift) .. "\xff" .. ("y"):rep(M)
+  local run = ("x"):rep(M - 3 + shift) .. ("\x80"):rep(12) .. ("y"):rep(M)
+  local lead = ("x"):rep(M - 3 + shift) .. "\xf0\x9f" .. ("y"):rep(M)
+  put("len slice end " .. shift, lens(t, {}), lens(bad, {}, {2}), lens(run, {}),
+      lens(lead, {}, {M}))
+end
+local lax = ("\xfd\xbf\xbf\xbf\xbf\xbf"):rep(M // 4) -- 0x7FFFFFFF: lax only
+put("len lax", lens(lax, {}, {1, -1, true}, {7, -1, true}))
+local sur = ("z"):rep(M + 100) .. "\xed\xa0\x80" .. ("z"):rep(10)
+put("len surrogate", lens(sur, {}, {1, -1, true}))
+put("len errors", msg(function() utf8.len(wide, 0) end),
+    msg(function() utf8.len(wide, #wide + 2) end),
+    msg(function() utf8.len(wide, 1, #wide + 1) end), lens(wide, {#wide + 1}),
+    msg(function() utf8.len(wide, 1.5) end))
+
 utf8_last = utf8.len(s)
 put("global after", utf8_last)
 
