@@ -24,8 +24,8 @@
 ** and error messages are the library's; those that replace one (insert, remove, move, rep, and
 ** concat, unpack, sort in some cases) keep Lua 5.4.4's semantics and messages, and
 ** tests/fidelity compares them with stock Lua.  The wrappers have no upvalues (the reset has
-*nothing
-** more to check, and no debug.setupvalue can point one elsewhere): the originals are Lua's own
+** nothing more to check, and no debug.setupvalue can point one elsewhere): the originals are Lua's
+*own
 ** library functions, the same for every state of the process, kept in `originals`.  Every
 ** creation stores each slot (relaxed: every store writes the same value) before any code of its
 ** state can call the wrapper, so a wrapper's load sees that value.  None of those library
@@ -717,14 +717,27 @@ static void sort_insertion(sorter *s, lua_Integer lo, lua_Integer hi) {
   }
 }
 
+/* Swaps t[i] and t[j] if t[j] < t[i]; whether it did. */
+static bool sort_order(sorter *s, lua_Integer i, lua_Integer j) {
+  lua_State *L = s->L;
+  lua_geti(L, 1, i);
+  lua_geti(L, 1, j);
+  if (sort_less(s, -1, -2)) {
+    lua_seti(L, 1, i);
+    lua_seti(L, 1, j);
+    return true;
+  }
+  lua_pop(L, 2);
+  return false;
+}
+
 /* Heapsort of t[lo..hi]: the depth limit's fallback, n log n whatever the order. */
 static void sort_sift(sorter *s, lua_Integer lo, lua_Integer k, lua_Integer m) {
   for (lua_Integer c; (c = 2 * k + 1) < m; k = c) {
     if (c + 1 < m && sort_less_at(s, lo + c, lo + c + 1))
       c++;
-    if (!sort_less_at(s, lo + k, lo + c))
+    if (!sort_order(s, lo + c, lo + k)) /* the parent below its larger child: swapped */
       return;
-    sort_swap(s->L, lo + k, lo + c);
   }
 }
 
@@ -735,19 +748,6 @@ static void sort_heap(sorter *s, lua_Integer lo, lua_Integer hi) {
   for (lua_Integer m = n - 1; m > 0; m--) {
     sort_swap(s->L, lo, lo + m);
     sort_sift(s, lo, 0, m);
-  }
-}
-
-/* t[i] and t[j] in order (i < j). */
-static void sort_order(sorter *s, lua_Integer i, lua_Integer j) {
-  lua_State *L = s->L;
-  lua_geti(L, 1, i);
-  lua_geti(L, 1, j);
-  if (sort_less(s, -1, -2)) {
-    lua_seti(L, 1, i);
-    lua_seti(L, 1, j);
-  } else {
-    lua_pop(L, 2);
   }
 }
 
@@ -809,11 +809,10 @@ static void sort_all(sorter *s, lua_Integer n, int depth) {
   int count = 0;
   lua_Integer lo = 1, hi = n;
   for (;;) {
-    bool heaped = false;
     while (hi - lo >= LP_SORT_SMALL) {
       if (depth == 0) {
         sort_heap(s, lo, hi);
-        heaped = true;
+        lo = hi; /* nothing left for the insertion sort */
         break;
       }
       depth--;
@@ -827,8 +826,7 @@ static void sort_all(sorter *s, lua_Integer n, int depth) {
         lo = p + 1;
       }
     }
-    if (!heaped)
-      sort_insertion(s, lo, hi);
+    sort_insertion(s, lo, hi);
     if (count == 0)
       return;
     sort_span next = waiting[--count];
@@ -851,7 +849,7 @@ static void sort_own(lua_State *L, lua_Integer n, uint64_t longest, bool mixed) 
 }
 
 /* The longest string among t's elements 1..n, or -1 if one is neither a number nor a string;
- *mixed, whether there are both. */
+   sets mixed to whether there are both. */
 static int64_t longest_element(lua_State *L, uint64_t n, bool *mixed) {
   uint64_t longest = 0;
   bool strings = false, numbers = false;
@@ -859,13 +857,13 @@ static int64_t longest_element(lua_State *L, uint64_t n, bool *mixed) {
     int type = lua_rawgeti(L, 1, (lua_Integer)i);
     strings |= type == LUA_TSTRING;
     numbers |= type == LUA_TNUMBER;
-    *mixed = strings && numbers;
     if (type == LUA_TSTRING && lua_rawlen(L, -1) > longest)
       longest = lua_rawlen(L, -1);
     lua_pop(L, 1);
     if (type != LUA_TSTRING && type != LUA_TNUMBER)
       return -1;
   }
+  *mixed = strings && numbers;
   return (int64_t)longest;
 }
 
