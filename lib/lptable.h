@@ -37,7 +37,10 @@ enum {
   LP_K_PROXYMT,   /* a metatable of the sandbox's (a proxy's, the overlay's, the view's) */
   LP_K_PROTMT,    /* a metatable the freeze protected with __metatable (userdata, types) */
   LP_K_BOOK,      /* bookkeeping of the sandbox's: never walked */
-  LP_K_LIB        /* lp_sandbox_open to the freeze only: a library table luapool opened */
+  LP_K_LIB,       /* lp_sandbox_open to the freeze only: a library table luapool opened */
+  LP_K_LEAF       /* an LP_K_MAPPED table with no metatable, holding no object the walk would
+                     queue (a table, userdata, thread, or function with upvalues; as key or
+                     value): passed over by the walk where it is not found exposed */
 };
 
 /* Protected: makes L's luapool table, with an empty table in every slot. */

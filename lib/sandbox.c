@@ -295,7 +295,7 @@ static void protect_mt(lua_State *L, const freeze_ctx *c, int i) {
   lua_pop(L, 1);
 }
 
-static bool proxy_entries(lua_State *L, const freeze_ctx *c, int t);
+static bool proxy_entries(lua_State *L, const freeze_ctx *c, int t, bool *leaf);
 
 /* Pushes a metatable of the sandbox's: __metatable false, and __index the value on top. */
 static void push_sandbox_mt(lua_State *L, const freeze_ctx *c, int nrec) {
@@ -339,7 +339,10 @@ static void proxy_of(lua_State *L, const freeze_ctx *c, int t) {
   lua_pushvalue(L, proxy);
   lua_pushboolean(L, 1);
   lua_rawset(L, c->proxies);
-  bool flat = proxy_entries(L, c, t) && !lua_getmetatable(L, t);
+  bool leaf;
+  bool flat = proxy_entries(L, c, t, &leaf) && !lua_getmetatable(L, t);
+  if (leaf && flat)
+    mark_kind(L, c, t, LP_K_LEAF); /* the freeze adds no object to t after this (doc/design.md) */
   lua_settop(L, proxy);
   if (flat)
     lua_pushvalue(L, t);
@@ -360,16 +363,21 @@ static void proxy_of(lua_State *L, const freeze_ctx *c, int t) {
 /*
 ** Makes proxies for the tables table t holds (keys and values), and protects the metatables of
 ** the userdata it holds.  Changes nothing in t.  Returns whether t is flat: it holds no table
-** that has or gets a proxy (proxies themselves map to themselves).
+** that has or gets a proxy (proxies themselves map to themselves).  *leaf: whether t holds no
+** object at all that the walk would queue (snapshot.c, reach): no table, userdata, thread or
+** function with upvalues.
 */
 /* NOLINTNEXTLINE(misc-no-recursion): with proxy_of, bounded by its luaL_checkstack */
-static bool proxy_entries(lua_State *L, const freeze_ctx *c, int t) {
+static bool proxy_entries(lua_State *L, const freeze_ctx *c, int t, bool *leaf) {
   bool flat = true;
+  *leaf = true;
   lua_pushnil(L);
   while (lua_next(L, t) != 0) {
     int v = lua_gettop(L);
     for (int i = v - 1; i <= v; i++) {
-      if (lua_type(L, i) == LUA_TTABLE) {
+      switch (lua_type(L, i)) {
+      case LUA_TTABLE: {
+        *leaf = false;
         lua_pushvalue(L, i);
         bool is_proxy = lua_rawget(L, c->proxies) != LUA_TNIL;
         lua_pop(L, 1);
@@ -377,8 +385,21 @@ static bool proxy_entries(lua_State *L, const freeze_ctx *c, int t) {
           proxy_of(L, c, i);
           flat = false;
         }
-      } else if (lua_type(L, i) == LUA_TUSERDATA) {
+        break;
+      }
+      case LUA_TUSERDATA:
+        *leaf = false;
         protect_mt(L, c, i);
+        break;
+      case LUA_TFUNCTION:
+        if (lua_getupvalue(L, i, 1) != NULL)
+          *leaf = false; /* the upvalue goes with the settop below */
+        break;
+      case LUA_TTHREAD:
+        *leaf = false;
+        break;
+      default:
+        break;
       }
       lua_settop(L, v);
     }
@@ -390,10 +411,13 @@ static bool proxy_entries(lua_State *L, const freeze_ctx *c, int t) {
 /*
 ** Before on_create (the end of lp_sandbox_open): marks in FROZEN what luapool opened, which the
 ** freeze tells from what on_create adds: the libraries' tables (LP_K_LIB) and the C functions
-** in them and in the globals (LP_K_FIXED: the libraries' C code never changes their upvalues).
+** in the globals and the C closures in the libraries (LP_K_FIXED: the libraries' C code never
+** changes their upvalues).  A light C function in a library (most of them) is not marked: the
+** walk passes over every function with no upvalues before it asks its kind (snapshot.c,
+** reach_object), and only the globals' functions are asked for by the freeze (push_view).
 */
-/* The marks note_stock and the freeze make in FROZEN for the stock libraries (117 in 5.4.4). */
-#define LP_SANDBOX_MARKS 128
+/* The marks note_stock and the freeze make in FROZEN for the stock libraries (53 in 5.4.4). */
+#define LP_SANDBOX_MARKS 64
 
 static void note_stock(lua_State *L, int g) {
   lp_lptable_get(L, LP_T_FROZEN);
@@ -407,7 +431,8 @@ static void note_stock(lua_State *L, int g) {
       lua_rawset(L, frozen);
       lua_pushnil(L);
       while (lua_next(L, v) != 0) {
-        if (lua_iscfunction(L, -1)) {
+        if (lua_iscfunction(L, -1) && lua_getupvalue(L, -1, 1) != NULL) {
+          lua_pop(L, 1);
           lua_pushinteger(L, LP_K_FIXED);
           lua_rawset(L, frozen); /* frozen[function] = mark: pops both, leaves the key */
         } else {
@@ -484,8 +509,8 @@ int lp_sandbox_open(lua_State *L, unsigned libs) {
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
   lua_newtable(L);
   set_wrapper(L, NULL, g, "require", sb_require, 3);
-  /* FROZEN, empty until here, sized once for the ~120 marks the sandbox makes, not grown
-     (rehashed) eight times */
+  /* FROZEN, empty until here, sized once for the ~50 marks the sandbox makes, not grown
+     (rehashed) six times */
   lua_createtable(L, 0, LP_SANDBOX_MARKS);
   lp_lptable_set(L, LP_T_FROZEN);
   note_stock(L, g);
@@ -725,7 +750,8 @@ int lp_sandbox_freeze(lua_State *L) {
   lua_pushvalue(L, c.overlay);
   lua_rawset(L, c.memo);
   proxy_libraries(L, &c);
-  proxy_entries(L, &c, c.builtins);
+  bool leaf;
+  proxy_entries(L, &c, c.builtins, &leaf); /* B stays LP_K_MAPPED: the freeze writes it after */
   push_pristine(L, &c);
   c.pristine = lua_gettop(L);
   wrap_rawset_require(L, &c);

@@ -317,14 +317,18 @@ static bool immutable(int kind) {
   return kind == LP_K_FIXED || kind == LP_K_WRAPPER;
 }
 
+static bool mapped(int kind) {
+  return kind == LP_K_MAPPED || kind == LP_K_LEAF;
+}
+
 /* The status an edge gives an object of this kind. */
 static int status_for(int kind, int edge) {
   if (immutable(kind))
     return ST_MAPPED; /* walked once, never recorded */
   if (edge == E_MAPPED)
-    return kind == LP_K_MAPPED ? ST_MAPPED : ST_EXPOSED;
+    return mapped(kind) ? ST_MAPPED : ST_EXPOSED;
   if (edge == E_RAW)
-    return kind == LP_K_MAPPED || kind == LP_K_PROXYMT || kind == LP_K_PROTMT ? ST_RAW : ST_EXPOSED;
+    return mapped(kind) || kind == LP_K_PROXYMT || kind == LP_K_PROTMT ? ST_RAW : ST_EXPOSED;
   return ST_EXPOSED;
 }
 
@@ -642,11 +646,32 @@ static void walk_table(lua_State *L, walk *w, int o, int st, int kind) {
   reach_metatable(L, w, o);
 }
 
+/*
+** A leaf found only mapped or raw: walking it would queue nothing (it holds no object the walk
+** queues) and record nothing (not exposed, and no metatable of its own to make it so), so it is
+** passed over: the libraries' tables, most of a creation's traversals.  Debug builds walk it
+** all the same and check that.
+*/
+static bool pass_over(lua_State *L, walk *w, int o, int st, int kind) {
+  if (kind != LP_K_LEAF || st == ST_EXPOSED)
+    return false;
+#ifdef LP_DEBUG
+  int todo = lua_gettop(w->s->check), ntab = w->s->ntab;
+  lua_Integer nspill = w->nspill;
+  walk_table(L, w, o, st, kind);
+  lp_assert(lua_gettop(w->s->check) == todo && w->nspill == nspill && w->s->ntab == ntab);
+#else
+  (void)L, (void)w, (void)o;
+#endif
+  return true;
+}
+
 static void walk_one(lua_State *L, walk *w, int o, int st) {
   int kind = int_at(L, &w->frozen, o);
   switch (lua_type(L, o)) {
   case LUA_TTABLE:
-    walk_table(L, w, o, st, kind);
+    if (!pass_over(L, w, o, st, kind))
+      walk_table(L, w, o, st, kind);
     break;
   case LUA_TFUNCTION: {
     int edge = kind == LP_K_WRAPPER ? E_MAPPED : E_EXPOSED, nup = 0;

@@ -296,6 +296,55 @@ START_TEST(upvalues_set_with_the_debug_library) {
 }
 END_TEST
 
+/*
+** The libraries' own tables (the real ones behind the proxies) that on_create's code holds and
+** hands out raw: through a Lua upvalue, a table it keeps, a C closure's upvalue.  The walk passes
+** over a library table that holds no object (LP_K_LEAF: string, table, utf8, coroutine) only
+** where it finds it mapped; here it is found exposed, so it must be recorded.
+*/
+static const char library_holders[] = "local s, t, u, co = string, table, utf8, coroutine\n"
+                                      "function libs() return s, t, u, co end\n"
+                                      "local box = {lib = table, inner = {lib = utf8}}\n"
+                                      "function getbox() return box end\n";
+
+START_TEST(a_library_table_a_function_hands_out) {
+  channel(_i, library_holders,
+          "local s, t, u, co = libs() s.rep = nil s.secret = 'A' t.insert = nil u.char = 'x' "
+          "co.extra = {}",
+          "local s, t, u, co = libs() return tostring(s.secret) .. type(s.rep) .. type(t.insert) "
+          ".. type(u.char) .. tostring(co.extra) .. string.rep('x', 2) .. type(table.insert)",
+          WORKS);
+  channel(_i, library_holders, "getbox().lib.concat = nil getbox().inner.lib.len = 'A'",
+          "return type(getbox().lib.concat) .. type(table.concat) .. type(utf8.len) .. "
+          "type(getbox().inner.lib.len)",
+          WORKS);
+}
+END_TEST
+
+static int on_create_library_closures(lua_State *L, void *ud) {
+  (void)ud;
+  lua_getglobal(L, "string");
+  lua_pushvalue(L, -1);
+  lua_pushcclosure(L, c_put, 1);
+  lua_setglobal(L, "sput");
+  lua_pushcclosure(L, c_get, 1);
+  lua_setglobal(L, "sget");
+  return 0;
+}
+
+START_TEST(a_library_table_in_a_c_closures_upvalue) {
+  channel_case k = {_i,
+                    on_create_library_closures,
+                    NULL,
+                    "sput('secret', 'A') sput('format', false)",
+                    NULL,
+                    "return tostring(sget('secret')) .. tostring(string.secret) .. "
+                    "type(sget('format')) .. string.format('%d', 7)",
+                    WORKS};
+  check_channel(&k);
+}
+END_TEST
+
 /* A module that package.preload holds, required by on_create and per request. */
 static const char counter_module[] =
     "local shared = {n = 0}\n"
@@ -647,6 +696,8 @@ static Suite *channels_suite(void) {
   tcase_add_loop_test(tc, a_c_closures_own_upvalue, 0, 2);
   tcase_add_loop_test(tc, a_c_closures_table_upvalue_that_is_also_a_global, 0, 2);
   tcase_add_test(tc, upvalues_set_with_the_debug_library);
+  tcase_add_loop_test(tc, a_library_table_a_function_hands_out, 0, 2);
+  tcase_add_loop_test(tc, a_library_table_in_a_c_closures_upvalue, 0, 2);
   tcase_add_loop_test(tc, a_preloaded_modules_state, 0, 2);
   tcase_add_loop_test(tc, a_userdatas_methods_table, 0, 2);
   tcase_add_test(tc, proxies_read_like_the_real_tables);
