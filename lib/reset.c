@@ -61,11 +61,12 @@ int lp_reset_stack(lp_sx *x, lua_State *L, bool stopped) {
 }
 
 /* Restores what a request changed; false if it cannot (memory, too many keys removed, or a
-   coroutine from the record changed: LP_SNAPSHOT_UNRESTORABLE). */
-static bool restore_changes(lua_State *L, lp_sx *x) {
+   coroutine from the record changed: LP_SNAPSHOT_UNRESTORABLE).  *changed: something was put
+   back. */
+static bool restore_changes(lua_State *L, lp_sx *x, bool *changed) {
   size_t limit = lp_alloc_lift_limit(&x->alloc); /* putting the state back never fails for it */
   int removed;
-  int status = lp_snapshot_restore(L, &x->snapshot, &removed);
+  int status = lp_snapshot_restore(L, &x->snapshot, &removed, changed);
   lp_alloc_restore_limit(&x->alloc, limit);
   return status == LUA_OK && removed <= LP_RESET_MAX_REMOVED;
 }
@@ -118,8 +119,8 @@ int lp_reset_full(const luapool_config *cfg, lp_sx *x, lua_State *L, bool stoppe
     return LP_RESET_TAINTED; /* a user finalizer could run in the next user's turn */
   if (lp_reset_stack(x, L, stopped) != LP_RESET_CLEAN)
     return LP_RESET_TAINTED;
-  bool changed = lp_snapshot_find_dirty(&x->snapshot) > 0;
-  if (changed && !restore_changes(L, x))
+  bool changed = false;
+  if (lp_snapshot_find_dirty(&x->snapshot) > 0 && !restore_changes(L, x, &changed))
     return LP_RESET_TAINTED;
   changed |= lp_snapshot_restore_type_metatables(&x->snapshot);
   if (!module_resets(L, x))

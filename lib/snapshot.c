@@ -915,23 +915,20 @@ static bool tab_clean(lua_State *K, int base, int t, const lp_rec *r) {
 
 /*
 ** Table i as recorded?  An image that matches says so without the walk (image.h); one that does
-** not sends the table to the walk, and a table the walk finds clean gets a new image (its bytes
-** changed without its contents: a rehash, a dead key, a length hint).  In verify mode the walk
-** runs anyway and must agree.
+** not sends the table to the restore, whose one traversal puts back what differs and tells
+** whether anything did (the bytes may change without the contents: a rehash, a dead key, a
+** length hint), then takes a new image.  A walk here first would traverse the table twice when
+** it did change, the common case.  In verify mode the walk runs for a matching image too and
+** must agree.
 */
 static bool tab_clean_imaged(lua_State *K, int base, int i, lp_snapshot *s) {
   lp_rec *r = &s->tab[i];
   if (s->image == LP_IMAGE_OFF || r->n < 0)
     return tab_clean(K, base, LP_K_TABLE(i), r);
-  if (lp_image_same(&r->img)) {
-    if (s->image == LP_IMAGE_VERIFY && !tab_clean(K, base, LP_K_TABLE(i), r))
-      lp_image_disagree(i);
-    return true;
-  }
-  if (!tab_clean(K, base, LP_K_TABLE(i), r))
+  if (!lp_image_same(&r->img))
     return false;
-  lp_image_take(&r->img, lua_topointer(K, LP_K_TABLE(i)));
-  note_size(s, r);
+  if (s->image == LP_IMAGE_VERIFY && !tab_clean(K, base, LP_K_TABLE(i), r))
+    lp_image_disagree(i);
   return true;
 }
 
@@ -984,6 +981,7 @@ int lp_snapshot_find_dirty(lp_snapshot *s) {
 typedef struct restore_args {
   lp_snapshot *s;
   int removed;
+  bool changed; /* something was put back (a dirty table may have changed only its bytes) */
 } restore_args;
 
 /*
@@ -1019,7 +1017,7 @@ static bool fp_eq(const lp_fp *a, const lp_fp *b) {
   return a->type == b->type && a->bits == b->bits;
 }
 
-static int restore_entries(lua_State *L, lp_rec *r, int t, int copy) {
+static int restore_entries(lua_State *L, lp_rec *r, int t, int copy, bool *changed) {
   int removed = 0, kept = 0;
   lua_pushnil(L);
   while (lua_next(L, t) != 0) { /* key, value */
@@ -1044,6 +1042,7 @@ static int restore_entries(lua_State *L, lp_rec *r, int t, int copy) {
       lua_pushnil(L);
       lua_rawset(L, t);
       removed++;
+      *changed = true;
       continue;
     }
     if (!made) {
@@ -1056,6 +1055,7 @@ static int restore_entries(lua_State *L, lp_rec *r, int t, int copy) {
       lua_pushvalue(L, -3);
       lua_pushvalue(L, -2);
       lua_rawset(L, t);
+      *changed = true;
     }
     kv[0] = key;
     kv[1] = was;
@@ -1064,6 +1064,7 @@ static int restore_entries(lua_State *L, lp_rec *r, int t, int copy) {
   }
   if (kept == r->n)
     return removed;
+  *changed = true; /* a recorded key was gone */
   lua_pushnil(L);
   while (lua_next(L, copy) != 0) {
     lua_pushvalue(L, -2);
@@ -1075,7 +1076,7 @@ static int restore_entries(lua_State *L, lp_rec *r, int t, int copy) {
 }
 
 /* Puts back table i's entries and metatable (a userdata's metatable); returns keys removed. */
-static int restore_table(lua_State *L, lp_snapshot *s, int snap, int i) {
+static int restore_table(lua_State *L, lp_snapshot *s, int snap, int i, bool *changed) {
   lp_rec *r = &s->tab[i];
   bool image = s->image != LP_IMAGE_OFF;
   int removed = 0, base = lua_gettop(L);
@@ -1084,8 +1085,18 @@ static int restore_table(lua_State *L, lp_snapshot *s, int snap, int i) {
   int t = lua_gettop(L);
   if (r->n >= 0) {
     lua_rawgeti(L, snap, at + 2);
-    removed = restore_entries(L, r, t, t + 1);
+    removed = restore_entries(L, r, t, t + 1, changed);
   }
+  lp_fp mt;
+  if (lua_getmetatable(L, t)) {
+    fp_make(L, -1, &mt);
+    lua_pop(L, 1);
+  } else {
+    mt.type = LUA_TNIL;
+    mt.bits = 0;
+  }
+  if (!fp_eq(&mt, &r->mt))
+    *changed = true;
   lua_rawgeti(L, snap, at + 3);
   set_recorded_metatable(L, t);
   if (r->n >= 0 && image) {
@@ -1106,24 +1117,28 @@ static int restore(lua_State *L) {
   int fsnap = lua_gettop(L);
   for (int d = 0; d < s->ndirty; d++) {
     int i = s->dirty[d];
-    if (i < 0)
+    if (i < 0) {
       restore_function(L, &s->fn[-1 - i], fsnap, -1 - i);
-    else
-      a->removed += restore_table(L, s, snap, i);
+      a->changed = true; /* found dirty by its upvalues themselves */
+    } else {
+      a->removed += restore_table(L, s, snap, i, &a->changed);
+    }
   }
   return 0;
 }
 
-int lp_snapshot_restore(lua_State *L, lp_snapshot *s, int *removed) {
+int lp_snapshot_restore(lua_State *L, lp_snapshot *s, int *removed, bool *changed) {
   *removed = 0;
+  *changed = false;
   if (s->thread_changed || s->oversized)
     return LP_SNAPSHOT_UNRESTORABLE; /* the state is closed: nothing to put back */
-  restore_args a = {s, 0};
+  restore_args a = {s, 0, false};
   lua_pushcfunction(L, restore);
   lua_pushlightuserdata(L, &a);
   int status = lua_pcall(L, 1, 0, 0);
   lua_settop(L, 0);
   *removed = a.removed;
+  *changed = a.changed;
   if (status == LUA_OK && s->oversized)
     return LP_SNAPSHOT_UNRESTORABLE; /* restored, but a table it put back is mostly empty slots */
   return status;

@@ -78,15 +78,16 @@ void lp_walk_cache_fini(lp_walk_cache *c);
 /* Protected, after on_create and the freeze: records what the reset checks.  Raises an error
    when on_create left a suspended coroutine reachable. */
 int lp_snapshot_record(lua_State *L, lp_snapshot *s, lp_walk_cache *cache);
-/* How many recorded tables, functions and coroutines changed.  Raises no error and allocates
-   nothing in the state (a table the walk finds unchanged gets a new image, in C memory: without
-   it, that table is walked from then on). */
+/* How many recorded tables, functions and coroutines changed: a table by its image where it
+   has one (a different image may hide the same contents: the restore tells), else by the walk.
+   Raises no error and allocates nothing in the state. */
 int lp_snapshot_find_dirty(lp_snapshot *s);
 /* What lp_snapshot_restore returns when a coroutine changed: no restore can put it back. */
 #define LP_SNAPSHOT_UNRESTORABLE (-1)
 /* Puts back what lp_snapshot_find_dirty found, in a protected call on L: LUA_OK, or its error
-   status (memory), or LP_SNAPSHOT_UNRESTORABLE.  *removed: the keys it had to remove. */
-int lp_snapshot_restore(lua_State *L, lp_snapshot *s, int *removed);
+   status (memory), or LP_SNAPSHOT_UNRESTORABLE.  *removed: the keys it had to remove;
+   *changed: whether it put anything back (a table whose image changed may hold what it held). */
+int lp_snapshot_restore(lua_State *L, lp_snapshot *s, int *removed, bool *changed);
 /* Puts back the types' metatables that changed; returns whether any had.  Raises nothing. */
 bool lp_snapshot_restore_type_metatables(lp_snapshot *s);
 void lp_snapshot_free(lp_snapshot *s);
