@@ -24,13 +24,14 @@ typedef struct lp_cent {
 
 typedef struct lp_chunks {
   unsigned n, cap; /* entries used, and cfg.chunk_cache */
+  unsigned room;   /* entries ent has room for: it grows by doubling up to cap (chunk.c) */
   lp_cent *ent;
   uint64_t tick;
   uint64_t hits, misses; /* since lp_chunk_take_counts */
   int ref; /* the functions' table, also at this integer key of the registry: one array read */
 } lp_chunks;
 
-int lp_chunk_init(lp_chunks *c, unsigned cap); /* LUAPOOL_OK or LUAPOOL_ENOMEM */
+void lp_chunk_init(lp_chunks *c, unsigned cap); /* allocates nothing */
 /* Protected: the cache's table of functions, in L's luapool table (preallocated: storing a
    chunk allocates nothing). */
 void lp_chunk_open(lua_State *L, lp_chunks *c);

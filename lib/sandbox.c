@@ -416,8 +416,15 @@ static bool proxy_entries(lua_State *L, const freeze_ctx *c, int t, bool *leaf) 
 ** walk passes over every function with no upvalues before it asks its kind (snapshot.c,
 ** reach_object), and only the globals' functions are asked for by the freeze (push_view).
 */
-/* The marks note_stock and the freeze make in FROZEN for the stock libraries (53 in 5.4.4). */
+/*
+** Sizes for the freeze's tables, so that the stock libraries fill them without a rehash (each
+** growth is one, from 1 slot up): the marks note_stock and the freeze make in FROZEN (53 in
+** 5.4.4), the libraries' proxies (5, and _G's overlay in the memo; the modules in the pristine
+** view), the view's entries (27).  More (on_create's modules) only grow them as before.
+*/
 #define LP_SANDBOX_MARKS 64
+#define LP_SANDBOX_LIBS 8
+#define LP_SANDBOX_VIEW 32
 
 static void note_stock(lua_State *L, int g) {
   lp_lptable_get(L, LP_T_FROZEN);
@@ -599,7 +606,7 @@ static void proxy_libraries(lua_State *L, const freeze_ctx *c) {
 ** ro_index for the rest (on_create's globals), so scripts always see B's current values there.
 */
 static void push_view(lua_State *L, const freeze_ctx *c) {
-  lua_newtable(L);
+  lua_createtable(L, 0, LP_SANDBOX_VIEW);
   int view = lua_gettop(L);
   lua_pushnil(L);
   while (lua_next(L, c->builtins) != 0) {
@@ -641,7 +648,7 @@ static void set_overlay_mt(lua_State *L, const freeze_ctx *c) {
 ** ('string.rep') as it does in stock Lua (luaL_traceback and argument errors search it).
 */
 static void push_pristine(lua_State *L, const freeze_ctx *c) {
-  lua_newtable(L);
+  lua_createtable(L, 0, LP_SANDBOX_LIBS);
   int pristine = lua_gettop(L);
   lua_pushnil(L);
   while (lua_next(L, c->loaded) != 0) {
@@ -715,9 +722,9 @@ static void push_pairs(lua_State *L, const freeze_ctx *c) {
 int lp_sandbox_freeze(lua_State *L) {
   int base = lua_gettop(L);
   freeze_ctx c;
-  lua_newtable(L);
+  lua_createtable(L, 0, LP_SANDBOX_LIBS);
   c.memo = lua_gettop(L);
-  lua_newtable(L);
+  lua_createtable(L, 0, LP_SANDBOX_LIBS);
   c.proxies = lua_gettop(L);
   lp_lptable_get(L, LP_T_FROZEN);
   c.frozen = lua_gettop(L);

@@ -185,10 +185,7 @@ static lp_sx *sx_new(const luapool_config *cfg) {
     return NULL;
   lp_alloc_init(&x->alloc, cfg->mem_limit);
   lp_budget_init(&x->budget);
-  if (lp_chunk_init(&x->chunks, cfg->chunk_cache) != LUAPOOL_OK) {
-    lp_free(x);
-    return NULL;
-  }
+  lp_chunk_init(&x->chunks, cfg->chunk_cache);
   return x;
 }
 

@@ -884,6 +884,37 @@ START_TEST(chunk_cache_evicts_and_stays_correct) {
 }
 END_TEST
 
+/* The cache's entries grow as chunks are kept (4, 8, ... up to chunk_cache, chunk.c): every
+   chunk up to the size stays cached across releases, one more evicts one. */
+START_TEST(chunk_cache_grows_to_its_size) {
+  static const unsigned caps[] = {5, 32};
+  for (size_t c = 0; c < sizeof caps / sizeof caps[0]; c++) {
+    luapool_config cfg;
+    util_config_libs(&cfg, util_profiles[_i]);
+    cfg.chunk_cache = caps[c];
+    luapool *p = util_pool(&cfg);
+    for (int round = 0; round < 3; round++) {
+      lua_State *L = util_acquire(p);
+      for (unsigned k = 0; k < caps[c] + (round == 2); k++) {
+        char name[16], src[32];
+        snprintf(name, sizeof name, "=c%u", k);
+        snprintf(src, sizeof src, "return %u", k * 10);
+        ck_assert_int_eq(luapool_load(L, name, src, strlen(src)), LUA_OK);
+        ck_assert_int_eq(lua_pcall(L, 0, 1, 0), LUA_OK);
+        ck_assert_int_eq(lua_tointeger(L, -1), (lua_Integer)k * 10);
+        lua_settop(L, 0);
+      }
+      luapool_release(p, L);
+    }
+    luapool_stats st = util_stats(p);
+    ck_assert_uint_eq(st.cache_misses, caps[c] + 1); /* each once, and the one past the size */
+    ck_assert_uint_eq(st.cache_hits, 2 * caps[c]);
+    ck_assert_uint_eq(st.created, 1);
+    luapool_destroy(p);
+  }
+}
+END_TEST
+
 static Suite *reset_suite(void) {
   Suite *s = suite_create("reset");
   TCase *tc = tcase_create("globals");
@@ -946,6 +977,7 @@ static Suite *reset_suite(void) {
   tcase_add_loop_test(tc, chunk_cache_survives_reset_and_sees_fresh_globals, 0, 2);
   tcase_add_loop_test(tc, chunk_cache_recompiles_changed_source, 0, 2);
   tcase_add_loop_test(tc, chunk_cache_env_cannot_be_kept, 0, 2);
+  tcase_add_loop_test(tc, chunk_cache_grows_to_its_size, 0, 2);
   tcase_add_loop_test(tc, chunk_cache_evicts_and_stays_correct, 0, 2);
   suite_add_tcase(s, tc);
   return s;
