@@ -3,14 +3,33 @@
 */
 #include "lptable.h"
 
+#include <stdbool.h>
+
 /* The registry key of the luapool table: this variable's address. */
 static const char lp_key = 0;
+
+/* Whether slot i's owner makes its table itself (lptable.h): an empty one here would be garbage
+   before the state is handed out. */
+static bool made_by_owner(int i) {
+  switch (i) {
+  case LP_T_SNAP:
+  case LP_T_FSNAP:
+  case LP_T_TSNAP:
+  case LP_T_CHECK: /* lp_snapshot_record, at their sizes */
+  case LP_T_CACHE: /* lp_chunk_open, at the cache's size */
+  case LP_T_FROZEN:
+  case LP_T_PROXIES: /* the sandbox (FROZEN at its size); nil in a state without it */
+    return true;
+  default:
+    return false;
+  }
+}
 
 void lp_lptable_create(lua_State *L) {
   lua_createtable(L, LP_T_COUNT, 0);
   for (int i = 1; i <= LP_T_COUNT; i++) {
-    if (i == LP_T_SNAP || i == LP_T_FSNAP || i == LP_T_TSNAP)
-      continue; /* lp_snapshot_record makes them, at their sizes */
+    if (made_by_owner(i))
+      continue;
     lua_newtable(L);
     lua_rawseti(L, -2, i);
   }

@@ -43,7 +43,9 @@ enum {
                      value): passed over by the walk where it is not found exposed */
 };
 
-/* Protected: makes L's luapool table, with an empty table in every slot. */
+/* Protected: makes L's luapool table, with an empty table in every slot but those whose owner
+   makes its own (lptable.c: the snapshot's, the chunk cache's, and the sandbox's FROZEN and
+   PROXIES, which stay nil in a state without the sandbox). */
 void lp_lptable_create(lua_State *L);
 /* Pushes L's luapool table. */
 void lp_lptable_push(lua_State *L);

@@ -723,11 +723,12 @@ static void walk_begin(lua_State *L, walk *w, int lp) {
   /* the sandbox's walk finds ~70 objects, LIBS_ALL's ~250 */
   pmap_init(L, &w->seen, &w->s->scratch[0], &w->cache->seen, 256);
   pmap_init(L, &w->frozen, &w->s->scratch[1], &w->cache->frozen, 128);
-  lua_rawgeti(L, lp, LP_T_FROZEN);
-  lua_pushnil(L);
-  while (lua_next(L, -2) != 0) {
-    set_int(L, &w->frozen, -2, (int)lua_tointeger(L, -1));
-    lua_pop(L, 1);
+  if (lua_rawgeti(L, lp, LP_T_FROZEN) == LUA_TTABLE) { /* nil without the sandbox */
+    lua_pushnil(L);
+    while (lua_next(L, -2) != 0) {
+      set_int(L, &w->frozen, -2, (int)lua_tointeger(L, -1));
+      lua_pop(L, 1);
+    }
   }
   lua_pop(L, 1);
   lua_pushnil(L); /* the cells' slot: a table once the first keeper is made */

@@ -156,6 +156,7 @@ static int state_init(lua_State *L) {
   init_args *a = lua_touserdata(L, 1);
   lp_sx *x = a->x;
   lua_settop(L, 0);
+  lua_gc(L, LUA_GCSTOP); /* luapool's parts, below, make what the state keeps (doc/design.md) */
   lp_lptable_create(L);
   open_libraries(L, a->cfg->libs);
   lp_frames_probe(L); /* once per process: before a stop's first walk of the frames */
@@ -164,6 +165,7 @@ static int state_init(lua_State *L) {
   lp_sandbox_open(L, a->cfg->libs);
   lp_warn_open(L, &x->warn, a->cfg);
   lp_chunk_open(L, &x->chunks);
+  lua_gc(L, LUA_GCRESTART); /* on_create runs with the collector as in any state */
   if (a->gen->on_create != NULL) {
     lp_module_begin(&x->modules);
     a->on_create_rc = lp_cb_on_create(a->gen->on_create, a->gen->on_create_ud, L);
@@ -172,10 +174,15 @@ static int state_init(lua_State *L) {
       return 0;
   }
   lua_settop(L, 0);
+  bool running = lua_gc(L, LUA_GCISRUNNING); /* on_create may have stopped it: left so */
+  lua_gc(L, LUA_GCSTOP);
   if (a->cfg->libs & LUAPOOL_LIB_SANDBOX)
     lp_sandbox_freeze(L);
   lp_entropy_seed_open(L, &x->seed);
-  return lp_snapshot_record(L, &x->snapshot, a->walk);
+  lp_snapshot_record(L, &x->snapshot, a->walk);
+  if (running)
+    lua_gc(L, LUA_GCRESTART);
+  return 0;
 }
 
 /* The parts a state needs before lua_newstate; NULL when out of memory. */

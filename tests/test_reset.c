@@ -464,6 +464,32 @@ START_TEST(collector_stopped) {
 }
 END_TEST
 
+/*
+** The creation stops the collector around luapool's own parts (what they make, the state keeps):
+** on_create runs with it running, a state is handed out with it running, and a collector that
+** on_create stopped stays stopped until the first reset, as before.
+*/
+START_TEST(collector_running_in_on_create_and_after) {
+  luapool *p = pool_running(util_profiles[_i], "seen_running = collectgarbage('isrunning') "
+                                               "local t = {} for i = 1, 20000 do t[i] = {} end "
+                                               "t = nil collectgarbage()");
+  lua_State *L = util_acquire(p);
+  ck_assert_int_eq(util_eval_int(L, "return (seen_running and collectgarbage('isrunning')) "
+                                    "and 1 or 0"),
+                   1);
+  luapool_release(p, L);
+  expect_one_state_kept(p);
+  p = pool_running(util_profiles[_i], "collectgarbage('stop')");
+  L = util_acquire(p);
+  ck_assert_int_eq(util_eval_int(L, "return collectgarbage('isrunning') and 1 or 0"), 0);
+  luapool_release(p, L);
+  L = util_acquire(p);
+  ck_assert_int_eq(util_eval_int(L, "return collectgarbage('isrunning') and 1 or 0"), 1);
+  luapool_release(p, L);
+  expect_one_state_kept(p);
+}
+END_TEST
+
 START_TEST(collector_mode_and_parameters) {
   channel(_i, "collectgarbage('generational')", NULL,
           "local m = collectgarbage('incremental') return m", SAFE_ALLOWS);
@@ -955,6 +981,7 @@ static Suite *reset_suite(void) {
   tc = tcase_create("collector");
   tcase_add_loop_test(tc, collector_stopped, 0, 2);
   tcase_add_loop_test(tc, collector_mode_and_parameters, 0, 2);
+  tcase_add_loop_test(tc, collector_running_in_on_create_and_after, 0, 2);
   tcase_add_loop_test(tc, finalizers_never_run_in_the_next_turn, 0, 2);
   tcase_add_loop_test(tc, gc_added_after_setmetatable_never_runs, 0, 2);
   tcase_add_loop_test(tc, close_handlers_of_suspended_coroutines, 0, 2);
