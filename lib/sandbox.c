@@ -409,14 +409,6 @@ static bool proxy_entries(lua_State *L, const freeze_ctx *c, int t, bool *leaf) 
 }
 
 /*
-** Before on_create (the end of lp_sandbox_open): marks in FROZEN what luapool opened, which the
-** freeze tells from what on_create adds: the libraries' tables (LP_K_LIB) and the C functions
-** in the globals and the C closures in the libraries (LP_K_FIXED: the libraries' C code never
-** changes their upvalues).  A light C function in a library (most of them) is not marked: the
-** walk passes over every function with no upvalues before it asks its kind (snapshot.c,
-** reach_object), and only the globals' functions are asked for by the freeze (push_view).
-*/
-/*
 ** Sizes for the freeze's tables, so that the stock libraries fill them without a rehash (each
 ** growth is one, from 1 slot up): the marks note_stock and the freeze make in FROZEN (53 in
 ** 5.4.4), the libraries' proxies (5, and _G's overlay in the memo; the modules in the pristine
@@ -426,6 +418,14 @@ static bool proxy_entries(lua_State *L, const freeze_ctx *c, int t, bool *leaf) 
 #define LP_SANDBOX_LIBS 8
 #define LP_SANDBOX_VIEW 32
 
+/*
+** Before on_create (the end of lp_sandbox_open): marks in FROZEN what luapool opened, which the
+** freeze tells from what on_create adds: the libraries' tables (LP_K_LIB) and the C functions
+** in the globals and the C closures in the libraries (LP_K_FIXED: the libraries' C code never
+** changes their upvalues).  A light C function in a library (most of them) is not marked: the
+** walk passes over every function with no upvalues before it asks its kind (snapshot.c,
+** reach_object), and only the globals' functions are asked for by the freeze (push_view).
+*/
 static void note_stock(lua_State *L, int g) {
   lp_lptable_get(L, LP_T_FROZEN);
   int frozen = lua_gettop(L);
