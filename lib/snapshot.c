@@ -1092,13 +1092,8 @@ static int restore_table(lua_State *L, lp_snapshot *s, int snap, int i, bool *ch
     removed = restore_entries(L, r, t, t + 1, changed);
   }
   lp_fp mt;
-  if (lua_getmetatable(L, t)) {
-    fp_make(L, -1, &mt);
-    lua_pop(L, 1);
-  } else {
-    mt.type = LUA_TNIL;
-    mt.bits = 0;
-  }
+  push_metatable_fp(L, t, &mt);
+  lua_pop(L, 1);
   if (!fp_eq(&mt, &r->mt))
     *changed = true;
   lua_rawgeti(L, snap, at + 3);
