@@ -244,6 +244,15 @@ static int c_get(lua_State *L) {
   return 1;
 }
 
+/* Pops the table on top into the upvalue of two C closures, the globals put and get. */
+static void set_put_get(lua_State *L, const char *put, const char *get) {
+  lua_pushvalue(L, -1);
+  lua_pushcclosure(L, c_put, 1);
+  lua_setglobal(L, put);
+  lua_pushcclosure(L, c_get, 1);
+  lua_setglobal(L, get);
+}
+
 static int on_create_c_closures(lua_State *L, void *ud) {
   (void)ud;
   lua_pushinteger(L, 0);
@@ -252,11 +261,7 @@ static int on_create_c_closures(lua_State *L, void *ud) {
   lua_newtable(L);
   lua_pushvalue(L, -1);
   lua_setglobal(L, "store");
-  lua_pushvalue(L, -1);
-  lua_pushcclosure(L, c_put, 1);
-  lua_setglobal(L, "put");
-  lua_pushcclosure(L, c_get, 1);
-  lua_setglobal(L, "get");
+  set_put_get(L, "put", "get");
   /* a C closure that is a field of a module table, reached only through the table */
   lua_newtable(L);
   lua_pushinteger(L, 100);
@@ -324,11 +329,7 @@ END_TEST
 static int on_create_library_closures(lua_State *L, void *ud) {
   (void)ud;
   lua_getglobal(L, "string");
-  lua_pushvalue(L, -1);
-  lua_pushcclosure(L, c_put, 1);
-  lua_setglobal(L, "sput");
-  lua_pushcclosure(L, c_get, 1);
-  lua_setglobal(L, "sget");
+  set_put_get(L, "sput", "sget");
   return 0;
 }
 

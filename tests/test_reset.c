@@ -469,23 +469,25 @@ END_TEST
 ** on_create runs with it running, a state is handed out with it running, and a collector that
 ** on_create stopped stays stopped until the first reset, as before.
 */
+/* One request on p: look's integer result. */
+static long long one_request(luapool *p, const char *look) {
+  lua_State *L = util_acquire(p);
+  long long v = util_eval_int(L, look);
+  luapool_release(p, L);
+  return v;
+}
+
 START_TEST(collector_running_in_on_create_and_after) {
+  static const char running[] = "return collectgarbage('isrunning') and 1 or 0";
   luapool *p = pool_running(util_profiles[_i], "seen_running = collectgarbage('isrunning') "
                                                "local t = {} for i = 1, 20000 do t[i] = {} end "
                                                "t = nil collectgarbage()");
-  lua_State *L = util_acquire(p);
-  ck_assert_int_eq(util_eval_int(L, "return (seen_running and collectgarbage('isrunning')) "
-                                    "and 1 or 0"),
-                   1);
-  luapool_release(p, L);
+  ck_assert_int_eq(
+      one_request(p, "return (seen_running and collectgarbage('isrunning')) and 1 or 0"), 1);
   expect_one_state_kept(p);
   p = pool_running(util_profiles[_i], "collectgarbage('stop')");
-  L = util_acquire(p);
-  ck_assert_int_eq(util_eval_int(L, "return collectgarbage('isrunning') and 1 or 0"), 0);
-  luapool_release(p, L);
-  L = util_acquire(p);
-  ck_assert_int_eq(util_eval_int(L, "return collectgarbage('isrunning') and 1 or 0"), 1);
-  luapool_release(p, L);
+  ck_assert_int_eq(one_request(p, running), 0); /* as on_create left it */
+  ck_assert_int_eq(one_request(p, running), 1); /* the first reset restarted it */
   expect_one_state_kept(p);
 }
 END_TEST
