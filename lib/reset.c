@@ -12,13 +12,6 @@
 #include "config.h"
 #include "frames.h"
 
-/* Lua 5.4's collector defaults (lgc.h: LUAI_GCPAUSE, LUAI_GCMUL, LUAI_GCSTEPSIZE). */
-#define LP_GC_PAUSE 200
-#define LP_GC_STEPMUL 100
-#define LP_GC_STEPSIZE 13
-#define LP_GC_GENMINOR 20  /* LUAI_GENMINORMUL */
-#define LP_GC_GENMAJOR 100 /* LUAI_GENMAJORMUL */
-
 /*
 ** A table that lost this many keys keeps their empty nodes, which every later check would
 ** traverse: it is cheaper and surer to close the state and make a new one.
@@ -83,16 +76,30 @@ static bool bloated(const luapool_config *cfg, lua_State *L, const lp_alloc *a) 
   return lp_alloc_above_kb(a, cfg->bloat_kb);
 }
 
-/* The collector as in a new state: running, incremental, Lua's default parameters. */
-static void reset_collector(lua_State *L) {
+/*
+** The collector as in a new state: running, incremental, Lua's default parameters (LP_GC_,
+** gimage.h).  An image that finds it so says the calls would set nothing (in verify mode they
+** run anyway, and must find it so too).  Where the image sees what the API cannot, generational
+** settings a request changed and then left that mode, they go back too.
+*/
+static void reset_collector(lua_State *L, const lp_snapshot *s) {
+  if (lp_gimage_gc_clean(&s->gimage)) {
+    if (s->image == LP_IMAGE_VERIFY &&
+        (!lua_gc(L, LUA_GCISRUNNING) ||
+         lua_gc(L, LUA_GCINC, LP_GC_PAUSE, LP_GC_STEPMUL, LP_GC_STEPSIZE) != LUA_GCINC))
+      lp_gimage_disagree("the collector");
+    return;
+  }
   if (!lua_gc(L, LUA_GCISRUNNING))
     lua_gc(L, LUA_GCRESTART);
-  if (lua_gc(L, LUA_GCINC, LP_GC_PAUSE, LP_GC_STEPMUL, LP_GC_STEPSIZE) == LUA_GCGEN) {
-    /* left generational: its parameters go back too (switching runs a full collection, paid
-       only by states whose user chose that mode) */
+  if (lua_gc(L, LUA_GCINC, LP_GC_PAUSE, LP_GC_STEPMUL, LP_GC_STEPSIZE) == LUA_GCGEN ||
+      lp_gimage_gc_gen_changed(&s->gimage)) {
+    /* left generational (or was, during the request): its parameters go back too (switching
+       runs a full collection, paid only by states whose user chose that mode) */
     lua_gc(L, LUA_GCGEN, LP_GC_GENMINOR, LP_GC_GENMAJOR);
     lua_gc(L, LUA_GCINC, LP_GC_PAUSE, LP_GC_STEPMUL, LP_GC_STEPSIZE);
   }
+  lp_assert(s->gimage.g == NULL || lp_gimage_gc_clean(&s->gimage));
 }
 
 /* The invariant after every reset: the heap within mem_limit (a restore lifts it), or closed. */
@@ -129,7 +136,7 @@ int lp_reset_full(const luapool_config *cfg, lp_sx *x, lua_State *L, bool stoppe
     return LP_RESET_BLOAT;
   if (!within_limit(L, &x->alloc))
     return LP_RESET_TAINTED;
-  reset_collector(L);
+  reset_collector(L, &x->snapshot);
   lp_warn_reset(&x->warn);
   if (!lp_entropy_reseed(&x->seed))
     return LP_RESET_TAINTED; /* never hand out a sequence someone may know */

@@ -865,6 +865,8 @@ int lp_snapshot_record(lua_State *L, lp_snapshot *s, lp_walk_cache *cache) {
     luaL_error(L, "not enough memory");
   fill_check_thread(L, s);
   take_images(s);
+  if (s->image != LP_IMAGE_OFF)
+    lp_gimage_take(&s->gimage, L); /* after walk_roots recorded the types' metatables */
   return 0;
 }
 
@@ -1143,28 +1145,45 @@ int lp_snapshot_restore(lua_State *L, lp_snapshot *s, int *removed, bool *change
   return status;
 }
 
+/*
+** Type sample i's metatable (on K) as recorded?  Leaves K's stack at base.  Allocates nothing.
+*/
+static bool type_mt_same(lp_snapshot *s, lua_State *K, int base, int i) {
+  if (!lua_getmetatable(K, 1 + i))
+    return s->typemt[i].type == LUA_TNIL; /* the usual case, without a push */
+  /* a metatable is a table: its fingerprint is its address */
+  bool same = s->typemt[i].type == LUA_TTABLE &&
+              (uint64_t)(uintptr_t)lua_topointer(K, -1) == s->typemt[i].bits;
+  lua_settop(K, base);
+  return same;
+}
+
+/*
+** The types' metatables: an image that matches says none changed without asking the API
+** (gimage.h; in verify mode the API is asked too and must agree); else each is asked, and put
+** back if it differs (which makes the image match again: it holds the recorded pointers).
+*/
 bool lp_snapshot_restore_type_metatables(lp_snapshot *s) {
   lua_State *K = s->check;
-  bool changed = false;
   int base = LP_K_BASE(s);
   lp_assert(lua_gettop(K) == base);
+  if (lp_gimage_mt_same(&s->gimage)) {
+    if (s->image == LP_IMAGE_VERIFY)
+      for (int i = 0; i < LP_TYPE_SAMPLES; i++)
+        if (!type_mt_same(s, K, base, i))
+          lp_gimage_disagree("the types' metatables");
+    return false;
+  }
+  bool changed = false;
   for (int i = 0; i < LP_TYPE_SAMPLES; i++) {
-    int v = 1 + i;
-    bool same;
-    if (!lua_getmetatable(K, v)) {
-      same = s->typemt[i].type == LUA_TNIL; /* the usual case, without a push */
-    } else { /* a metatable is a table: its fingerprint is its address */
-      same = s->typemt[i].type == LUA_TTABLE &&
-             (uint64_t)(uintptr_t)lua_topointer(K, -1) == s->typemt[i].bits;
-      lua_settop(K, base);
-    }
-    if (same)
+    if (type_mt_same(s, K, base, i))
       continue;
     changed = true;
     lp_lptable_get(K, LP_T_TYPEMT);
     lua_rawgeti(K, -1, i + 1);
-    set_recorded_metatable(K, v); /* lua_setmetatable raises nothing */
+    set_recorded_metatable(K, 1 + i); /* lua_setmetatable raises nothing */
     lua_settop(K, base);
   }
+  lp_assert(s->gimage.g == NULL || lp_gimage_mt_same(&s->gimage));
   return changed;
 }

@@ -19,6 +19,7 @@
 
 #include <lua.h>
 
+#include "gimage.h"
 #include "image.h"
 #include "lptable.h"
 
@@ -60,7 +61,8 @@ typedef struct lp_snapshot {
                           recorded tables, functions and coroutines: what the reset checks (while
                           lp_snapshot_record walks, its to-do list: object, status pairs) */
   lp_fp typemt[LP_TYPE_SAMPLES];
-  int image; /* LP_IMAGE_OFF, _ON or _VERIFY (image.h) */
+  int image;        /* LP_IMAGE_OFF, _ON or _VERIFY (image.h) */
+  lp_gimage gimage; /* the types' metatables and the collector, read in place (gimage.h) */
   struct lp_pmap_block *scratch[2]; /* the walk's maps while lp_snapshot_record runs */
 } lp_snapshot;
 

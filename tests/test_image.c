@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gimage.h"
 #include "image.h"
 #include "internal.h"
 #include "sx.h"
@@ -47,6 +48,11 @@ START_TEST(the_probe_accepts_this_lua_and_make_check_verifies) {
                        env != NULL && strcmp(env, "verify") == 0 ? LP_IMAGE_VERIFY : LP_IMAGE_ON);
       ck_assert_int_gt(imaged_tables(s), 0);
     }
+    /* the global image: built for 5.4.4 only, taken where the table images are */
+    if (!LP_GIMAGE_BUILT || s->image == LP_IMAGE_OFF)
+      ck_assert_ptr_null(s->gimage.g);
+    else
+      ck_assert_ptr_nonnull(s->gimage.g);
     luapool_release(p, L);
     luapool_destroy(p);
   }
@@ -65,11 +71,14 @@ START_TEST(off_in_the_environment_leaves_the_walk) {
   lua_State *L = util_acquire(p);
   ck_assert_int_eq(snapshot_of(p, L)->image, LP_IMAGE_OFF);
   ck_assert_int_eq(imaged_tables(snapshot_of(p, L)), 0);
-  util_run(L, "string.x = 1 math.pi = 3 table.insert = nil");
+  ck_assert_ptr_null(snapshot_of(p, L)->gimage.g);
+  util_run(L, "string.x = 1 math.pi = 3 table.insert = nil debug.setmetatable(1, {}) "
+              "collectgarbage('stop')");
   luapool_release(p, L);
   L = util_acquire(p);
   ck_assert_int_eq(util_eval_int(L, "return (string.x == nil and math.pi > 3.14 and "
-                                    "type(table.insert) == 'function') and 1 or 0"),
+                                    "type(table.insert) == 'function' and getmetatable(1) == nil "
+                                    "and collectgarbage('isrunning')) and 1 or 0"),
                    1);
   luapool_release(p, L);
   luapool_destroy(p);
@@ -391,6 +400,151 @@ START_TEST(bytes_without_contents_cost_one_walk_and_no_restore) {
 }
 END_TEST
 
+/* ---- the global image (gimage.h) -------------------------------------------------------- */
+
+/* Pushes a value of the i-th type with a per-type metatable (the snapshot's samples' order). */
+static void push_type_sample(lua_State *L, int i) {
+  switch (i) {
+  case 0:
+    lua_pushnil(L);
+    break;
+  case 1:
+    lua_pushboolean(L, 0);
+    break;
+  case 2:
+    lua_pushlightuserdata(L, (void *)&push_type_sample);
+    break;
+  case 3:
+    lua_pushnumber(L, 2.5);
+    break;
+  case 4:
+    lua_pushliteral(L, "s");
+    break;
+  case 5:
+    lua_pushcfunction(L, lua_error);
+    break;
+  default:
+    lua_pushthread(L);
+    break;
+  }
+}
+
+/* Sets the metatable of sample i to the value on top (popped). */
+static void set_type_mt(lua_State *L, int i) {
+  push_type_sample(L, i);
+  lua_insert(L, -2);
+  lua_setmetatable(L, -2);
+  lua_pop(L, 1);
+}
+
+/* Each change of a type's metatable or of the collector makes the image differ, and putting it
+   back through the API makes it match again; on a state a pool made (LUAPOOL_LIBS_ALL). */
+START_TEST(the_global_image_sees_each_change) {
+  luapool_config cfg;
+  util_config_libs(&cfg, LUAPOOL_LIBS_ALL);
+  cfg.max_states = 1;
+  luapool *p = util_pool(&cfg);
+  lua_State *L = util_acquire(p);
+  luapool_release(p, L); /* the first reset leaves the collector as every later one */
+  L = util_acquire(p);
+  const lp_gimage *im = &snapshot_of(p, L)->gimage;
+  if (im->g == NULL) { /* not built, or LUAPOOL_TABLE_IMAGE=off: nothing to look at */
+    ck_assert(!lp_gimage_mt_same(im) && !lp_gimage_gc_clean(im));
+    luapool_release(p, L);
+    luapool_destroy(p);
+    return;
+  }
+  ck_assert(lp_gimage_mt_same(im));
+  ck_assert(lp_gimage_gc_clean(im));
+  for (int i = 0; i < 7; i++) {
+    push_type_sample(L, i);
+    int had = lua_getmetatable(L, -1); /* the string metatable, for strings */
+    if (!had)
+      lua_pushnil(L);
+    lua_newtable(L);
+    set_type_mt(L, i);
+    ck_assert_msg(!lp_gimage_mt_same(im), "a new metatable for type sample %d", i);
+    set_type_mt(L, i); /* the one it had */
+    ck_assert_msg(lp_gimage_mt_same(im), "type sample %d's metatable put back", i);
+    lua_pop(L, 1);
+  }
+  static const struct {
+    const char *change, *undo;
+    bool gen; /* the change leaves the generational settings changed */
+  } gc[] = {
+      {"collectgarbage('stop')", "collectgarbage('restart')", false},
+      {"collectgarbage('incremental', 300)", "collectgarbage('incremental', 200)", false},
+      {"collectgarbage('incremental', 0, 400)", "collectgarbage('incremental', 0, 100)", false},
+      {"collectgarbage('incremental', 0, 0, 20)", "collectgarbage('incremental', 0, 0, 13)", false},
+      {"collectgarbage('setpause', 100)", "collectgarbage('setpause', 200)", false},
+      {"collectgarbage('generational')", "collectgarbage('incremental')", false},
+      {"collectgarbage('generational', 10, 60) collectgarbage('incremental')",
+       "collectgarbage('generational', 20, 100) collectgarbage('incremental')", true},
+  };
+  for (size_t i = 0; i < sizeof gc / sizeof gc[0]; i++) {
+    util_run(L, gc[i].change);
+    ck_assert_msg(!lp_gimage_gc_clean(im), "%s", gc[i].change);
+    ck_assert_msg(lp_gimage_gc_gen_changed(im) == gc[i].gen, "%s", gc[i].change);
+    util_run(L, gc[i].undo);
+    ck_assert_msg(lp_gimage_gc_clean(im), "%s", gc[i].undo);
+  }
+  luapool_release(p, L);
+  luapool_destroy(p);
+}
+END_TEST
+
+/*
+** With the image on alone (not verify: the API is not asked when the image matches), the reset
+** still finds and undoes every change of the types' metatables and of the collector, and the
+** generational settings a request changed and left (which the API alone does not see).
+*/
+START_TEST(with_the_image_alone_the_reset_undoes_the_global_changes) {
+  const char *was = getenv("LUAPOOL_TABLE_IMAGE");
+  char *saved = was != NULL ? strdup(was) : NULL;
+  setenv("LUAPOOL_TABLE_IMAGE", "on", 1);
+  luapool_config cfg;
+  util_config_libs(&cfg, LUAPOOL_LIBS_ALL);
+  cfg.max_states = 1;
+  luapool *p = util_pool(&cfg);
+  static const char *const requests[] = {
+      "debug.setmetatable(nil, {__index = function() return 'ghost' end})",
+      "debug.setmetatable(true, {__index = function() return 'ghost' end})",
+      "debug.setmetatable(1, {__index = function() return 'ghost' end})",
+      "debug.setmetatable(print, {__index = function() return 'ghost' end})",
+      "debug.setmetatable(coroutine.running(), {__index = function() return 'ghost' end})",
+      "debug.setmetatable('', {__index = function() return 'ghost' end})",
+      "collectgarbage('stop')",
+      "collectgarbage('incremental', 1000, 400, 20)",
+      "collectgarbage('generational', 10, 60)",
+      "collectgarbage('generational', 10, 60) collectgarbage('incremental')",
+  };
+  const char *look = "local function probe(v) return (pcall(function() return v.x end)) end "
+                     "return (not probe(nil) and not probe(true) and not probe(1) and "
+                     "not probe(print) and not probe(coroutine.running()) and ('').x == nil "
+                     "and ('a'):rep(2) == 'aa' and collectgarbage('isrunning') and "
+                     "collectgarbage('incremental') == 'incremental') and 1 or 0";
+  for (size_t r = 0; r < sizeof requests / sizeof requests[0]; r++) {
+    lua_State *L = util_acquire(p);
+    util_run(L, requests[r]);
+    luapool_release(p, L);
+    L = util_acquire(p);
+    const lp_gimage *im = &snapshot_of(p, L)->gimage;
+    if (LP_GIMAGE_BUILT && snapshot_of(p, L)->image != LP_IMAGE_OFF) {
+      ck_assert_ptr_nonnull(im->g);
+      ck_assert_msg(lp_gimage_mt_same(im) && lp_gimage_gc_clean(im), "after %s", requests[r]);
+    }
+    ck_assert_msg(util_eval_int(L, look) == 1, "after %s", requests[r]);
+    luapool_release(p, L);
+  }
+  luapool_destroy(p);
+  if (saved != NULL)
+    setenv("LUAPOOL_TABLE_IMAGE", saved, 1);
+  else
+    unsetenv("LUAPOOL_TABLE_IMAGE");
+  free(saved);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("image");
   TCase *tc = tcase_create("image");
@@ -399,6 +553,8 @@ int main(void) {
   tcase_add_test(tc, every_shape_of_change_makes_the_image_differ);
   tcase_add_test(tc, the_image_never_calls_clean_what_the_walk_finds_changed);
   tcase_add_test(tc, bytes_without_contents_cost_one_walk_and_no_restore);
+  tcase_add_test(tc, the_global_image_sees_each_change);
+  tcase_add_test(tc, with_the_image_alone_the_reset_undoes_the_global_changes);
   suite_add_tcase(s, tc);
   return util_run_suite(s);
 }
