@@ -41,6 +41,8 @@ enum {
                                      not claimed it yet (check_in's CAS) */
   LP_POINT_RELEASE_AFTER_KEY,     /* pool.c: a release passed the key's test (lp_pool_hit_key)
                                      and has neither reset nor cached its state yet */
+  LP_POINT_POP_WINDOW,            /* magazine_inline.h: a magazine hit's plain pop has read the
+                                     top entry and not yet emptied it (the owner's window) */
   LP_POINT_GUARD_LOOK,            /* guard.c: table.move, string.rep, a long table.sort or a
                                      long utf8.len is about to look at the deadline and the
                                      interrupt, inside the call */

@@ -5,17 +5,43 @@
 ** lp_mag_count) touches only the calling thread's lp_local: no lock, no write to a shared line.
 ** The magazine is an array of atomic slot pointers.  Only the owner thread fills entries; the
 ** owner and, under the pool's magazine mutex, stealers (waiting acquires, the maintenance pass,
-** shutdown) empty them with an atomic exchange, so each idle state is taken exactly once.
-** Because stealers only ever empty entries, the owner knows that every entry at index >= top is
-** empty without looking.
+** shutdown) empty them, so each idle state is taken exactly once.  Because stealers only ever
+** empty entries, the owner knows that every entry at index >= top is empty without looking.
+**
+** The asymmetric handshake.  A stealer empties an entry with an atomic exchange.  The owner's
+** fast path, which runs millions of times for each steal, uses plain loads and stores (no
+** locked instruction: they were half the time of a magazine hit) inside a window it opens by
+** storing busy = 1 and then reading stealing; a stealer, under the mutex, stores stealing = 1 on
+** every magazine it will look at, runs membarrier(2) (MEMBARRIER_CMD_PRIVATE_EXPEDITED: every
+** thread of the process that is running executes a full memory barrier before the call returns;
+** one that is not running passes one when it is scheduled again), waits for busy = 0 on each
+** magazine, and takes; the owner lowers stealing again after a while (lp_mag_calm), so that a
+** magazine stolen from often costs one barrier per many steals.  The barrier stands for the one
+** the owner leaves out between its store of busy and its load of stealing: either the owner's
+** store of busy came before the barrier in its thread (the stealer then reads it, or the release
+** store of busy = 0 that closes that window, whose entries' writes it then sees), or its load of
+** stealing came after it (it reads 1, and takes the read-modify-write path).  So no window is
+** open while a stealer takes, and the owner's plain pop and the stealer's exchange never meet on
+** one entry.  The same barrier is the waiter's half of the wake-up pattern (lp_mag_push).
+** In C11 terms the pair is an asymmetric fence (C++ P1202: a light fence, here
+** atomic_signal_fence, paired with a heavy one, membarrier): together they order as two seq_cst
+** fences would.  Where the
+** process cannot register for membarrier (an old kernel, a seccomp filter), stealing stays 1
+** on every magazine and the owner uses the read-modify-writes, as before the handshake.
+** doc/design.md ("The asymmetric handshake") has the argument at length.
 **
 ** Each thread keeps a small table of (pool, serial, lp_local) for the pools it uses.  A
 ** pthread key's destructor gives an exiting thread's magazines back to their pools; the process's
 ** list of live pools (under pools_lock) tells it which pools still exist, so a pool destroyed
 ** first is never touched.
 */
+#include <linux/membarrier.h>
+#include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "fault.h"
 #include "magazine_inline.h"
@@ -29,6 +55,106 @@ static uint64_t pools_serial; /* under pools_lock */
 static pthread_key_t tls_key;
 static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
 static int tls_key_rc;
+
+/* ---- the asymmetric handshake ------------------------------------------------------------ */
+
+/* Whether this process uses membarrier(2): 0 not asked yet, 1 registered, -1 not available.
+   Relaxed: every thread that finds 0 registers for itself (idempotent) and stores the same. */
+static _Atomic int asym;
+
+static long membarrier_call(int cmd) {
+  return syscall(__NR_membarrier, cmd, 0, 0);
+}
+
+static bool asym_register(void) {
+  long q = membarrier_call(MEMBARRIER_CMD_QUERY);
+  return q > 0 && (q & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
+         membarrier_call(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0;
+}
+
+static bool asym_on(void) {
+  int a = atomic_load_explicit(&asym, memory_order_relaxed);
+  if (a == 0) {
+    a = asym_register() ? 1 : -1;
+    atomic_store_explicit(&asym, a, memory_order_relaxed);
+  }
+  return a > 0;
+}
+
+/*
+** The heavy half.  A registered process's call does not fail; should it (the registration lost:
+** registered again, then the global command, slower but needing none), no stealer could know the
+** owners' windows closed: the process stops rather than hand one state to two callers.
+*/
+static void heavy_fence(void) {
+  if (membarrier_call(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0)
+    return;
+  if (membarrier_call(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0 &&
+      membarrier_call(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0)
+    return;
+  if (membarrier_call(MEMBARRIER_CMD_GLOBAL) == 0)
+    return;
+  (void)fprintf(stderr, "luapool: membarrier(2) failed after the process registered for it: "
+                        "no magazine can be stolen from safely; aborting\n");
+  abort();
+}
+
+/*
+** Under the mutex: the stealer's side, before it looks at any of p's magazines.  The flag is
+** sticky: a magazine whose stealing is already 1 has had it since a stealer's barrier (only its
+** owner lowers it, under the mutex, lp_mag_calm), so no window of its owner is open or can open,
+** and it publishes with exchanges: only a magazine found at 0 needs the barrier.
+*/
+static void steal_begin(luapool *p) {
+  if (atomic_load_explicit(&asym, memory_order_relaxed) <= 0)
+    return; /* no membarrier: stealing stays 1 on every magazine */
+  bool fence = false;
+  for (lp_local *l = p->mags.locals; l != NULL; l = l->next) {
+    if (l->size != 0 && atomic_load_explicit(&l->stealing, memory_order_relaxed) == 0) {
+      atomic_store_explicit(&l->stealing, 1, memory_order_relaxed);
+      fence = true;
+    }
+  }
+  if (fence)
+    heavy_fence();
+}
+
+/* Under the mutex, after steal_begin: l's owner is out of its window, and stays out.  A window
+   is a few instructions; an owner preempted inside one is waited for. */
+static void steal_wait(lp_local *l) {
+  while (atomic_load_explicit(&l->busy, memory_order_acquire) != 0)
+    sched_yield();
+}
+
+/* Whether some magazine other than self may publish with a plain store (its stealing is 0). */
+static bool any_plain(luapool *p, const lp_local *self) {
+  for (lp_local *l = p->mags.locals; l != NULL; l = l->next)
+    if (l != self && l->size != 0 && atomic_load_explicit(&l->stealing, memory_order_relaxed) == 0)
+      return true;
+  return false;
+}
+
+/*
+** The owner, on its read-modify-write path (its stealing was 1): after LP_MAG_CALM_OPS of them,
+** it lowers its flag again, under the mutex so that no stealer is between its steal_begin and
+** its takes, and goes back to its windows; the next stealer then pays a barrier again.  So a
+** barrier is paid at most once per LP_MAG_CALM_OPS operations of an owner that stealers keep
+** visiting (one state handed between two threads: a steal every acquire), and owners nobody
+** steals from run alone.
+*/
+#define LP_MAG_CALM_OPS 4096
+
+void lp_mag_calm(lp_local *l) {
+  if (++l->shared_ops < LP_MAG_CALM_OPS)
+    return;
+  l->shared_ops = 0;
+  if (atomic_load_explicit(&asym, memory_order_relaxed) <= 0 || pthread_mutex_trylock(l->mutex))
+    return; /* no membarrier (the flag stays 1), or a stealer is at work: later */
+  atomic_store_explicit(&l->stealing, 0, memory_order_relaxed);
+  pthread_mutex_unlock(l->mutex); /* the next stealer's lock reads it */
+}
+
+/* ------------------------------------------------------------------------------------------- */
 
 static bool pool_is_live_locked(const luapool *p, uint64_t serial) {
   for (luapool *it = pools; it != NULL; it = it->next_pool)
@@ -107,6 +233,9 @@ static lp_local *local_new(luapool *p) {
     return NULL;
   memset(l, 0, bytes);
   lp_counters_init(&l->counters);
+  atomic_init(&l->busy, 0);
+  atomic_init(&l->stealing, asym_on() ? 0 : 1); /* 1 for good: no handshake, read-modify-writes */
+  l->mutex = &p->mags.mutex;
   l->size = p->cfg.magazine_size;
   for (unsigned i = 0; i < l->size; i++)
     atomic_init(&l->mag[i], NULL);
@@ -168,13 +297,15 @@ static bool local_is_quiet(lp_local *l) {
 }
 
 /*
-** Under the mutex: empties entry i of another thread's magazine; its state, or NULL.  The look
-** that skips an empty entry is a seq_cst load, not a relaxed one: a waiting acquire makes it
-** after raising the waiter count (seq_cst), and the owner publishes with a seq_cst exchange
-** (lp_mag_push) before it loads the waiter count (seq_cst).  All four are in the total order S:
-** either the owner's load follows the increment (it wakes the waiter) or its exchange precedes
-** this load (this finds the state).  With a relaxed load both could miss, a lost wake-up that
-** C11 and AArch64 allow (x86-64 does not reorder there).  On x86-64 a seq_cst load is a plain mov.
+** Under the mutex, after steal_begin: empties entry i of another thread's
+** magazine; its state, or NULL.  The look that skips an empty entry is a seq_cst load, not a
+** relaxed one, for the owners that publish with a seq_cst exchange (no membarrier in the
+** process, or the owner saw stealing): a waiting acquire makes it after raising the waiter count
+** (seq_cst), and such an owner exchanges before it loads the waiter count (seq_cst).  All four are
+** in the total order S: either the owner's load follows the increment (it wakes the waiter) or its
+** exchange precedes this load (this finds the state).  With a relaxed load both could miss, a lost
+** wake-up that C11 and AArch64 allow.  On x86-64 a seq_cst load is a plain mov.  An owner that
+** published with a plain store did so in a window steal_begin's barrier closed (magazine.c, top).
 */
 static lp_slot *mag_take(lp_local *l, unsigned i) {
   if (atomic_load_explicit(&l->mag[i], memory_order_seq_cst) == NULL)
@@ -184,25 +315,77 @@ static lp_slot *mag_take(lp_local *l, unsigned i) {
   return s;
 }
 
-/* Under the mutex: one state out of any magazine, or only out of quiet threads' ones. */
-static lp_slot *steal_locked(luapool *p, bool quiet_only) {
+/* Under the mutex, after steal_begin: one state out of any magazine, or only out of quiet
+   threads' ones; *from: the magazine it came out of. */
+static lp_slot *steal_locked(luapool *p, bool quiet_only, lp_local **from) {
   for (lp_local *l = p->mags.locals; l != NULL; l = l->next) {
-    if (quiet_only && !local_is_quiet(l))
+    if (l->size == 0 || (quiet_only && !local_is_quiet(l)))
       continue;
+    steal_wait(l);
     for (unsigned i = 0; i < l->size; i++) {
       lp_slot *s = mag_take(l, i);
-      if (s != NULL)
+      if (s != NULL) {
+        *from = l;
         return s;
+      }
     }
   }
   return NULL;
 }
 
-lp_slot *lp_mag_steal(luapool *p, bool prefer_quiet) {
+/* Under the mutex, without the handshake (loads only): may a steal find a state? */
+static bool any_cached(luapool *p) {
+  for (lp_local *l = p->mags.locals; l != NULL; l = l->next) {
+    for (unsigned i = 0; i < l->size; i++)
+      if (atomic_load_explicit(&l->mag[i], memory_order_seq_cst) != NULL)
+        return true;
+  }
+  return false;
+}
+
+/*
+** Under the mutex, after a steal from `from`: up to half of what `from` still caches moves into
+** the stealer's own magazine (self: the calling thread's), so that the next acquires there are
+** hits, not more steals, each of which costs a membarrier.  self's stealing flag is 1 here: its
+** pushes are exchanges.
+*/
+static void steal_more(lp_local *from, lp_local *self) {
+  unsigned left = 0;
+  for (unsigned i = 0; i < from->size; i++)
+    left += atomic_load_explicit(&from->mag[i], memory_order_relaxed) != NULL;
+  /* below its size, self's push cannot fail: it fills the entry at top */
+  for (unsigned i = 0, moved = 0; i < from->size && moved < left / 2 && self->top < self->size;
+       i++) {
+    lp_slot *s = mag_take(from, i);
+    if (s == NULL)
+      continue;
+    bool kept = lp_mag_push(self, s);
+    lp_assert(kept);
+    (void)kept;
+    moved++;
+  }
+}
+
+/*
+** A look that finds nothing pays no membarrier, unless the caller will sleep after it (waiter):
+** a waiter's look must follow its raised waiter count by the heavy barrier, or a release that
+** published with a plain store and then read the count before the raise would be missed by both
+** (lp_mag_push).  A look that is no waiter's may miss a release still in flight: it is ordered
+** before that release, and its caller does not sleep on what it saw.
+*/
+lp_slot *lp_mag_steal(luapool *p, bool prefer_quiet, lp_local *self, bool waiter) {
   pthread_mutex_lock(&p->mags.mutex);
-  lp_slot *s = prefer_quiet ? steal_locked(p, true) : NULL;
+  if (!any_cached(p) && (!waiter || !any_plain(p, self))) {
+    pthread_mutex_unlock(&p->mags.mutex);
+    return NULL; /* nothing to take, and nobody whose plain store the barrier must bring */
+  }
+  steal_begin(p);
+  lp_local *from = NULL;
+  lp_slot *s = prefer_quiet ? steal_locked(p, true, &from) : NULL;
   if (s == NULL)
-    s = steal_locked(p, false);
+    s = steal_locked(p, false, &from);
+  if (s != NULL && self != NULL && from != self)
+    steal_more(from, self);
   pthread_mutex_unlock(&p->mags.mutex);
   return s;
 }
@@ -215,9 +398,11 @@ lp_slot *lp_mag_steal(luapool *p, bool prefer_quiet) {
 unsigned lp_mag_reclaim_quiet(luapool *p) {
   unsigned moved = 0;
   pthread_mutex_lock(&p->mags.mutex);
+  steal_begin(p);
   for (lp_local *l = p->mags.locals; l != NULL; l = l->next) {
     if (!local_is_quiet(l))
       continue;
+    steal_wait(l);
     for (unsigned i = 0; i < l->size; i++) {
       lp_slot *s = mag_take(l, i);
       if (s != NULL) {
@@ -337,8 +522,22 @@ void lp_mag_fork_parent_pool(luapool *p) {
   pthread_mutex_unlock(&p->mags.mutex);
 }
 
+/*
+** In the child, alone: the other threads' windows stay as the fork found them, so their busy goes
+** back to 0 (a pop cut short leaves its state in the entry, or out like a held one; a push, in
+** the entry or out).  The registration for membarrier is the process's, inherited by the child;
+** it is asked for again (idempotent) and, should that fail, every magazine of the child uses the
+** read-modify-writes from now on.
+*/
 void lp_mag_fork_child_pool(luapool *p) {
   p->serial = ++pools_serial; /* under pools_lock, which the handler holds */
+  if (atomic_load_explicit(&asym, memory_order_relaxed) > 0 && !asym_register())
+    atomic_store_explicit(&asym, -1, memory_order_relaxed);
+  bool alone_ok = atomic_load_explicit(&asym, memory_order_relaxed) > 0;
+  for (lp_local *l = p->mags.locals; l != NULL; l = l->next) {
+    atomic_store_explicit(&l->busy, 0, memory_order_relaxed);
+    atomic_store_explicit(&l->stealing, alone_ok ? 0 : 1, memory_order_relaxed);
+  }
   pthread_mutex_unlock(&p->mags.mutex);
 }
 

@@ -17,7 +17,8 @@
 /*
 ** One thread's cache for one pool: its magazine and its counters.  Only the owner thread fills
 ** magazine entries and writes the counters; any thread holding the pool's magazine mutex may
-** empty an entry with an atomic exchange (stealing, trimming), and read the counters.
+** empty an entry with an atomic exchange (stealing, trimming), after the handshake that keeps
+** the owner's fast path off the entries meanwhile (magazine.c), and read the counters.
 */
 typedef struct lp_local {
   lp_counters counters;
@@ -25,6 +26,13 @@ typedef struct lp_local {
   uint64_t last_acquires;       /* the maintenance pass's view, to spot quiet threads */
   unsigned size;                /* magazine entries */
   unsigned top;                 /* owner only: entries at index >= top are empty */
+  /* The asymmetric handshake (magazine.c): busy is the owner's, 1 while its fast path reads
+     and writes entries with plain loads and stores; stealing is a stealer's, 1 from before its
+     membarrier(2) until the owner lowers it again (lp_mag_calm; for good where there is no
+     membarrier: every owner path then uses read-modify-writes). */
+  _Atomic unsigned char busy, stealing;
+  unsigned shared_ops;    /* owner only: read-modify-write operations since stealing was seen */
+  pthread_mutex_t *mutex; /* the pool's magazine mutex (lp_mag_calm) */
   /* Owner only: the state this thread's last magazine hit handed out, and its slot, until a
      release on this thread names it (pool.c, check_in); held_L NULL: none.  A hint: check_in
      asks the slot as lp_slot_check does. */
@@ -78,11 +86,18 @@ void lp_mag_fork_child_pool(luapool *p);
    fork's child). */
 void lp_mag_each_cached_alone(luapool *p, void (*fn)(lp_slot *s, void *ud), void *ud);
 
+/* The owner, when its stealing flag was 1 (magazine_inline.h): now and then lowers it. */
+void lp_mag_calm(lp_local *l);
+
 /* The calling thread's lp_local for p past the first probe (magazine_inline.h); NULL if it cannot
    have one (the pool's counters serve). */
 lp_local *lp_mag_local_get_slow(luapool *p);
-/* One idle state out of any thread's magazine (quiet threads' first, if prefer_quiet), or NULL. */
-lp_slot *lp_mag_steal(luapool *p, bool prefer_quiet);
+/*
+** One idle state out of any thread's magazine (quiet threads' first, if prefer_quiet), or NULL.
+** self: the calling thread's lp_local, or NULL; more of the same magazine may move into it.
+** waiter: the caller raised the waiter count and sleeps if this finds nothing (magazine.c).
+*/
+lp_slot *lp_mag_steal(luapool *p, bool prefer_quiet, lp_local *self, bool waiter);
 /* Moves the states of quiet threads' magazines to the global list; returns how many. */
 unsigned lp_mag_reclaim_quiet(luapool *p);
 /* Notes each thread's acquire count: a thread whose count is unchanged next time is quiet. */

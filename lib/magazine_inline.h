@@ -5,6 +5,7 @@
 #ifndef LUAPOOL_MAGAZINE_INLINE_H
 #define LUAPOOL_MAGAZINE_INLINE_H
 
+#include "fault.h"
 #include "internal.h"
 #include "magazine.h"
 
@@ -54,16 +55,50 @@ static inline lp_slot *lp_mag_pop(lp_local *l) {
 }
 
 /*
+** The owner's side of the handshake with stealers (magazine.c, "the asymmetric handshake"):
+** busy is raised, then stealing is read.  Between the two only a compiler barrier: a stealer
+** raises stealing and then runs membarrier(2), which stands for the full barrier this side
+** leaves out.  Not stealing: until lp_mag_owner_done, no stealer touches the magazine's
+** entries, so the owner reads and writes them with plain loads and stores.  Stealing (or no
+** membarrier in this process): busy is lowered again, the caller uses read-modify-writes, and
+** now and then the owner lowers the flag again (lp_mag_calm).
+*/
+static inline bool lp_mag_owner_alone(lp_local *l) {
+  atomic_store_explicit(&l->busy, 1, memory_order_relaxed);
+  atomic_signal_fence(memory_order_seq_cst);
+  if (__builtin_expect(atomic_load_explicit(&l->stealing, memory_order_relaxed) == 0, 1))
+    return true;
+  atomic_store_explicit(&l->busy, 0, memory_order_relaxed);
+  lp_mag_calm(l);
+  return false;
+}
+
+/* Release: a stealer that reads busy 0 (acquire) sees every entry this pass wrote. */
+static inline void lp_mag_owner_done(lp_local *l) {
+  atomic_store_explicit(&l->busy, 0, memory_order_release);
+}
+
+/*
 ** Owner only: lp_mag_pop's first look, inline in the hit.  The top entry's state, or NULL when
 ** there is none (the magazine is empty, or a stealer emptied the top entry: lp_mag_pop, out of
-** line, then goes on below it).  The acquire exchange of lp_mag_pop, without its relaxed look
-** first: on a stolen entry it writes NULL over NULL, which changes nothing.
+** line, then goes on below it).  Alone (lp_mag_owner_alone): a plain load and store; else the
+** acquire exchange, which on an entry a stealer emptied writes NULL over NULL.
 */
 static inline lp_slot *lp_mag_pop_top(lp_local *l) {
   unsigned i = l->top;
   if (i == 0)
     return NULL;
-  lp_slot *s = atomic_exchange_explicit(&l->mag[i - 1], NULL, memory_order_acquire);
+  lp_slot *s;
+  if (__builtin_expect(lp_mag_owner_alone(l), 1)) {
+    s = atomic_load_explicit(&l->mag[i - 1], memory_order_relaxed); /* its own store, or a
+                                                                       stealer's NULL */
+    LP_POINT(LP_POINT_POP_WINDOW);
+    if (s != NULL)
+      atomic_store_explicit(&l->mag[i - 1], NULL, memory_order_relaxed);
+    lp_mag_owner_done(l);
+  } else {
+    s = atomic_exchange_explicit(&l->mag[i - 1], NULL, memory_order_acquire);
+  }
   if (s != NULL) {
     l->top = i - 1;
     lp_assert(lp_slot_state(s) == LP_SLOT_IDLE);
@@ -72,10 +107,12 @@ static inline lp_slot *lp_mag_pop_top(lp_local *l) {
 }
 
 /*
-** Owner only.  Caches s; false when the magazine is full.  The exchange is seq_cst: the caller
-** then loads the waiter count (seq_cst, lp_wait_any), and a waiter raises it (seq_cst) before it
-** scans the magazines, so either the waiter finds s or the caller sees the waiter and wakes it.
-** It also publishes the reset state to whoever takes the entry (a stealer's exchange reads it).
+** Owner only.  Caches s; false when the magazine is full.  The store publishes the reset state to
+** whoever takes the entry (release: a stealer's exchange reads it).  The caller then loads the
+** waiter count (lp_wait_any): a store and then a load, the waker's side of Dekker's pattern
+** ("Waking without lost wake-ups"), whose StoreLoad barrier is the waiter's membarrier(2) when
+** alone (a waiter raises the count, then steals, whose handshake runs it), and this seq_cst
+** exchange when not.
 */
 static inline bool lp_mag_push(lp_local *l, lp_slot *s) {
   lp_assert(lp_slot_state(s) == LP_SLOT_IDLE);
@@ -89,6 +126,12 @@ static inline bool lp_mag_push(lp_local *l, lp_slot *s) {
       return false;
   } else {
     l->top++;
+  }
+  if (__builtin_expect(lp_mag_owner_alone(l), 1)) {
+    lp_assert(atomic_load_explicit(&l->mag[i], memory_order_relaxed) == NULL);
+    atomic_store_explicit(&l->mag[i], s, memory_order_release);
+    lp_mag_owner_done(l);
+    return true;
   }
   lp_slot *was = atomic_exchange_explicit(&l->mag[i], s, memory_order_seq_cst);
   lp_assert(was == NULL); /* at or above top, or a hole: empty, since only the owner fills */

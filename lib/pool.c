@@ -391,9 +391,11 @@ static __attribute__((noinline)) int acquired_slow(luapool *p, lp_local *l, lp_s
 **    synchronizes with it: the push happens before this pop, which then sees it (coherence).
 **    No fence needed, on any architecture;
 **  - room under max_states: lp_state_reserve's loads are seq_cst (the argument is there);
-**  - other magazines: lp_mag_steal's loads are seq_cst (magazine.c, mag_take).
+**  - other magazines: lp_mag_steal's loads are seq_cst (magazine.c, mag_take), and a waiter's
+**    look runs the handshake's membarrier for owners that publish with a plain store.
 */
-static lp_slot *take_slow(luapool *p, bool may_create, bool *reserved, int *source) {
+static lp_slot *take_slow(luapool *p, lp_local *l, bool waiter, bool may_create, bool *reserved,
+                          int *source) {
   *source = LP_C_MISSES;
   lp_slot *s = lp_freelist_pop_mpmc(&p->idle);
   if (s != NULL) {
@@ -404,7 +406,7 @@ static lp_slot *take_slow(luapool *p, bool may_create, bool *reserved, int *sour
     *reserved = true;
     return NULL;
   }
-  return lp_mag_steal(p, false);
+  return lp_mag_steal(p, false, l, waiter);
 }
 
 /*
@@ -423,7 +425,7 @@ static lp_slot *wait_slow(luapool *p, lp_local *l, const struct timespec *deadli
       *rc = LUAPOOL_ECLOSED;
       break;
     }
-    s = take_slow(p, true, reserved, &source);
+    s = take_slow(p, l, true, true, reserved, &source);
     if (s != NULL || *reserved || timed_out) {
       *rc = s != NULL || *reserved ? LUAPOOL_OK : LUAPOOL_ETIMEDOUT;
       break;
@@ -503,7 +505,7 @@ static int acquire_slow(luapool *p, lp_local *l, uint64_t gen, long timeout_ms, 
   for (;;) {
     bool reserved = false;
     int source, rc = LUAPOOL_OK;
-    lp_slot *s = take_slow(p, !in_callback, &reserved, &source);
+    lp_slot *s = take_slow(p, l, false, !in_callback, &reserved, &source);
     if (s == NULL && !reserved) {
       s = look_longer(p, l, in_callback, timeout_ms, &deadline, &reserved, &rc);
       if (rc != LUAPOOL_OK)
@@ -660,7 +662,7 @@ acquire_async_slow(luapool *p, lp_local *l, luapool_notifier *n, uint64_t gen, l
   for (;;) {
     bool reserved = false;
     int source;
-    lp_slot *s = take_slow(p, !in_callback, &reserved, &source);
+    lp_slot *s = take_slow(p, l, false, !in_callback, &reserved, &source);
     if (s != NULL || reserved) {
       lp_wait_async_cancel(&p->wait, n); /* registered by an earlier call: served now */
     } else {
@@ -674,7 +676,7 @@ acquire_async_slow(luapool *p, lp_local *l, luapool_notifier *n, uint64_t gen, l
         lp_wait_async_leave(&p->wait, n, true);
         return LUAPOOL_ECLOSED;
       }
-      s = take_slow(p, true, &reserved, &source);
+      s = take_slow(p, l, true, true, &reserved, &source);
       bool found = s != NULL || reserved;
       lp_wait_async_leave(&p->wait, n, found);
       if (!found)
@@ -837,7 +839,8 @@ static inline int reset(luapool *p, lp_local *l, lp_sx *x, lua_State *L, bool st
 /*
 ** Caches s (or puts it on the global list); whether an acquire is waiting for it.  Publish, then
 ** read the waiter count, in one of the two shapes of doc/design.md ("Waking without lost
-** wake-ups"): into the magazine with a seq_cst exchange, then a seq_cst load (the waiter's look,
+** wake-ups"): into the magazine (a release store in the owner's window, whose StoreLoad barrier
+** is the waiter's membarrier, or a seq_cst exchange), then a seq_cst load (the waiter's look,
 ** mag_take, is a seq_cst load); onto the global list with ck's push, then a seq_cst
 ** read-modify-write of the count (the waiter's increment synchronizes with it).
 */

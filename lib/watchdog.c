@@ -83,7 +83,7 @@ static chain take_all_global(luapool *p) {
 /* One idle state from the global list, else a quiet thread's magazine, else any magazine. */
 static lp_slot *take_idle(luapool *p) {
   lp_slot *s = lp_freelist_pop_mpmc(&p->idle);
-  return s != NULL ? s : lp_mag_steal(p, true);
+  return s != NULL ? s : lp_mag_steal(p, true, NULL, false);
 }
 
 /* Idle states now: live minus those held by callers (a snapshot while threads work). */
@@ -135,7 +135,7 @@ static unsigned retire_old(luapool *p, unsigned *idle) {
   unsigned closed = 0, kept = 0, bound = lp_state_live(p);
   chain all = take_all_global(p);
   lp_slot *s;
-  for (unsigned i = 0; i < bound && (s = lp_mag_steal(p, false)) != NULL; i++)
+  for (unsigned i = 0; i < bound && (s = lp_mag_steal(p, false, NULL, false)) != NULL; i++)
     chain_push(&all, s);
   while ((s = chain_pop(&all)) != NULL) {
     if (lp_sx_stale(s->x, gen)) {

@@ -468,8 +468,9 @@ START_TEST(a_child_reaches_states_cached_by_threads_it_does_not_have) {
       CHILD_CHECK(luapool_acquire(p, 0, &L[i]) == LUAPOOL_OK);
     luapool_stats s = util_stats(p);
     CHILD_CHECK(s.created == 4);
-    if (_i == 0)
-      CHILD_CHECK(s.misses == before.misses + 4); /* stolen */
+    if (_i == 0) /* stolen, or moved into this thread's magazine along with one stolen */
+      CHILD_CHECK(s.misses > before.misses &&
+                  s.misses + s.magazine_hits == before.misses + before.magazine_hits + 4);
     else
       CHILD_CHECK(s.global_hits == before.global_hits + 4);
     for (int i = 0; i < 4; i++)

@@ -6,8 +6,10 @@
 ** chance; here it is hit every run, so removing the second look fails these tests every time.
 */
 #include <poll.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "fault.h"
 #include "util.h"
@@ -231,6 +233,51 @@ START_TEST(a_long_library_call_looks_as_it_goes) {
 }
 END_TEST
 
+/*
+** A steal that comes while the owner is inside its plain pop's window (the point holds it there
+** for 100 ms): the stealer must wait for the window to close (magazine.c, steal_wait), then find
+** the entry the owner emptied, and time out; the owner gets the state.  Without that wait both
+** would take it.  The stealer is a thread of its own: the owner cannot wait for it inside its
+** window, since a correct stealer waits for the owner.
+*/
+typedef struct window_run {
+  luapool *p;
+  pthread_t stealer;
+  int rc;
+  lua_State *L;
+} window_run;
+
+static void *steal_it(void *arg) {
+  window_run *w = arg;
+  w->rc = luapool_acquire(w->p, 0, &w->L);
+  return NULL;
+}
+
+static void steal_meanwhile(void *ud) {
+  window_run *w = ud;
+  ck_assert_int_eq(pthread_create(&w->stealer, NULL, steal_it, w), 0);
+  struct timespec hold = {0, 100 * 1000 * 1000};
+  nanosleep(&hold, NULL);
+}
+
+START_TEST(a_steal_waits_for_the_owners_pop_window) {
+  luapool *p = one_state_pool_reset(0); /* one state, cached in this thread's magazine */
+  luapool_release(p, util_acquire(p));
+  window_run w = {.p = p, .L = NULL};
+  lp_fault_on_point(LP_POINT_POP_WINDOW, steal_meanwhile, &w);
+  lua_State *L = NULL;
+  ck_assert_int_eq(luapool_acquire(p, 0, &L), LUAPOOL_OK);
+  ck_assert_int_eq(pthread_join(w.stealer, NULL), 0);
+  ck_assert_int_eq(w.rc, LUAPOOL_ETIMEDOUT); /* it found the entry the owner emptied */
+  ck_assert_ptr_null(w.L);
+  luapool_stats st = util_stats(p);
+  ck_assert_uint_eq(st.in_use, 1);
+  ck_assert_uint_eq(st.created, 1);
+  luapool_release(p, L);
+  luapool_destroy(p);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("points");
   TCase *tc = tcase_create("points");
@@ -241,6 +288,7 @@ int main(void) {
   tcase_add_loop_test(tc, a_release_that_loses_the_claim_is_refused, 0, 2);
   tcase_add_loop_test(tc, a_shutdown_inside_a_release_leaves_no_state_to_hand_out, 0, 2);
   tcase_add_loop_test(tc, a_long_library_call_looks_as_it_goes, 0, 4);
+  tcase_add_test(tc, a_steal_waits_for_the_owners_pop_window);
   suite_add_tcase(s, tc);
   return util_run_suite(s);
 }

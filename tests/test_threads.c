@@ -651,6 +651,77 @@ START_TEST(a_double_release_that_races_lets_one_through) {
 }
 END_TEST
 
+/* ---- the owner's plain pop against steals ------------------------------------------------ */
+
+/*
+** One state (max_states 1), two threads that each acquire it without waiting and release it at
+** once: each release caches it in the releaser's magazine, so every acquire either pops it from
+** its own magazine (in the handshake's window, magazine.c, or with an exchange while its stealing
+** flag is up) or steals it from the other thread's magazine, often while that thread is about to
+** pop it.  Two callers must never hold it at once.  An owner that ignored the flag (always in a
+** window) fails it in every run; a steal that comes inside a window is test_points.c's
+** a_steal_waits_for_the_owners_pop_window; a missing membarrier shows only when a store buffer
+** delays the owner's busy past its look at stealing (rare on x86-64, less so on AArch64).
+*/
+enum { POP_ROUNDS = 100000 };
+
+typedef struct pop_run {
+  luapool *p;
+  atomic_int held, doubles, errors, finished;
+} pop_run;
+
+/* Each does POP_ROUNDS rounds and goes on until the other has done its own: they overlap. */
+static void *pop_worker(void *arg) {
+  pop_run *r = arg;
+  unsigned seed = (unsigned)(uintptr_t)pthread_self();
+  for (int i = 0; atomic_load_explicit(&r->finished, memory_order_relaxed) < 2; i++) {
+    if (i == POP_ROUNDS)
+      atomic_fetch_add(&r->finished, 1);
+    lua_State *L;
+    int rc = luapool_acquire(r->p, 0, &L);
+    if (rc == LUAPOOL_ETIMEDOUT)
+      continue; /* the other thread holds it */
+    if (rc != LUAPOOL_OK) {
+      atomic_fetch_add(&r->errors, 1);
+      atomic_store(&r->finished, 2);
+      break;
+    }
+    int was = 0;
+    if (!atomic_compare_exchange_strong(&r->held, &was, 1))
+      atomic_fetch_add(&r->doubles, 1);
+    else
+      atomic_store(&r->held, 0);
+    luapool_release(r->p, L);
+    /* leave it cached a moment, about as long as a steal takes, so that the two meet */
+    for (unsigned spin = rand_r(&seed) % 4000; spin > 0; spin--)
+      __asm__ volatile("" ::: "memory");
+  }
+  return NULL;
+}
+
+START_TEST(the_owners_plain_pop_and_a_steal_never_share_a_state) {
+  luapool_config cfg;
+  util_config(&cfg);
+  cfg.max_states = 1;
+  cfg.magazine_size = 4;
+  cfg.reset = LUAPOOL_RESET_STACK;
+  pop_run r = {.p = util_pool(&cfg)};
+  pthread_t t[2];
+  for (int i = 0; i < 2; i++)
+    start(&t[i], pop_worker, &r);
+  for (int i = 0; i < 2; i++)
+    join(t[i]);
+  ck_assert_int_eq(atomic_load(&r.doubles), 0);
+  ck_assert_int_eq(atomic_load(&r.errors), 0);
+  luapool_stats st = util_stats(r.p);
+  ck_assert_uint_eq(st.created, 1);
+  ck_assert_uint_eq(st.in_use, 0);
+  ck_assert_uint_gt(st.magazine_hits, 1000); /* the plain pop ran */
+  ck_assert_uint_gt(st.misses, 0); /* and steals against it (max_states 1: no new state) */
+  luapool_destroy(r.p);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("threads");
   TCase *tc = tcase_create("threads");
@@ -663,6 +734,7 @@ int main(void) {
   tcase_add_test(tc, shutdown_wakes_waiters_with_eclosed);
   tcase_add_test(tc, shutdown_drains_states_released_meanwhile);
   tcase_add_test(tc, stress_no_state_is_ever_held_twice);
+  tcase_add_test(tc, the_owners_plain_pop_and_a_steal_never_share_a_state);
   tcase_add_loop_test(tc, a_double_release_that_races_lets_one_through, 0, 2);
   suite_add_tcase(s, tc);
   tc = tcase_create("wakeups");
