@@ -66,7 +66,11 @@ static long membarrier_call(int cmd) {
   return syscall(__NR_membarrier, cmd, 0, 0);
 }
 
+/* LUAPOOL_MEMBARRIER=off in the environment: never (luapool(3), "Environment"). */
 static bool asym_register(void) {
+  const char *env = getenv("LUAPOOL_MEMBARRIER");
+  if (env != NULL && strcmp(env, "off") == 0)
+    return false;
   long q = membarrier_call(MEMBARRIER_CMD_QUERY);
   return q > 0 && (q & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
          membarrier_call(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0;
@@ -135,18 +139,15 @@ static bool any_plain(luapool *p, const lp_local *self) {
 }
 
 /*
-** The owner, on its read-modify-write path (its stealing was 1): after LP_MAG_CALM_OPS of them,
-** it lowers its flag again, under the mutex so that no stealer is between its steal_begin and
-** its takes, and goes back to its windows; the next stealer then pays a barrier again.  So a
+** The owner, on its read-modify-write path (its stealing was 1): after LP_MAG_CALM_OPS of them
+** (magazine_inline.h counts) it lowers its flag again, under the mutex so that no stealer is
+** between its steal_begin and its takes, and goes back to its windows; the next stealer then
+** pays a barrier again.  So a
 ** barrier is paid at most once per LP_MAG_CALM_OPS operations of an owner that stealers keep
 ** visiting (one state handed between two threads: a steal every acquire), and owners nobody
 ** steals from run alone.
 */
-#define LP_MAG_CALM_OPS 4096
-
 void lp_mag_calm(lp_local *l) {
-  if (++l->shared_ops < LP_MAG_CALM_OPS)
-    return;
   l->shared_ops = 0;
   if (atomic_load_explicit(&asym, memory_order_relaxed) <= 0 || pthread_mutex_trylock(l->mutex))
     return; /* no membarrier (the flag stays 1), or a stealer is at work: later */

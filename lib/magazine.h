@@ -86,7 +86,9 @@ void lp_mag_fork_child_pool(luapool *p);
    fork's child). */
 void lp_mag_each_cached_alone(luapool *p, void (*fn)(lp_slot *s, void *ud), void *ud);
 
-/* The owner, when its stealing flag was 1 (magazine_inline.h): now and then lowers it. */
+/* The owner, after LP_MAG_CALM_OPS operations that found its stealing flag 1
+   (magazine_inline.h): lowers it, if it can (magazine.c). */
+#define LP_MAG_CALM_OPS 4096
 void lp_mag_calm(lp_local *l);
 
 /* The calling thread's lp_local for p past the first probe (magazine_inline.h); NULL if it cannot

@@ -69,7 +69,8 @@ static inline bool lp_mag_owner_alone(lp_local *l) {
   if (__builtin_expect(atomic_load_explicit(&l->stealing, memory_order_relaxed) == 0, 1))
     return true;
   atomic_store_explicit(&l->busy, 0, memory_order_relaxed);
-  lp_mag_calm(l);
+  if (__builtin_expect(++l->shared_ops >= LP_MAG_CALM_OPS, 0))
+    lp_mag_calm(l);
   return false;
 }
 

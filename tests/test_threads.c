@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "magazine_inline.h"
 #include "util.h"
 
 static void start(pthread_t *t, void *(*fn)(void *), void *arg) {
@@ -718,6 +719,13 @@ START_TEST(the_owners_plain_pop_and_a_steal_never_share_a_state) {
   ck_assert_uint_eq(st.in_use, 0);
   ck_assert_uint_gt(st.magazine_hits, 1000); /* the plain pop ran */
   ck_assert_uint_gt(st.misses, 0); /* and steals against it (max_states 1: no new state) */
+  const char *mb = getenv("LUAPOOL_MEMBARRIER");
+  if (mb != NULL && strcmp(mb, "off") == 0) { /* tests/no-membarrier.sh */
+    luapool_release(r.p, util_acquire(r.p));  /* this thread's magazine */
+    lp_local *l = lp_mag_local_hit(r.p);
+    ck_assert_ptr_nonnull(l);
+    ck_assert_int_eq(atomic_load(&l->stealing), 1); /* no window: the exchanges, for good */
+  }
   luapool_destroy(r.p);
 }
 END_TEST
