@@ -15,7 +15,6 @@
 #include <string.h>
 
 #include "gimage.h"
-#include "image.h"
 
 #if LP_GIMAGE_BUILT
 

@@ -31,6 +31,30 @@ static int imaged_tables(const lp_snapshot *s) {
   return n;
 }
 
+/* LUAPOOL_TABLE_IMAGE set to value for a test; returns what to give image_env_restore. */
+static char *image_env_set(const char *value) {
+  const char *was = getenv("LUAPOOL_TABLE_IMAGE");
+  char *saved = was != NULL ? strdup(was) : NULL;
+  setenv("LUAPOOL_TABLE_IMAGE", value, 1);
+  return saved;
+}
+
+static void image_env_restore(char *saved) {
+  if (saved != NULL)
+    setenv("LUAPOOL_TABLE_IMAGE", saved, 1);
+  else
+    unsetenv("LUAPOOL_TABLE_IMAGE");
+  free(saved);
+}
+
+/* A pool of one LUAPOOL_LIBS_ALL state (each acquire gets the same one back). */
+static luapool *one_all_state_pool(void) {
+  luapool_config cfg;
+  util_config_libs(&cfg, LUAPOOL_LIBS_ALL);
+  cfg.max_states = 1;
+  return util_pool(&cfg);
+}
+
 START_TEST(the_probe_accepts_this_lua_and_make_check_verifies) {
   const char *env = getenv("LUAPOOL_TABLE_IMAGE");
   static const unsigned libs[] = {LUAPOOL_LIBS_SAFE, LUAPOOL_LIBS_ALL};
@@ -61,13 +85,8 @@ END_TEST
 
 /* With the image off, the reset walks, and still finds and undoes a change. */
 START_TEST(off_in_the_environment_leaves_the_walk) {
-  const char *was = getenv("LUAPOOL_TABLE_IMAGE");
-  char *saved = was != NULL ? strdup(was) : NULL;
-  setenv("LUAPOOL_TABLE_IMAGE", "off", 1);
-  luapool_config cfg;
-  util_config_libs(&cfg, LUAPOOL_LIBS_ALL);
-  cfg.max_states = 1;
-  luapool *p = util_pool(&cfg);
+  char *saved = image_env_set("off");
+  luapool *p = one_all_state_pool();
   lua_State *L = util_acquire(p);
   ck_assert_int_eq(snapshot_of(p, L)->image, LP_IMAGE_OFF);
   ck_assert_int_eq(imaged_tables(snapshot_of(p, L)), 0);
@@ -82,11 +101,7 @@ START_TEST(off_in_the_environment_leaves_the_walk) {
                    1);
   luapool_release(p, L);
   luapool_destroy(p);
-  if (saved != NULL)
-    setenv("LUAPOOL_TABLE_IMAGE", saved, 1);
-  else
-    unsetenv("LUAPOOL_TABLE_IMAGE");
-  free(saved);
+  image_env_restore(saved);
 }
 END_TEST
 
@@ -440,10 +455,7 @@ static void set_type_mt(lua_State *L, int i) {
 /* Each change of a type's metatable or of the collector makes the image differ, and putting it
    back through the API makes it match again; on a state a pool made (LUAPOOL_LIBS_ALL). */
 START_TEST(the_global_image_sees_each_change) {
-  luapool_config cfg;
-  util_config_libs(&cfg, LUAPOOL_LIBS_ALL);
-  cfg.max_states = 1;
-  luapool *p = util_pool(&cfg);
+  luapool *p = one_all_state_pool();
   lua_State *L = util_acquire(p);
   luapool_release(p, L); /* the first reset leaves the collector as every later one */
   L = util_acquire(p);
@@ -499,13 +511,8 @@ END_TEST
 ** generational settings a request changed and left (which the API alone does not see).
 */
 START_TEST(with_the_image_alone_the_reset_undoes_the_global_changes) {
-  const char *was = getenv("LUAPOOL_TABLE_IMAGE");
-  char *saved = was != NULL ? strdup(was) : NULL;
-  setenv("LUAPOOL_TABLE_IMAGE", "on", 1);
-  luapool_config cfg;
-  util_config_libs(&cfg, LUAPOOL_LIBS_ALL);
-  cfg.max_states = 1;
-  luapool *p = util_pool(&cfg);
+  char *saved = image_env_set("on");
+  luapool *p = one_all_state_pool();
   static const char *const requests[] = {
       "debug.setmetatable(nil, {__index = function() return 'ghost' end})",
       "debug.setmetatable(true, {__index = function() return 'ghost' end})",
@@ -537,11 +544,7 @@ START_TEST(with_the_image_alone_the_reset_undoes_the_global_changes) {
     luapool_release(p, L);
   }
   luapool_destroy(p);
-  if (saved != NULL)
-    setenv("LUAPOOL_TABLE_IMAGE", saved, 1);
-  else
-    unsetenv("LUAPOOL_TABLE_IMAGE");
-  free(saved);
+  image_env_restore(saved);
 }
 END_TEST
 
