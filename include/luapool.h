@@ -140,7 +140,9 @@ typedef struct luapool_config {
 
   unsigned held_warn_ms; /* the watchdog logs (once per acquire) and counts a state held this
                             long (held_too_long); 0 = off, the default */
-  unsigned reserved_u2;  /* padding */
+  unsigned stack_limit;  /* slots a thread's stack may grow to: bounds recursion and what one
+                            call can do with the stack (a __call chain); 0 = Lua's own
+                            (1,000,000); 16384, at least 1024 */
   void *reserved[13];    /* room for the fields of later versions; leave zero */
 } luapool_config;
 

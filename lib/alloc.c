@@ -16,6 +16,7 @@ void lp_alloc_init(lp_alloc *a, size_t mem_limit) {
   a->refusing = false;
   a->gate = NULL;
   a->gate_ud = NULL;
+  a->newest_thread = NULL;
 }
 
 /*
@@ -38,7 +39,7 @@ void lp_alloc_init(lp_alloc *a, size_t mem_limit) {
 ** Lua's next growth: Lua collects and retries the same call once, and only a refusal the retry
 ** does not cure is a memory error (hit).
 */
-static bool may_grow(lp_alloc *a, void *ptr, size_t osize, size_t nsize) {
+static bool may_grow(lp_alloc *a, void *ptr, size_t osize, size_t nsize, bool vector) {
   if (LP_FAULT(LP_FAULT_LUA))
     return false; /* an injected failure (fault.h): as a failed realloc, not a mem_limit hit */
   size_t grow = nsize - osize;
@@ -58,21 +59,24 @@ static bool may_grow(lp_alloc *a, void *ptr, size_t osize, size_t nsize) {
       a->refused_nsize = nsize;
     }
     if (a->gate != NULL)
-      (void)a->gate(a->gate_ud, grow, true);
+      (void)a->gate(a->gate_ud, grow, true, false);
     return false;
   }
-  if (grow >= LP_ALLOC_GATE_BYTES && a->gate != NULL && !a->gate(a->gate_ud, grow, false))
+  if (grow >= LP_ALLOC_GATE_BYTES && a->gate != NULL && !a->gate(a->gate_ud, grow, false, vector))
     return false;
   a->grown += grow;
   return true;
 }
 
-/* alloc_f past a free: a new block, a growth or a shrink (osize 0 for a new block). */
+/* alloc_f past a free: a new block, a growth or a shrink (osize 0 for a new block, whose Lua
+   type is tag: 0 for a vector). */
 static __attribute__((noinline)) void *alloc_resize(lp_alloc *a, void *ptr, size_t osize,
-                                                    size_t nsize) {
-  if (nsize > osize && !may_grow(a, ptr, osize, nsize))
+                                                    size_t nsize, size_t tag) {
+  if (nsize > osize && !may_grow(a, ptr, osize, nsize, ptr == NULL && tag == 0))
     return NULL;
   void *q = realloc(ptr, nsize);
+  if (ptr == NULL && tag == LUA_TTHREAD && q != NULL)
+    a->newest_thread = q;
   if (q == NULL) {
     if (nsize > osize)
       return NULL;
@@ -94,10 +98,13 @@ static void *alloc_f(void *ud, void *ptr, size_t osize, size_t nsize) {
   if (nsize == 0) {
     if (ptr != NULL) /* with no block, osize is the new object's type */
       a->bytes -= osize;
+    if (ptr == a->newest_thread)
+      a->newest_thread = NULL;
     free(ptr);
     return NULL;
   }
-  return alloc_resize(a, ptr, ptr != NULL ? osize : 0, nsize);
+  return ptr != NULL ? alloc_resize(a, ptr, osize, nsize, 0)
+                     : alloc_resize(a, ptr, 0, nsize, osize);
 }
 
 lua_State *lp_alloc_newstate(lp_alloc *a) {

@@ -18,8 +18,10 @@
 ** The gate: called on every growth of LP_ALLOC_GATE_BYTES or more (refused false: return false
 ** to refuse it) and on every growth mem_limit refuses (refused true).  It must allocate nothing
 ** and raise nothing.  budget.c installs it: the budget sees big allocations as they happen.
+** vector: a new block with no old one and an old size of 0 (Lua's vectors: a stack, a table's
+** parts, a buffer; its objects name their type as the old size).
 */
-typedef bool (*lp_alloc_gate_f)(void *ud, size_t grow, bool refused);
+typedef bool (*lp_alloc_gate_f)(void *ud, size_t grow, bool refused, bool vector);
 #define LP_ALLOC_GATE_BYTES ((size_t)16 << 10)
 
 typedef struct lp_alloc {
@@ -41,7 +43,17 @@ typedef struct lp_alloc {
   size_t refused_osize, refused_nsize;
   lp_alloc_gate_f gate;
   void *gate_ud;
+  /* The thread Lua allocated last (lua_newthread: a block whose old size is LUA_TTHREAD), while
+     it lives; NULL.  For the stack's cap (budget.c): a coroutine the host makes and resumes. */
+  void *newest_thread;
 } lp_alloc;
+
+/* lp_alloc.newest_thread as a lua_State (Lua 5.4's LX: the extra space, then the state), or
+   NULL. */
+static inline lua_State *lp_alloc_newest_thread(const lp_alloc *a) {
+  return a->newest_thread != NULL ? (lua_State *)(void *)((char *)a->newest_thread + LUA_EXTRASPACE)
+                                  : NULL;
+}
 
 void lp_alloc_init(lp_alloc *a, size_t mem_limit); /* mem_limit 0: none */
 /* A new Lua state that allocates through a (lua_newstate); NULL when out of memory. */

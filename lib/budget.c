@@ -27,6 +27,7 @@
 #include "base.h"
 #include "budget.h"
 #include "frames.h"
+#include "gimage.h"
 #include "lptable.h"
 #include "sx.h"
 
@@ -40,6 +41,7 @@ void lp_budget_init(lp_budget *b) {
   b->current = NULL;
   b->xpcall = NULL;
   b->hook = NULL;
+  b->stack_limit = 0;
 }
 
 /*
@@ -201,12 +203,73 @@ static void poke(lp_budget *b) {
 }
 
 /*
+** The stack's cap (doc/security.md, "The stack's cap").  One VM instruction can do work in
+** proportion to the free slots of its thread's stack with no hook, call or allocation between
+** (a __call chain: Lua 5.4.4 follows it inside one call instruction, shifting the arguments up
+** one slot a step, k^2/2 copies for k steps, until the stack is full); a stack grown once (a
+** deep recursion) stays grown.  So no thread's stack may grow past stack_limit slots: the growth
+** of the running thread's stack (or the main thread's) is refused here, which Lua raises as a
+** memory error (luaD_reallocstack), and the work up to it is bounded by stack_limit^2/2 copies.
+**
+** Lua grows a stack by a new vector of its new size plus LP_STACK_EXTRA slots: to twice its size
+** when it lacks a few slots (a call, an instruction, a small lua_checkstack), or to what a larger
+** lua_checkstack needs.  The first is recognized here: a vector of exactly twice the size of the
+** running thread's stack (as far as the wrappers and the hook know), the main thread's or the
+** newest thread's (a coroutine the host made; alloc.h), past stack_limit (gimage.h reads the
+** sizes).  The second
+** comes from C functions that push one value per element (table.unpack, string.byte,
+** utf8.codepoint), whose wrappers ask lp_budget_stack_room first (guard.c), and from the VM
+** copying values that are on a capped stack already (varargs, a resume's arguments): at most the
+** cap again.  Another vector of exactly that size refused while a stack that large is running
+** would be a memory error the stack did not cause.  An older coroutine the host resumes from C
+** is not capped until the hook has looked at it (within LP_BUDGET_PERIOD instructions).
+**
+** A refused growth charges the instruction budget the work that the free slots allowed (size^2/4:
+** a copy is about a quarter of an instruction's time) and makes the hook look, so a loop of
+** chains under a budget ends within one chain of it.  Returns the thread whose stack it is.
+*/
+static lua_State *stack_past_limit(const lp_budget *b, const lp_alloc *alloc, size_t grow,
+                                   uint64_t *cost) {
+  size_t slots = grow / LP_STACK_SLOT;
+  if (b->stack_limit == 0 || grow % LP_STACK_SLOT != 0 || slots <= b->stack_limit + LP_STACK_EXTRA)
+    return NULL;
+  slots -= LP_STACK_EXTRA;
+  lua_State *const threads[3] = {b->current, b->main, lp_alloc_newest_thread(alloc)};
+  for (int i = 0; i < 3; i++) {
+    size_t size, inuse;
+    if (threads[i] == NULL || !lp_gimage_stack(threads[i], &size, &inuse))
+      continue;
+    if (slots == 2 * size || (2 * size > LUAI_MAXSTACK && slots == LUAI_MAXSTACK)) {
+      *cost = (uint64_t)size * size / 4;
+      return threads[i];
+    }
+  }
+  return NULL;
+}
+
+bool lp_budget_stack_room(lua_State *L, size_t n) {
+  const lp_budget *b = &lp_sx_of(L)->budget;
+  size_t size, inuse;
+  if (b->stack_limit == 0 || !lp_gimage_stack(L, &size, &inuse))
+    return true;
+  return inuse <= b->stack_limit && n <= b->stack_limit - inuse;
+}
+
+/*
 ** The allocator's gate (alloc.h), inside an allocation: allocates nothing and raises nothing.
 ** A refused allocation costs Lua a full collection before it gives up: charged as one.
 */
-static bool gate(void *ud, size_t grow, bool refused) {
+static bool gate(void *ud, size_t grow, bool refused, bool vector) {
   lp_sx *x = ud;
   lp_budget *b = &x->budget;
+  uint64_t cost;
+  lua_State *grower = vector ? stack_past_limit(b, &x->alloc, grow, &cost) : NULL;
+  if (grower != NULL) {
+    b->pending = sum(b->pending, cost);
+    poke(b);
+    lua_sethook(grower, budget_hook, LUA_MASKCOUNT, 1); /* the running thread, if not current */
+    return false;
+  }
   if (refused) {
     b->pending = sum(b->pending, lp_alloc_bytes(&x->alloc) / LP_BUDGET_GC_BYTES);
     poke(b);
@@ -233,8 +296,9 @@ static bool gate(void *ud, size_t grow, bool refused) {
   return true;
 }
 
-void lp_budget_open(lua_State *L, lp_sx *x) {
+void lp_budget_open(lua_State *L, lp_sx *x, unsigned stack_limit) {
   lp_budget *b = &x->budget;
+  b->stack_limit = stack_limit != 0 && lp_gimage_stack_known() ? stack_limit : 0;
   b->main = L;
   b->current = NULL;
   b->hook = budget_hook;

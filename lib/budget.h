@@ -28,6 +28,10 @@
 #define LP_BUDGET_BYTES 4
 #define LP_BUDGET_GC_BYTES 8
 
+/* luapool_config.stack_limit's default and least value (budget.c, the stack's cap). */
+#define LP_STACK_LIMIT 16384
+#define LP_STACK_LIMIT_MIN 1024
+
 struct lp_sx;
 
 typedef struct lp_budget {
@@ -49,12 +53,17 @@ typedef struct lp_budget {
   lua_State *current;  /* the thread running the request's code, as far as the wrappers know */
   lua_CFunction xpcall; /* the base library's xpcall, whose message handlers a stop disarms */
   lua_Hook hook;        /* the budget's hook (budget.c), for lp_budget_end's inline test */
+  size_t stack_limit;   /* slots a thread's stack may grow to (budget.c); 0: Lua's own */
 } lp_budget;
 
 void lp_budget_init(lp_budget *b);
 /* At creation, after the libraries: installs the hook on the main thread and the allocator's
    gate.  Raises nothing. */
-void lp_budget_open(lua_State *L, struct lp_sx *x);
+void lp_budget_open(lua_State *L, struct lp_sx *x, unsigned stack_limit);
+/* May a C function push n more values on L's stack, within stack_limit?  (The library wrappers
+   that push one result per element ask first: a growth to what lua_checkstack needs is past
+   the gate's test, budget.c.) */
+bool lp_budget_stack_room(lua_State *L, size_t n);
 /* Arms (or, with both 0, removes) the budget of the state L belongs to, from now. */
 void lp_budget_arm(lua_State *L, lp_budget *b, uint64_t instructions, unsigned ms);
 /* The slow part of lp_budget_end: why the request stopped (0: it did not); then the budget, the

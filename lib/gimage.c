@@ -16,7 +16,7 @@
 
 #include "gimage.h"
 
-#if LP_GIMAGE_BUILT
+#if LP_LAYOUT_BUILT
 
 /* A value: 8 bytes of payload, then its type tag (TValue). */
 typedef struct lp_gtv {
@@ -55,21 +55,30 @@ typedef struct lp_lglobal {
   const void *mt[LP_GIMAGE_TYPES];
 } lp_lglobal;
 
-/* A thread: the collector's header (next, tt, marked), status, allowhook, nci, top, then its
-   global state. */
+/* A thread: the collector's header (next, tt, marked), status, allowhook, nci, top, its global
+   state, its call info, then the end and the start of its stack (slots are lp_gtv: 16 bytes). */
 typedef struct lp_lthread {
   void *next;
   unsigned char tt, marked, status, allowhook;
   unsigned short nci;
-  void *top;
+  lp_gtv *top;
   lp_lglobal *g;
+  const lp_gtv *const *ci; /* a CallInfo, whose first field is its function's slot */
+  lp_gtv *stack_last;
+  lp_gtv *stack;
 } lp_lthread;
+
+_Static_assert(sizeof(lp_gtv) == 16, "a stack slot is a TValue and its padding: 16 bytes");
 
 #define LP_G_KGC_INC 0 /* gckind */
 #define LP_G_KGC_GEN 1
 #define LP_G_GCSTPUSR 1 /* gcstp: stopped by lua_gc(LUA_GCSTOP) */
 #define LP_G_VTHREAD LUA_TTHREAD
 #define LP_G_CTABLE (LUA_TTABLE | (1 << 6)) /* a table's tag, collectable bit set */
+
+#endif /* LP_LAYOUT_BUILT */
+
+#if LP_GIMAGE_BUILT
 
 /* Lua stores pause, step multiplier and generational major multiplier divided by 4 (lgc.h,
    setgcparam), the step size and minor multiplier as they are. */
@@ -307,6 +316,126 @@ bool lp_gimage_gc_clean(const lp_gimage *im) {
 
 bool lp_gimage_gc_gen_changed(const lp_gimage *im) {
   (void)im;
+  return false;
+}
+
+#endif
+
+/* ---- the stack ---------------------------------------------------------------------------- */
+
+#if LP_LAYOUT_BUILT
+
+static bool stack_of(lua_State *L, size_t *size, size_t *inuse) {
+  const lp_lthread *t = (const lp_lthread *)(const void *)L;
+  *size = (size_t)(t->stack_last - t->stack);
+  *inuse = (size_t)(t->top - t->stack);
+  return true;
+}
+
+/* The probe's allocator: P's own, noting the last new block without an old one (a vector). */
+typedef struct probe_rec {
+  lua_Alloc f;
+  void *ud;
+  void *last;
+  size_t last_bytes;
+} probe_rec;
+
+static void *probe_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  probe_rec *r = ud;
+  void *q = r->f(r->ud, ptr, osize, nsize);
+  if (ptr == NULL && osize == 0 && q != NULL) {
+    r->last = q;
+    r->last_bytes = nsize;
+  }
+  return q;
+}
+
+/* Did the stack just move to the vector the allocator handed out last, of want slots? */
+static bool moved_to(const lp_lthread *t, const probe_rec *r, size_t want) {
+  return (void *)t->stack == r->last && (size_t)(t->stack_last - t->stack) == want &&
+         r->last_bytes == (want + LP_STACK_EXTRA) * sizeof(lp_gtv);
+}
+
+/*
+** The stack's words read as they must: top against lua_gettop (through the frame's function
+** slot), a pushed integer where top was, and both of Lua's growths (to what a large
+** lua_checkstack needs, and to twice the size when one more slot is missing) as new vectors of
+** that many slots plus LP_STACK_EXTRA, which the stack then is.
+*/
+static int stack_steps(lua_State *P) {
+  int *verdict = lua_touserdata(P, 1);
+  const lp_lthread *t = (const lp_lthread *)(const void *)P;
+  probe_rec *r = lua_touserdata(P, 2);
+  *verdict = -1;
+  const lp_gtv *func = *t->ci;
+  if (t->tt != LUA_TTHREAD || ((const lp_lthread *)(const void *)P)->g == NULL || func < t->stack ||
+      t->top - func - 1 != lua_gettop(P) || t->stack_last < t->top)
+    return 0;
+  const lp_gtv *before = t->top;
+  lua_pushinteger(P, 0x5a17);
+  lua_Integer got;
+  memcpy(&got, &t->top[-1].p, sizeof got);
+  if (t->top != before + 1 || got != 0x5a17 || t->top[-1].tt != LUA_TNUMBER) /* LUA_VNUMINT */
+    return 0;
+  size_t size = (size_t)(t->stack_last - t->stack), inuse = (size_t)(t->top - t->stack);
+  int n = (int)(3 * size);
+  if (!lua_checkstack(P, n) || !moved_to(t, r, inuse + (size_t)n))
+    return 0;
+  size = (size_t)(t->stack_last - t->stack);
+  int fill = (int)(t->stack_last - t->top) - 1;
+  if (!lua_checkstack(P, fill))
+    return 0;
+  for (int i = 0; i < fill; i++)
+    lua_pushnil(P);
+  if (t->stack_last - t->top != 1 || !lua_checkstack(P, 1) || !moved_to(t, r, 2 * size))
+    return 0;
+  *verdict = lua_tointeger(P, 3) == 0x5a17 ? 1 : -1; /* moved with the stack */
+  return 0;
+}
+
+/* 1: the stack's layout is the one described; -1: it is not; 0: no memory (no verdict). */
+static int stack_probe(void) {
+  probe_rec r = {.last = NULL};
+  lua_State *P = luaL_newstate();
+  if (P == NULL)
+    return 0;
+  r.f = lua_getallocf(P, &r.ud);
+  lua_setallocf(P, probe_alloc, &r);
+  int verdict = 0;
+  lua_pushcfunction(P, stack_steps);
+  lua_pushlightuserdata(P, &verdict);
+  lua_pushlightuserdata(P, &r);
+  if (lua_pcall(P, 2, 0, 0) != LUA_OK)
+    verdict = 0;
+  lua_close(P);
+  return verdict;
+}
+
+static _Atomic int stack_probed;
+
+bool lp_gimage_stack_known(void) {
+  int verdict = atomic_load_explicit(&stack_probed, memory_order_relaxed);
+  if (verdict == 0) {
+    verdict = stack_probe();
+    if (verdict != 0)
+      atomic_store_explicit(&stack_probed, verdict, memory_order_relaxed);
+  }
+  return verdict > 0;
+}
+
+bool lp_gimage_stack(lua_State *L, size_t *size, size_t *inuse) {
+  return atomic_load_explicit(&stack_probed, memory_order_relaxed) > 0 && stack_of(L, size, inuse);
+}
+
+#else
+
+bool lp_gimage_stack_known(void) {
+  return false;
+}
+
+bool lp_gimage_stack(lua_State *L, size_t *size, size_t *inuse) {
+  (void)L;
+  *size = *inuse = 0;
   return false;
 }
 

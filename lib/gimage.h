@@ -28,7 +28,14 @@
 
 #include "config.h"
 
-#if defined(LP_TABLE_IMAGE) && LP_TABLE_IMAGE && LUA_VERSION_RELEASE_NUM == 50404
+/* The layout of Lua 5.4.4's lua_State and global_State (gimage.c) is described for 5.4.4 only. */
+#if LUA_VERSION_RELEASE_NUM == 50404
+#define LP_LAYOUT_BUILT 1
+#else
+#define LP_LAYOUT_BUILT 0
+#endif
+
+#if defined(LP_TABLE_IMAGE) && LP_TABLE_IMAGE && LP_LAYOUT_BUILT
 #define LP_GIMAGE_BUILT 1
 #else
 #define LP_GIMAGE_BUILT 0
@@ -65,6 +72,22 @@ bool lp_gimage_gc_clean(const lp_gimage *im);
 /* Of the collector's settings, do the generational ones differ from a new state's (a request
    switched to generational mode and back)?  False when there is no image. */
 bool lp_gimage_gc_gen_changed(const lp_gimage *im);
+/*
+** A thread's stack, read in place (Lua 5.4.4's lua_State: stack, stack_last, top), for the
+** budget's cap on its size (budget.c).  Lua allocates a stack as a new vector of its size plus
+** LP_STACK_EXTRA slots of 16 bytes (ldo.c, luaD_reallocstack: EXTRA_STACK), and grows it to
+** twice its size, or to what a lua_checkstack needs when that is more.  The stack probe checks
+** all of it once per process, on a state of its own: lp_gimage_stack_known runs it (allocating;
+** never inside an allocation) and says whether it accepted; lp_gimage_stack then reads size and
+** slots in use of any thread of any state, allocating nothing, and is false where the probe did
+** not accept (or never ran) or the layout is not built.  Unlike the image, it is no shortcut:
+** LUAPOOL_TABLE_IMAGE does not govern it.
+*/
+#define LP_STACK_EXTRA 5
+#define LP_STACK_SLOT 16
+bool lp_gimage_stack_known(void);
+bool lp_gimage_stack(lua_State *L, size_t *size, size_t *inuse);
+
 /* Verify mode: the image called something unchanged that the API found changed.  Logs to stderr
    and aborts. */
 void lp_gimage_disagree(const char *what);

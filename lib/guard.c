@@ -348,10 +348,34 @@ static int g_load(lua_State *L) {
   return lp_guard_load_chunk(L, s, len, name, mode, env);
 }
 
-/* string.byte(s, i, j), utf8.codepoint(s, i, j): one result per byte, at most. */
+/* The bytes of s's slice from argument i to j (j defaults to i), as string.byte reads them
+   (lstrlib.c: posrelatI, getendpos); 0 when an argument is no integer (the library complains). */
+static uint64_t slice_bytes(lua_State *L, uint64_t len) {
+  lua_Integer i, j, l = (lua_Integer)len;
+  if (!integer_arg(L, 2, 1, &i) || !integer_arg(L, 3, i, &j))
+    return 0;
+  if (i < 0)
+    i = i < -l ? 1 : l + i + 1;
+  else if (i == 0)
+    i = 1;
+  if (j > l)
+    j = l;
+  else if (j < 0)
+    j = j < -l ? 0 : l + j + 1;
+  return span(i, j);
+}
+
+/*
+** string.byte(s, i, j), utf8.codepoint(s, i, j): one result per byte, at most.  Both make room
+** on the stack for the slice's bytes (the library's luaL_checkstack), a growth past the gate's
+** test: refused here past the stack's cap, with the library's message (budget.c).
+*/
 static int results(lua_State *L, int w) {
   uint64_t n = string_bytes(L, 1);
   lp_budget_charge(L, (lua_gettop(L) >= 3 ? times(n, LP_COST_UNPACK) : n) + 1);
+  if (n > LUA_MINSTACK && !lp_budget_stack_room(L, (size_t)n) &&
+      !lp_budget_stack_room(L, (size_t)slice_bytes(L, n)))
+    return luaL_error(L, "stack overflow (string slice too long)"); /* charged: a loop ends */
   return call_original(L, w);
 }
 
@@ -540,6 +564,8 @@ static int g_range(lua_State *L, int w, int first, uint64_t cost) {
       integer_arg(L, first + 1, (lua_Integer)table_length(L, 1), &j)) {
     uint64_t n = span(i, j);
     lp_budget_charge(L, times(n, cost));
+    if (w == W_UNPACK && n > LUA_MINSTACK && (n > SIZE_MAX || !lp_budget_stack_room(L, (size_t)n)))
+      return luaL_error(L, "too many results to unpack"); /* the stack's cap (results) */
   }
   return call_original(L, w);
 }
@@ -599,6 +625,10 @@ static int g_unpack(lua_State *L) {
   if (i > e)
     return 0;
   lua_Unsigned n = (lua_Unsigned)e - (lua_Unsigned)i; /* one less than the count */
+  if (n < (unsigned int)INT_MAX && !lp_budget_stack_room(L, (size_t)n + 1)) {
+    lp_budget_charge(L, times(n, LP_COST_UNPACK)); /* the stack's cap (results) */
+    return luaL_error(L, "too many results to unpack");
+  }
   if (n >= (unsigned int)INT_MAX || !lua_checkstack(L, (int)(++n)))
     return luaL_error(L, "too many results to unpack");
   for (lua_Integer first = i; i < e; i++) {

@@ -45,6 +45,7 @@ void luapool_config_init(luapool_config *cfg) {
   cfg->budget_ms = 0;
   cfg->chunk_cache = 32;
   cfg->held_warn_ms = 0;
+  cfg->stack_limit = LP_STACK_LIMIT;
 }
 
 /* What is wrong with cfg's fields, or NULL. */
@@ -55,6 +56,8 @@ static const char *invalid(const luapool_config *cfg) {
     return "min_idle is above max_states";
   if (cfg->magazine_size > LP_MAGAZINE_MAX)
     return "magazine_size is above 64";
+  if (cfg->stack_limit != 0 && cfg->stack_limit < LP_STACK_LIMIT_MIN)
+    return "stack_limit is below 1024 (and not 0)";
   if ((cfg->libs & ~(unsigned)(LUAPOOL_LIBS_ALL | LUAPOOL_LIB_OS_TIME | LUAPOOL_LIB_SANDBOX)) != 0)
     return "libs has bits that are no LUAPOOL_LIB_*";
   unsigned unsafe = LUAPOOL_LIB_IO | LUAPOOL_LIB_OS | LUAPOOL_LIB_DEBUG | LUAPOOL_LIB_PACKAGE;

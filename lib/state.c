@@ -160,7 +160,7 @@ static int state_init(lua_State *L) {
   lp_lptable_create(L);
   open_libraries(L, a->cfg->libs);
   lp_frames_probe(L); /* once per process: before a stop's first walk of the frames */
-  lp_budget_open(L, x);
+  lp_budget_open(L, x, a->cfg->stack_limit);
   lp_guard_open(L); /* on the stock functions: the sandbox's load charges for itself */
   lp_sandbox_open(L, a->cfg->libs);
   lp_warn_open(L, &x->warn, a->cfg);

@@ -27,6 +27,9 @@ typedef struct hostile {
   const char *chunk;
 } hostile;
 
+/* In profiles: run with stack_limit 0 (Lua's own), a deep stack the budget alone must bound. */
+#define NO_CAP 8
+
 #define LOOP "while true do end"
 #define CLOSING(body) "setmetatable({}, {__close = function() " body " end})"
 
@@ -112,7 +115,8 @@ static const hostile cases[] = {
      LUAPOOL_STATUS_INSTRUCTIONS, 2,
      "while true do tick() pcall(table.move, {}, -3074457345618258602, 3074457345618258603, 1) "
      "end"},
-    {"string.char of a million arguments", BOTH, 50000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 0,
+    {"string.char of a million arguments", BOTH | NO_CAP, 50000000, 0, 0,
+     LUAPOOL_STATUS_INSTRUCTIONS, 0,
      "local t = {} for i = 1, 200000 do t[i] = 65 end"
      " local function f(...) while true do string.char(...) select(100000, ...) end end"
      " f(table.unpack(t))"},
@@ -222,19 +226,19 @@ static const hostile cases[] = {
 /* 20. A deep stack: the stop walks the frames once (it took the square of the depth), and
    the calls that walk to a level are charged for it. */
 #define DEEP(body) "local function f(n) if n == 0 then " body " end return f(n - 1) + 1 end "
-    {"a loop at the bottom of 150,000 frames", BOTH, 10000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 0,
-     DEEP(LOOP) "f(150000)"},
-    {"a loop at the bottom of 150,000 frames, time", BOTH, 0, 50, 0, LUAPOOL_STATUS_TIME, 0,
-     DEEP(LOOP) "f(150000)"},
-    {"150,000 frames above an xpcall whose handler loops", BOTH, 10000000, 0, 0,
+    {"a loop at the bottom of 150,000 frames", BOTH | NO_CAP, 10000000, 0, 0,
+     LUAPOOL_STATUS_INSTRUCTIONS, 0, DEEP(LOOP) "f(150000)"},
+    {"a loop at the bottom of 150,000 frames, time", BOTH | NO_CAP, 0, 50, 0, LUAPOOL_STATUS_TIME,
+     0, DEEP(LOOP) "f(150000)"},
+    {"150,000 frames above an xpcall whose handler loops", BOTH | NO_CAP, 10000000, 0, 0,
      LUAPOOL_STATUS_INSTRUCTIONS, 0, DEEP(LOOP) "xpcall(f, function() " LOOP " end, 150000)"},
-    {"error of a far level at the bottom of 150,000 frames", BOTH, 10000000, 0, 0,
+    {"error of a far level at the bottom of 150,000 frames", BOTH | NO_CAP, 10000000, 0, 0,
      LUAPOOL_STATUS_INSTRUCTIONS, 50,
      DEEP("while true do tick() pcall(error, 'x', 1 << 40) end") "f(150000)"},
-    {"debug.getinfo of a far level at the bottom of 150,000 frames", ALL, 10000000, 0, 0,
+    {"debug.getinfo of a far level at the bottom of 150,000 frames", ALL | NO_CAP, 10000000, 0, 0,
      LUAPOOL_STATUS_INSTRUCTIONS, 50,
      DEEP("while true do tick() debug.getinfo(1 << 40) end") "f(150000)"},
-    {"debug.traceback at the bottom of 150,000 frames", ALL, 10000000, 0, 0,
+    {"debug.traceback at the bottom of 150,000 frames", ALL | NO_CAP, 10000000, 0, 0,
      LUAPOOL_STATUS_INSTRUCTIONS, 5,
      DEEP("while true do tick() debug.traceback('x') end") "f(150000)"},
 
@@ -251,6 +255,50 @@ static const hostile cases[] = {
      " end}) table.move(p, 1, 1 << 62, 1, p)"},
     {"pcall of table.move of 2^62 nils, time", BOTH, 0, 50, 0, LUAPOOL_STATUS_TIME, 0,
      "while true do pcall(table.move, {}, 1, 1 << 62, 1, {}) end"},
+
+/* 22. A __call chain: Lua 5.4.4 follows it inside one call instruction, no hook between its
+   steps, at k^2/2 slot copies for k free slots; the stack's cap bounds k, and each growth
+   it refuses is charged and looked at.  Before the cap, one chain on a grown stack ran for
+   minutes (doc/security.md). */
+#define CHAIN "local mt = {} local t = setmetatable({}, mt) mt.__call = t "
+#define GROWN "local function grow(n) if n > 0 then return grow(n - 1) + 1 end return 0 end "
+    {"a __call chain in a loop", BOTH, 100000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 20,
+     CHAIN "while true do tick() pcall(t) end"},
+    {"a __call chain in a loop, time", BOTH, 0, 50, 0, LUAPOOL_STATUS_TIME, 0,
+     CHAIN "while true do pcall(t) end"},
+    {"a __call chain on a stack a recursion grew", BOTH, 100000000, 0, 0,
+     LUAPOOL_STATUS_INSTRUCTIONS, 20,
+     CHAIN GROWN "while true do tick() pcall(grow, 1e6) pcall(t) end"},
+    {"a __call chain on a stack a recursion grew, time", BOTH, 0, 50, 0, LUAPOOL_STATUS_TIME, 0,
+     CHAIN GROWN "while true do pcall(grow, 1e6) pcall(t) end"},
+    {"a __call chain at the bottom of a recursion", BOTH, 100000000, 0, 0,
+     LUAPOOL_STATUS_INSTRUCTIONS, 20,
+     CHAIN "local function f(n) if n == 0 then while true do tick() pcall(t) end end"
+           " return f(n - 1) + 1 end pcall(f, 1e6) while true do tick() pcall(t) end"},
+    {"a __call chain on a stack table.unpack grew", BOTH, 100000000, 0, 0,
+     LUAPOOL_STATUS_INSTRUCTIONS, 20,
+     CHAIN "local a = {} for i = 1, 1e6 do a[i] = i end local function g() end"
+           " while true do tick() pcall(function() g(table.unpack(a, 1, 7000)) end)"
+           " pcall(function() g(table.unpack(a)) end) pcall(t) end"},
+    {"a __call chain with the arguments of a call", BOTH, 100000000, 0, 0,
+     LUAPOOL_STATUS_INSTRUCTIONS, 20,
+     CHAIN "local a = {} for i = 1, 7000 do a[i] = i end"
+           " while true do tick() pcall(t, table.unpack(a)) end"},
+    {"a __call chain on a stack string.byte grew", BOTH, 100000000, 0, 0,
+     LUAPOOL_STATUS_INSTRUCTIONS, 20,
+     CHAIN
+     "local s = ('x'):rep(1e6) local function g() end"
+     " while true do tick() pcall(function() g(s:byte(1, -1)) end)"
+     " pcall(function() g(utf8.codepoint(s, 1, -1)) end) pcall(function() g(s:byte(1, 7000)) end)"
+     " pcall(t) end"},
+    {"a __call chain in a coroutine on a grown stack", BOTH, 100000000, 0, 0,
+     LUAPOOL_STATUS_INSTRUCTIONS, 20,
+     CHAIN GROWN "coroutine.wrap(function() while true do tick() pcall(grow, 1e6) pcall(t) end"
+                 " end)()"},
+    {"__call chains in coroutines a loop makes", BOTH, 100000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS,
+     20,
+     CHAIN GROWN "while true do tick() local co = coroutine.create(function(...) pcall(grow, 1e6)"
+                 " return pcall(t, ...) end) coroutine.resume(co, 1, 2, 3) end"},
 
     /* 5. Memory: the status says so, the error stays catchable. */
     {"memory bomb", BOTH, 0, 0, (size_t)8 << 20, LUAPOOL_STATUS_MEMORY, 0,
@@ -273,6 +321,8 @@ static luapool *pool_for(int profile, const hostile *h) {
   cfg.budget_ms = h->ms;
   if (h->mem_limit != 0)
     cfg.mem_limit = h->mem_limit;
+  if (h->profiles & NO_CAP)
+    cfg.stack_limit = 0;
   return util_pool(&cfg);
 }
 

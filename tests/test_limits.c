@@ -136,16 +136,85 @@ START_TEST(deep_recursion) {
       "local t = setmetatable({}, {__index = function(t, k) return t[k + 1] end}) return t[1]",
       "local s = string.rep('(', 100000) assert(load('return ' .. s))()",
   };
-  luapool *p = pool_with(_i, (size_t)64 << 20, 0, 0);
-  for (size_t k = 0; k < sizeof deep / sizeof deep[0]; k++) {
-    lua_State *L = util_acquire(p);
-    const char *msg = fails_with(L, deep[k]);
-    ck_assert_msg(strstr(msg, "stack overflow") != NULL || strstr(msg, "overflow") != NULL ||
-                      strstr(msg, "too many") != NULL || strstr(msg, "C levels") != NULL,
-                  "unexpected error: %s", msg);
-    luapool_release(p, L);
-    healthy(p, L);
+  /* with Lua's own limit, Lua's messages; with the stack's cap (the default), a growth past it
+     is Lua's memory error */
+  for (int capped = 0; capped < 2; capped++) {
+    luapool_config cfg;
+    util_config_libs(&cfg, util_profiles[_i]);
+    if (!capped)
+      cfg.stack_limit = 0;
+    luapool *p = util_pool(&cfg);
+    for (size_t k = 0; k < sizeof deep / sizeof deep[0]; k++) {
+      lua_State *L = util_acquire(p);
+      const char *msg = fails_with(L, deep[k]);
+      ck_assert_msg(strstr(msg, "stack overflow") != NULL || strstr(msg, "overflow") != NULL ||
+                        strstr(msg, "too many") != NULL || strstr(msg, "C levels") != NULL ||
+                        (capped && strcmp(msg, "not enough memory") == 0),
+                    "unexpected error: %s", msg);
+      ck_assert_int_eq(luapool_status(L), LUAPOOL_STATUS_OK); /* no mem_limit hit */
+      luapool_release(p, L);
+      healthy(p, L);
+    }
+    luapool_destroy(p);
   }
+}
+END_TEST
+
+/* How deep a plain recursion gets on the pool's state before its error. */
+static long long recursion_depth(luapool *p) {
+  lua_State *L = util_acquire(p);
+  long long d = util_eval_int(L, "local d = 0 local function f() d = d + 1 return f() + 1 end "
+                                 "assert(not pcall(f)) return d");
+  luapool_release(p, L);
+  return d;
+}
+
+/*
+** stack_limit (doc/security.md, class 22): a thread's stack grows to at most that many slots and
+** to at least half as many; the C functions that push one result per element refuse past it,
+** with Lua's messages; the state serves the next request; below 1024 the config is refused.
+*/
+START_TEST(the_stack_stops_at_its_cap) {
+  luapool_config cfg;
+  util_config_libs(&cfg, util_profiles[_i]);
+  cfg.stack_limit = 100;
+  luapool *bad = NULL;
+  ck_assert_int_eq(luapool_create(&cfg, &bad), LUAPOOL_EINVAL);
+  ck_assert_ptr_null(bad);
+
+  cfg.stack_limit = 4096;
+  luapool *p = util_pool(&cfg);
+  lua_State *L = util_acquire(p);
+  long long d =
+      util_eval_int(L, "local d = 0 local function f() d = d + 1 return f() + 1 end "
+                       "local ok, e = pcall(f) assert(not ok and e == 'not enough memory', e) "
+                       "return d");
+  ck_assert_int_lt(d, 4096); /* a frame takes a slot at least */
+  ck_assert_int_ge(d, 2048 / 8);
+  ck_assert_int_eq(util_eval_int(L, "local a = {} for i = 1, 5000 do a[i] = i end "
+                                    "return select('#', table.unpack(a, 1, 1500))"),
+                   1500);
+  ck_assert_str_eq(util_error_of(L, "=unpack",
+                                 "local a = {} for i = 1, 5000 do a[i] = i end "
+                                 "return table.unpack(a)"),
+                   "unpack:1: too many results to unpack");
+  ck_assert_str_eq(util_error_of(L, "=unpack",
+                                 "local a = setmetatable({}, {__index = function() return 1 end}) "
+                                 "return table.unpack(a, 1, 5000)"),
+                   "unpack:1: too many results to unpack");
+  ck_assert_str_eq(util_error_of(L, "=byte", "return ('x'):rep(5000):byte(1, -1)"),
+                   "byte:1: stack overflow (string slice too long)");
+  ck_assert_str_eq(util_error_of(L, "=cp", "return utf8.codepoint(('x'):rep(5000), 1, -1)"),
+                   "cp:1: stack overflow (string slice too long)");
+  ck_assert_int_eq(util_eval_int(L, "return #{('x'):rep(5000):byte(1, 1500)}"), 1500);
+  ck_assert_int_eq(luapool_status(L), LUAPOOL_STATUS_OK); /* none of it was a mem_limit hit */
+  luapool_release(p, L);
+  healthy(p, L);
+  luapool_destroy(p);
+
+  cfg.stack_limit = 0; /* Lua's own: far deeper */
+  p = util_pool(&cfg);
+  ck_assert_int_gt(recursion_depth(p), 100000);
   luapool_destroy(p);
 }
 END_TEST
@@ -194,6 +263,7 @@ static Suite *limits_suite(void) {
   tcase_add_loop_test(tc, budget_set_for_one_acquire, 0, 2);
   tcase_add_loop_test(tc, budget_is_per_acquire, 0, 2);
   tcase_add_loop_test(tc, deep_recursion, 0, 2);
+  tcase_add_loop_test(tc, the_stack_stops_at_its_cap, 0, 2);
   tcase_add_loop_test(tc, refusal_cured_by_collection_is_no_memory_error, 0, 2);
   suite_add_tcase(s, tc);
   /* Tagged timing: a 50 ms budget must let healthy()'s loop finish, which needs native speed

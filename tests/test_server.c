@@ -98,7 +98,7 @@ START_TEST(config_init_turns_held_warn_off) {
   memset(&cfg, 0xAB, sizeof cfg);
   luapool_config_init(&cfg);
   ck_assert_uint_eq(cfg.held_warn_ms, 0);
-  ck_assert_uint_eq(cfg.reserved_u2, 0);
+  ck_assert_uint_eq(cfg.stack_limit, 16384);
   ck_assert_uint_eq(sizeof(luapool_config), 256);
   ck_assert_uint_eq(sizeof(luapool_stats), 328);
 }
