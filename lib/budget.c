@@ -343,6 +343,7 @@ static void budget_clear(lp_budget *b) {
 void lp_budget_charge(lua_State *L, uint64_t n) {
   lp_sx *x = lp_sx_of(L);
   lp_budget *b = &x->budget;
+  set_current(L, b, L); /* a wrapper runs on the running thread: the stack's cap knows it */
   if (b->why == 0) {
     if (!b->armed && !lp_budget_interrupted(b))
       return;
@@ -372,7 +373,8 @@ lua_State *lp_budget_enter_thread(lua_State *L, lua_State *co) {
 
 void lp_budget_left_thread(lua_State *L, lua_State *prev) {
   lp_budget *b = &lp_sx_of(L)->budget;
-  set_current(L, b, prev);
+  (void)prev;
+  set_current(L, b, L); /* the resumer runs again (prev may be stale: a host's coroutine) */
   if (b->why != 0)
     lp_budget_raise(L); /* stopped in the coroutine: not one more instruction here */
 }

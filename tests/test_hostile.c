@@ -295,6 +295,15 @@ static const hostile cases[] = {
      LUAPOOL_STATUS_INSTRUCTIONS, 20,
      CHAIN GROWN "coroutine.wrap(function() while true do tick() pcall(grow, 1e6) pcall(t) end"
                  " end)()"},
+    /* run in a host's coroutine too (each_shape_in_a_host_coroutine): the newest thread is then
+       the script's, and the stale current the main thread */
+    {"a __call chain after making a coroutine", BOTH, 100000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS,
+     20,
+     CHAIN
+     "local co = coroutine.create(function() end) pcall(t) while true do tick() pcall(t) end"},
+    {"a __call chain after a coroutine ran", BOTH, 100000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS, 20,
+     CHAIN "coroutine.wrap(function() end)() coroutine.resume(coroutine.create(type))"
+           " pcall(t) while true do tick() pcall(t) end"},
     {"__call chains in coroutines a loop makes", BOTH, 100000000, 0, 0, LUAPOOL_STATUS_INSTRUCTIONS,
      20,
      CHAIN GROWN "while true do tick() local co = coroutine.create(function(...) pcall(grow, 1e6)"
