@@ -76,6 +76,21 @@ _Static_assert(sizeof(lp_gtv) == 16, "a stack slot is a TValue and its padding: 
 #define LP_G_VTHREAD LUA_TTHREAD
 #define LP_G_CTABLE (LUA_TTABLE | (1 << 6)) /* a table's tag, collectable bit set */
 
+/*
+** A probe's verdict, once per process: *v (0: not probed yet), else probe()'s, kept unless it is
+** 0 (no memory: a transient failure must not turn a layout off for the process).  Relaxed, as
+** image.c's: each thread that reads 0 probes for itself, and all probes agree.
+*/
+static bool verdict_once(_Atomic int *v, int (*probe_fn)(void)) {
+  int verdict = atomic_load_explicit(v, memory_order_relaxed);
+  if (verdict == 0) {
+    verdict = probe_fn();
+    if (verdict != 0)
+      atomic_store_explicit(v, verdict, memory_order_relaxed);
+  }
+  return verdict > 0;
+}
+
 #endif /* LP_LAYOUT_BUILT */
 
 #if LP_GIMAGE_BUILT
@@ -254,13 +269,7 @@ static int probe(void) {
 static _Atomic int probed;
 
 static bool accepted(void) {
-  int verdict = atomic_load_explicit(&probed, memory_order_relaxed);
-  if (verdict == 0) {
-    verdict = probe();
-    if (verdict != 0)
-      atomic_store_explicit(&probed, verdict, memory_order_relaxed);
-  }
-  return verdict > 0;
+  return verdict_once(&probed, probe);
 }
 
 void lp_gimage_take(lp_gimage *im, lua_State *L) {
@@ -414,13 +423,7 @@ static int stack_probe(void) {
 static _Atomic int stack_probed;
 
 bool lp_gimage_stack_known(void) {
-  int verdict = atomic_load_explicit(&stack_probed, memory_order_relaxed);
-  if (verdict == 0) {
-    verdict = stack_probe();
-    if (verdict != 0)
-      atomic_store_explicit(&stack_probed, verdict, memory_order_relaxed);
-  }
-  return verdict > 0;
+  return verdict_once(&stack_probed, stack_probe);
 }
 
 bool lp_gimage_stack(lua_State *L, size_t *size, size_t *inuse) {
