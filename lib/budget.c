@@ -354,7 +354,7 @@ void lp_budget_charge(lua_State *L, uint64_t n) {
   lp_budget_raise(L);
 }
 
-lua_State *lp_budget_enter_thread(lua_State *L, lua_State *co) {
+void lp_budget_enter_thread(lua_State *L, lua_State *co) {
   lp_budget *b = &lp_sx_of(L)->budget;
   if (b->why != 0)
     lp_budget_raise(L);
@@ -366,15 +366,12 @@ lua_State *lp_budget_enter_thread(lua_State *L, lua_State *co) {
     b->touched = true;
     lp_budget_charge(L, LP_BUDGET_PERIOD);
   }
-  lua_State *prev = b->current;
   set_current(L, b, co);
-  return prev;
 }
 
-void lp_budget_left_thread(lua_State *L, lua_State *prev) {
+void lp_budget_left_thread(lua_State *L) {
   lp_budget *b = &lp_sx_of(L)->budget;
-  (void)prev;
-  set_current(L, b, L); /* the resumer runs again (prev may be stale: a host's coroutine) */
+  set_current(L, b, L); /* the resumer runs again (what ran before it may be a stale guess) */
   if (b->why != 0)
     lp_budget_raise(L); /* stopped in the coroutine: not one more instruction here */
 }

@@ -105,10 +105,10 @@ static inline void lp_budget_begin(lp_budget *b) {
 void lp_budget_charge(lua_State *L, uint64_t n);
 /* Raises the budget's error on L (the request must be stopped), disarming what could run. */
 int lp_budget_raise(lua_State *L);
-/* Before L resumes co (or closes it): co carries the hook if a budget or interrupt needs it.
-   Returns the thread to restore with lp_budget_left_thread. */
-lua_State *lp_budget_enter_thread(lua_State *L, lua_State *co);
-void lp_budget_left_thread(lua_State *L, lua_State *prev);
+/* Before L resumes co (or closes it): co carries the hook if a budget or interrupt needs it, and
+   runs; after, lp_budget_left_thread: L runs again. */
+void lp_budget_enter_thread(lua_State *L, lua_State *co);
+void lp_budget_left_thread(lua_State *L);
 bool lp_budget_request_stopped(lua_State *L);
 /* Whether a budget is set or the request stopped (debug.sethook is refused then). */
 bool lp_budget_engaged(lua_State *L);

@@ -334,13 +334,6 @@ bool lp_gimage_gc_gen_changed(const lp_gimage *im) {
 
 #if LP_LAYOUT_BUILT
 
-static bool stack_of(lua_State *L, size_t *size, size_t *inuse) {
-  const lp_lthread *t = (const lp_lthread *)(const void *)L;
-  *size = (size_t)(t->stack_last - t->stack);
-  *inuse = (size_t)(t->top - t->stack);
-  return true;
-}
-
 /* The probe's allocator: P's own, noting the last new block without an old one (a vector). */
 typedef struct probe_rec {
   lua_Alloc f;
@@ -377,7 +370,7 @@ static int stack_steps(lua_State *P) {
   probe_rec *r = lua_touserdata(P, 2);
   *verdict = -1;
   const lp_gtv *func = *t->ci;
-  if (t->tt != LUA_TTHREAD || ((const lp_lthread *)(const void *)P)->g == NULL || func < t->stack ||
+  if (t->tt != LUA_TTHREAD || t->g == NULL || func < t->stack ||
       t->top - func - 1 != lua_gettop(P) || t->stack_last < t->top)
     return 0;
   const lp_gtv *before = t->top;
@@ -427,7 +420,12 @@ bool lp_gimage_stack_known(void) {
 }
 
 bool lp_gimage_stack(lua_State *L, size_t *size, size_t *inuse) {
-  return atomic_load_explicit(&stack_probed, memory_order_relaxed) > 0 && stack_of(L, size, inuse);
+  if (atomic_load_explicit(&stack_probed, memory_order_relaxed) <= 0)
+    return false;
+  const lp_lthread *t = (const lp_lthread *)(const void *)L;
+  *size = (size_t)(t->stack_last - t->stack);
+  *inuse = (size_t)(t->top - t->stack);
+  return true;
 }
 
 #else

@@ -953,9 +953,9 @@ static int g_resume(lua_State *L) {
   lua_State *co = lua_tothread(L, 1);
   if (co == NULL)
     return call_original(L, W_RESUME); /* the library names the bad argument */
-  lua_State *prev = lp_budget_enter_thread(L, co);
+  lp_budget_enter_thread(L, co);
   int n = call_original(L, W_RESUME);
-  lp_budget_left_thread(L, prev);
+  lp_budget_left_thread(L);
   return n;
 }
 
@@ -964,9 +964,9 @@ static int g_close(lua_State *L) {
   lua_State *co = lua_tothread(L, 1);
   if (co == NULL || co == L)
     return call_original(L, W_CLOSE);
-  lua_State *prev = lp_budget_enter_thread(L, co);
+  lp_budget_enter_thread(L, co);
   int n = call_original(L, W_CLOSE);
-  lp_budget_left_thread(L, prev);
+  lp_budget_left_thread(L);
   return n;
 }
 
@@ -1000,10 +1000,10 @@ static int g_wrapped(lua_State *L) {
   lua_State *co = lua_tothread(L, lua_upvalueindex(1));
   if (co == NULL)
     return luaL_error(L, "coroutine.wrap: the function's coroutine was replaced");
-  lua_State *prev = lp_budget_enter_thread(L, co);
+  lp_budget_enter_thread(L, co);
   int r = resume_with(L, co, lua_gettop(L));
   if (r >= 0) {
-    lp_budget_left_thread(L, prev);
+    lp_budget_left_thread(L);
     return r;
   }
   int status = lua_status(co);
@@ -1011,7 +1011,7 @@ static int g_wrapped(lua_State *L) {
     status = lua_resetthread(co); /* its pending __close handlers, under the budget */
     lua_xmove(co, L, 1);
   }
-  lp_budget_left_thread(L, prev);
+  lp_budget_left_thread(L);
   if (status != LUA_ERRMEM && lua_type(L, -1) == LUA_TSTRING) {
     luaL_where(L, 1); /* where the wrapped function was called, as Lua's own wrap */
     lua_insert(L, -2);
